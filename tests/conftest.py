@@ -1,0 +1,29 @@
+"""Shared test fixtures: where the real third-party MMD models are.
+
+The real models live in ../shared/models beside the repository (or wherever
+THACTL_TEST_MODELS points). They never ship with the project; tests that need
+them skip with a clear reason on a user's clone.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MODELS = Path(os.environ.get("THACTL_TEST_MODELS", REPO.parent / "shared" / "models"))
+
+
+def real_model_paths() -> list[Path]:
+    """Every .pmd/.pmx under the shared models folder (empty list when absent)."""
+    if not SHARED_MODELS.is_dir():
+        return []
+    return sorted(p for p in SHARED_MODELS.rglob("*") if p.suffix.lower() in (".pmd", ".pmx"))
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    if not SHARED_MODELS.is_dir():
+        pytest.skip(f"real MMD models not found at {SHARED_MODELS} (set THACTL_TEST_MODELS)")
+    return SHARED_MODELS

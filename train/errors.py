@@ -1,0 +1,5 @@
+"""Errors the training/eval code raises for bad input; cli.py turns them into one-line messages."""
+
+
+class TrainError(Exception):
+    """Base for every training/evaluation input problem (bad run folder, missing weights, ...)."""
