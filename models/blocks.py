@@ -1,0 +1,158 @@
+"""THA1's building blocks: convolutions without bias, InstanceNorm2d(affine), ReLU, He init.
+
+At the defaults (64 base channels, 3 downsamplings, 6 residual blocks) these are
+exactly THA1's layers; the widths follow `base_channels * 2**level` so smaller
+networks for tests keep the same shape of computation.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming normal, fan-in, ReLU gain) initialisation of every conv weight; THA1's choice."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+
+
+def conv7(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """7x7 convolution, stride 1, padding 3, no bias (used for blocks and for the output heads)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=1, padding=3, bias=False)
+
+
+def conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+
+
+def norm(channels: int) -> nn.InstanceNorm2d:
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+class Conv7Block(nn.Sequential):
+    """conv 7x7 -> InstanceNorm(affine) -> ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(conv7(in_channels, out_channels), norm(out_channels), nn.ReLU(inplace=True))
+
+
+class Down(nn.Sequential):
+    """conv 4x4 stride 2 pad 1 (halves the size) -> IN -> ReLU; `out_channels` defaults to 2*in."""
+
+    def __init__(self, in_channels: int, out_channels: int | None = None):
+        out_channels = out_channels or 2 * in_channels
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+            norm(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Up(nn.Sequential):
+    """transposed conv 4x4 stride 2 pad 1 (doubles the size) -> IN -> ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+            norm(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ResBlock(nn.Module):
+    """x + IN(conv3(ReLU(IN(conv3(x)))))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3(channels, channels), norm(channels), nn.ReLU(inplace=True),
+            conv3(channels, channels), norm(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _check_size(image_size: int, num_downsample: int) -> None:
+    if image_size % (2 ** num_downsample):
+        raise ValueError(f"image_size {image_size} must be divisible by 2**num_downsample = {2 ** num_downsample}")
+
+
+class EncoderDecoder(nn.Module):
+    """Conv7Block(in->b); n x Down; k x ResBlock; n x Up back to b channels at full size.
+
+    THA1: b=64, n=3 (64->128->256->512, 256->32 px), k=6, output (B, 64, 256, 256).
+    """
+
+    def __init__(self, in_channels: int, image_size: int = 256, base_channels: int = 64,
+                 num_downsample: int = 3, num_res_blocks: int = 6):
+        super().__init__()
+        _check_size(image_size, num_downsample)
+        b = base_channels
+        layers: list[nn.Module] = [Conv7Block(in_channels, b)]
+        for i in range(num_downsample):
+            layers.append(Down(b * 2 ** i, b * 2 ** (i + 1)))
+        top = b * 2 ** num_downsample
+        layers += [ResBlock(top) for _ in range(num_res_blocks)]
+        for i in range(num_downsample, 0, -1):
+            layers.append(Up(b * 2 ** i, b * 2 ** (i - 1)))
+        self.body = nn.Sequential(*layers)
+        self.out_channels = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class UNet(nn.Module):
+    """The encoder above; each decoder level concatenates the encoder feature of its resolution.
+
+    THA1: Up(512->256); Up(256+256->128); Up(128+128->64); Conv7Block(64+64->64).
+    """
+
+    def __init__(self, in_channels: int, image_size: int = 256, base_channels: int = 64,
+                 num_downsample: int = 3, num_res_blocks: int = 6):
+        super().__init__()
+        _check_size(image_size, num_downsample)
+        b = base_channels
+        n = num_downsample
+        self.first = Conv7Block(in_channels, b)
+        self.downs = nn.ModuleList(Down(b * 2 ** i, b * 2 ** (i + 1)) for i in range(n))
+        self.res = nn.Sequential(*[ResBlock(b * 2 ** n) for _ in range(num_res_blocks)])
+        ups = []
+        for i in range(n, 0, -1):
+            cin = b * 2 ** i if i == n else 2 * b * 2 ** i  # deeper levels see [up, skip]
+            ups.append(Up(cin, b * 2 ** (i - 1)))
+        self.ups = nn.ModuleList(ups)
+        self.last = Conv7Block(2 * b, b)
+        self.out_channels = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.first(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        y = self.res(skips.pop())
+        for i, up in enumerate(self.ups):
+            if i > 0:
+                y = torch.cat([y, skips.pop()], dim=1)
+            y = up(y)
+        return self.last(torch.cat([y, skips.pop()], dim=1))
+
+
+def pose_planes(image: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Concatenate each pose value, broadcast to a (H, W) plane, to the image: (B, C+P, H, W)."""
+    if pose.dim() != 2 or pose.shape[0] != image.shape[0]:
+        raise ValueError(f"pose must be (B, P) with B={image.shape[0]}, got {tuple(pose.shape)}")
+    b, _, h, w = image.shape
+    planes = pose.to(image.dtype)[:, :, None, None].expand(b, pose.shape[1], h, w)
+    return torch.cat([image, planes], dim=1)
+
+
+class ArchConfigMixin:
+    """Records the constructor keywords so io.save_weights can store them as metadata."""
+
+    kind: str = ""
+
+    def _record(self, image_size: int, base_channels: int, num_downsample: int, num_res_blocks: int) -> None:
+        self.config = dict(image_size=int(image_size), base_channels=int(base_channels),
+                           num_downsample=int(num_downsample), num_res_blocks=int(num_res_blocks))

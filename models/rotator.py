@@ -1,0 +1,69 @@
+"""THA1's two-algorithm face rotator: Pumarola (alpha blend) and Zhou (appearance flow) paths.
+
+Zhou path, the sampling convention (kept identical in training and inference —
+this module is the only place it is computed): offsets are produced by a
+zero-initialised conv7 (64 -> 2, x then y, in grid_sample's normalised [-1, 1]
+units) and added to the identity grid; the image is sampled with
+`grid_sample(mode="bilinear", padding_mode="border", align_corners=False)`.
+With align_corners=False the identity grid points are pixel centres, so zero
+offsets reproduce the input exactly (the later THA versions' choice; THA1 used
+align_corners=True). An offset of +2/W in x moves the content one pixel LEFT
+(each output pixel reads the pixel to its right).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ArchConfigMixin, EncoderDecoder, conv7, he_init, pose_planes
+from .morpher import AlphaBlendHeads
+
+ALIGN_CORNERS = False
+
+
+def identity_grid(batch: int, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(B, H, W, 2) sampling grid (x, y) that reproduces the image under ALIGN_CORNERS."""
+    theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=device, dtype=torch.float32)
+    grid = F.affine_grid(theta.expand(batch, 2, 3), [batch, 1, height, width], align_corners=ALIGN_CORNERS)
+    return grid.to(dtype)
+
+
+def apply_flow(image: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Sample `image` (B, C, H, W) at identity grid + offsets (B, 2, H, W) (x then y, [-1, 1] units)."""
+    b, _, h, w = image.shape
+    grid = identity_grid(b, h, w, device=image.device, dtype=torch.float32)
+    grid = grid + offsets.float().permute(0, 2, 3, 1)
+    out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border",
+                        align_corners=ALIGN_CORNERS)
+    return out.to(image.dtype)
+
+
+class TwoAlgoFaceRotator(ArchConfigMixin, nn.Module):
+    """image (B, 4, H, W) in [-1, 1] (the morphed image) + pose3 (B, 3) = (head_x, head_y, neck_z).
+
+    Returns (pumarola, zhou, offsets, alpha, change):
+      pumarola (B, 4, H, W)  alpha * image + (1 - alpha) * change   <- element [0]
+      zhou     (B, 4, H, W)  image resampled by the flow
+      offsets  (B, 2, H, W)  the flow, x then y, in normalised [-1, 1] grid units
+      alpha, change          the Pumarola path's heads
+    """
+
+    kind = "rotator"
+
+    def __init__(self, *, image_size: int = 256, base_channels: int = 64, num_downsample: int = 3,
+                 num_res_blocks: int = 6):
+        super().__init__()
+        self._record(image_size, base_channels, num_downsample, num_res_blocks)
+        self.body = EncoderDecoder(4 + 3, image_size, base_channels, num_downsample, num_res_blocks)
+        self.heads = AlphaBlendHeads(self.body.out_channels)
+        self.flow = conv7(self.body.out_channels, 2)
+        he_init(self)
+        nn.init.zeros_(self.flow.weight)  # start from the identity flow
+
+    def forward(self, image: torch.Tensor, pose: torch.Tensor):
+        features = self.body(pose_planes(image, pose))
+        pumarola, alpha, change = self.heads(features, image)
+        offsets = self.flow(features)
+        zhou = apply_flow(image, offsets)
+        return pumarola, zhou, offsets, alpha, change
