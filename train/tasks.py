@@ -1,0 +1,146 @@
+"""What differs between training the morpher, the rotator and the combiner.
+
+Each task knows which images of a shard example are its input and target, which pose values it
+reads, how its loss is formed from the network's outputs, and which images to show in sample
+grids. The loop (loop.py) knows none of this.
+
+  morpher : rest_image   + pose[3:6] -> morphed_image ; loss L1(output)
+  rotator : morphed_image + pose[0:3] -> posed_image  ; loss Σ over the Pumarola and Zhou outputs of
+            L1 (+ perceptual, w = 1/5)
+  combiner: morphed_image + pose[0:3] -> frozen trained rotator (computed on the fly, no grad)
+            -> combiner(pumarola, zhou, pose[0:3]) -> posed_image ; loss L1 (+ perceptual, w = 1/25)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models import NETWORKS
+from .errors import TrainError
+from .losses import PERCEPTUAL_WEIGHT, PerceptualLoss, l1_loss
+
+# THA1's budgets (examples seen) and batch sizes per loss
+DEFAULT_EXAMPLES = {"morpher": 3_000_000, "rotator": 3_000_000, "combiner": 1_500_000}
+DEFAULT_BATCH = {
+    ("morpher", "l1"): 25,
+    ("rotator", "l1"): 25, ("rotator", "perceptual"): 8,
+    ("combiner", "l1"): 20, ("combiner", "perceptual"): 12,
+}
+LOSSES = ("l1", "perceptual")
+
+
+class Task:
+    kind = ""
+    input_key = ""
+    target_key = ""
+    pose_slice = slice(0, 3)
+    output_names: tuple[str, ...] = ("output",)
+
+    def __init__(self, arch: dict, loss: str = "l1", vgg: nn.Module | None = None):
+        if (self.kind, loss) not in DEFAULT_BATCH:
+            raise TrainError(f"loss {loss!r} is not defined for the {self.kind} "
+                             f"(THA1 uses: {', '.join(l for (k, l) in DEFAULT_BATCH if k == self.kind)})")
+        self.arch = dict(arch)
+        self.loss_name = loss
+        self.perceptual = None
+        if loss == "perceptual":
+            if vgg is None:
+                raise TrainError("the perceptual loss needs VGG16 weights (--vgg-weights FILE)")
+            self.perceptual = PerceptualLoss(vgg, PERCEPTUAL_WEIGHT[self.kind])
+
+    # --- set-up
+    def build_model(self) -> nn.Module:
+        return NETWORKS[self.kind](**self.arch)
+
+    def to(self, device) -> "Task":
+        """Move the task's own frozen modules (VGG, the combiner's rotator) to the device."""
+        if self.perceptual is not None:
+            self.perceptual = device.prepare_model(self.perceptual)
+        return self
+
+    # --- per batch
+    def inputs(self, batch: dict, device):
+        return device.to(batch[self.input_key]), device.to(batch["pose"][:, self.pose_slice]), \
+            device.to(batch[self.target_key])
+
+    def outputs(self, model: nn.Module, image: torch.Tensor, pose: torch.Tensor) -> list[torch.Tensor]:
+        """The images the loss and the grids look at; [0] is the network's output image."""
+        return [model(image, pose)[0]]
+
+    def image_loss(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        l1 = l1_loss(output, target)
+        if self.perceptual is None:
+            return l1, {"l1": l1.detach()}
+        p = self.perceptual(output.float(), target.float())
+        return l1 + p, {"l1": l1.detach(), "perceptual": p.detach()}
+
+    def loss(self, outs: list[torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Loss to minimise and its named parts (detached)."""
+        return self.image_loss(outs[0], target)
+
+    def step(self, model, batch, device) -> tuple[torch.Tensor, dict]:
+        image, pose, target = self.inputs(batch, device)
+        with device.autocast():
+            outs = self.outputs(model, image, pose)
+        return self.loss([o.float() for o in outs], target)
+
+
+class MorpherTask(Task):
+    kind = "morpher"
+    input_key, target_key = "rest_image", "morphed_image"
+    pose_slice = slice(3, 6)
+    output_names = ("morpher",)
+
+
+class RotatorTask(Task):
+    kind = "rotator"
+    input_key, target_key = "morphed_image", "posed_image"
+    pose_slice = slice(0, 3)
+    output_names = ("pumarola", "zhou")
+
+    def outputs(self, model, image, pose):
+        out = model(image, pose)
+        return [out[0], out[1]]
+
+    def loss(self, outs, target):
+        lp, parts_p = self.image_loss(outs[0], target)
+        lz, parts_z = self.image_loss(outs[1], target)
+        parts = {f"{k}_pumarola": v for k, v in parts_p.items()}
+        parts.update({f"{k}_zhou": v for k, v in parts_z.items()})
+        return lp + lz, parts
+
+
+class CombinerTask(Task):
+    """Trains on a frozen rotator's outputs, computed on the fly (see README for the trade-off)."""
+
+    kind = "combiner"
+    input_key, target_key = "morphed_image", "posed_image"
+    pose_slice = slice(0, 3)
+    output_names = ("pumarola", "zhou", "combiner")
+
+    def __init__(self, arch, loss="l1", vgg=None, rotator: nn.Module | None = None):
+        super().__init__(arch, loss, vgg)
+        if rotator is None:
+            raise TrainError("training the combiner needs a trained rotator: --rotator RUN_DIR_OR_FILE")
+        if rotator.config["image_size"] != arch["image_size"]:
+            raise TrainError(f"the rotator was trained at {rotator.config['image_size']} px, "
+                             f"the data is {arch['image_size']} px")
+        self.rotator = rotator.eval()
+        for p in self.rotator.parameters():
+            p.requires_grad_(False)
+
+    def to(self, device):
+        super().to(device)
+        self.rotator = device.prepare_model(self.rotator)
+        return self
+
+    def outputs(self, model, image, pose):
+        with torch.no_grad():
+            pumarola, zhou = self.rotator(image, pose)[:2]
+        return [pumarola, zhou, model(pumarola, zhou, pose)[0]]
+
+    def loss(self, outs, target):
+        return self.image_loss(outs[2], target)
+
+
+TASKS = {"morpher": MorpherTask, "rotator": RotatorTask, "combiner": CombinerTask}
