@@ -116,6 +116,216 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, bat
 # ---------------------------------------------------------------- eval / pose / animate / export
 
 
+def _weights_options(f):
+    """--weights DIR and per-network --morpher/--rotator/--combiner (run folders or .safetensors)."""
+    f = click.option("--combiner", "combiner_src", type=click.Path(), default=None,
+                     help="Combiner run folder or .safetensors (overrides --weights).")(f)
+    f = click.option("--rotator", "rotator_src", type=click.Path(), default=None,
+                     help="Rotator run folder or .safetensors (overrides --weights).")(f)
+    f = click.option("--morpher", "morpher_src", type=click.Path(), default=None,
+                     help="Morpher run folder or .safetensors (overrides --weights).")(f)
+    f = click.option("--weights", type=click.Path(), default=None,
+                     help="Folder with morpher.safetensors, rotator.safetensors [, combiner.safetensors].")(f)
+    return f
+
+
+def _warn(msg: str) -> None:
+    click.echo(f"thactl: warning: {msg}", err=True)
+
+
+def _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=8, half=None):
+    from train.inference import PoserRunner
+
+    return PoserRunner.from_weights(weights, morpher_src, rotator_src, combiner_src, path=path,
+                                    device=device, batch_size=batch_size, half=half)
+
+
+def _run_loss(src, weights, kind: str) -> str:
+    """'L1' or 'P': the loss recorded in the run folder's config.json, L1 when unknown."""
+    import json
+    from pathlib import Path
+
+    for cand in ([Path(src)] if src else []) + ([Path(weights)] if weights else []):
+        d = cand if cand.is_dir() else cand.parent
+        cfg = d / "config.json"
+        try:
+            data = json.loads(cfg.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("kind") in (None, kind):
+            return "P" if str(data.get("loss", "l1")).lower().startswith("p") else "L1"
+    return "L1"
+
+
+@thactl.command("eval")
+@click.option("--data", required=True, type=click.Path(), help="Data folder (from `thactl render`) or shard files' folder.")
+@click.option("--split", default="test", show_default=True, help="Split to score.")
+@_weights_options
+@click.option("--path", "path", type=click.Choice(["pumarola", "zhou", "full", "all"]), default=None,
+              help="Configurations: pumarola=PU, zhou=ZH, full=FU (both + combiner), all. "
+                   "Default: full when a combiner is given, else pumarola and zhou.")
+@click.option("--stages/--no-stages", default=True, show_default=True,
+              help="Also score morpher alone, rotator alone (each path) and rotator+combiner.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N examples.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--out", type=click.Path(), default=None,
+              help="Folder for eval-<split>.json/.csv (default: the first run folder given, else ./eval-out).")
+def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path, stages, batch_size, limit,
+             device, out):
+    """Score trained networks on a split: RMSE and SSIM per stage and THA1 configuration (PU/ZH/FU).
+
+    Full rows: input = rest image, target = posed image, pose from the shard. Stage rows: morpher
+    alone (rest -> morphed), rotator alone and rotator+combiner on the true morphed image. Prints
+    THA1's published numbers beside ours, and states the pixel ranges.
+    """
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from dataset.torchdata import ShardDataset
+    from train import evaluate as ev
+    from train.inference import load_networks, pick_device, resolve_weights
+
+    dev = pick_device(device)
+    paths = resolve_weights(weights, morpher_src, rotator_src, combiner_src, need_combiner=(path == "full"))
+    configs = ev.select_configs(path, "combiner" in paths)
+    nets = load_networks(paths, dev)
+    ds = ShardDataset(data, split=split)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise ev.TrainError(f"{data}: no {split} examples")
+    size = int(ds[0]["rest_image"].shape[-1])
+    if size != nets["morpher"].config["image_size"]:
+        raise ev.TrainError(f"{data}: images are {size}x{size}, the networks take "
+                            f"{nets['morpher'].config['image_size']}x{nets['morpher'].config['image_size']}")
+    loader = torch.utils.data.DataLoader(ds if limit is None else torch.utils.data.Subset(ds, range(n)),
+                                         batch_size=batch_size, shuffle=False, num_workers=0)
+    rl = _run_loss(rotator_src, weights, "rotator")
+    cl = _run_loss(combiner_src, weights, "combiner")
+    variants = {c: ev.tha1_variant_for(c, rl, cl) for c in configs}
+    with tqdm(total=n, unit="ex", desc=f"eval {split}", dynamic_ncols=True) as bar:
+        result = ev.evaluate(loader, nets["morpher"], nets["rotator"], nets.get("combiner"), configs=configs,
+                             stages=stages, device=dev, progress=bar.update, tha1_variant=variants,
+                             split=split, sources={k: str(v) for k, v in paths.items()})
+    click.echo(result.format_table())
+    if out is None:
+        first = morpher_src or rotator_src or combiner_src or weights
+        out = (Path(first) if Path(first).is_dir() else Path(first).parent) if first else Path("eval-out")
+    jpath, cpath = result.write(out)
+    click.echo(f"{result.num_examples} examples in {result.seconds:.1f} s on {result.device}; wrote {jpath} and {cpath}")
+
+
+def _pose_values(values) -> "list[float]":
+    names = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
+    for i, (name, v) in enumerate(zip(names, values)):
+        lo = -1.0 if i < 3 else 0.0
+        if not (lo <= v <= 1.0):
+            raise click.BadParameter(f"{name} = {v:g} is outside [{lo:g}, 1]", param_hint="--pose")
+    return list(values)
+
+
+@thactl.command("pose")
+@click.argument("image", type=click.Path())
+@_weights_options
+@click.option("--pose", "pose", nargs=6, type=float, required=True, metavar="HX HY NZ LE RE M",
+              help="head_x head_y neck_z in [-1,1], left_eye right_eye mouth in [0,1].")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output RGBA PNG.")
+@click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it to the networks' size.")
+@click.option("--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
+              help="Which output: full (combiner; default when given), pumarola or zhou.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
+def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, output, fit, path, device):
+    """Pose one drawing: IMAGE (RGBA, transparent background, head in the middle box) -> out.png."""
+    import numpy as np
+
+    from train.inference import load_input_image, save_rgba_png
+
+    values = _pose_values(pose)
+    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=1)
+    img, warnings = load_input_image(image, runner.image_size, fit=fit)
+    for w in warnings:
+        _warn(f"{image}: {w}")
+    runner.set_image(img)
+    out = runner.run(np.array([values], np.float32))[0]
+    save_rgba_png(out, output)
+    click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]} RGBA, {runner.path} path, {runner.device})")
+
+
+@thactl.command("animate")
+@click.argument("image", type=click.Path())
+@_weights_options
+@click.option("-o", "--output", required=True, type=click.Path(), help="out.gif or out.mp4 (mp4 needs imageio-ffmpeg).")
+@click.option("--motion", default="sweep", show_default=True,
+              help="sweep (each pose parameter in turn), blink, talk, or a CSV file with 6 numbers per row.")
+@click.option("--fps", default=20.0, show_default=True, type=click.FloatRange(1, 120))
+@click.option("--seconds", type=click.FloatRange(0.1, 600), default=None,
+              help="Length of a built-in motion (default: sweep 7.2 s, blink 3 s, talk 4 s).")
+@click.option("--background", default="white", show_default=True,
+              help="Colour the frames are composited over (white, black, #rrggbb, r,g,b); "
+                   "'transparent' keeps 1-bit GIF transparency.")
+@click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it.")
+@click.option("--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
+              help="Which output: full (combiner; default when given), pumarola or zhou.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
+@click.option("--save-poses", type=click.Path(), default=None, help="Also write the poses used as CSV.")
+def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, fps, seconds, background,
+                fit, path, batch_size, device, save_poses):
+    """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression)."""
+    from tqdm import tqdm
+
+    from train.inference import load_input_image, parse_color, write_animation
+    from train.motion import get_motion, write_csv
+    from train.errors import TrainError
+
+    from pathlib import Path
+
+    if Path(output).suffix.lower() not in (".gif", ".mp4"):
+        raise TrainError(f"{output}: output must end in .gif or .mp4")
+    bg = parse_color(background)
+    if bg is None and Path(output).suffix.lower() == ".mp4":
+        raise TrainError(f"{output}: MP4 has no transparency; give a --background colour")
+    poses = get_motion(motion, fps=fps, seconds=seconds)
+    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size)
+    img, warnings = load_input_image(image, runner.image_size, fit=fit)
+    for w in warnings:
+        _warn(f"{image}: {w}")
+    runner.set_image(img)
+    with tqdm(total=len(poses), unit="frame", desc="animate", dynamic_ncols=True) as bar:
+        frames = runner.run(poses, progress=bar.update)
+    write_animation(frames, output, fps=fps, background=bg)
+    if save_poses:
+        write_csv(save_poses, poses)
+    click.echo(f"wrote {output}: {len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
+    click.echo(f"networks: {runner.fps:.1f} frames/s on {runner.device}"
+               f"{' (fp16)' if runner.half else ''}, batch {runner.batch_size}; "
+               f"morpher ran {runner.morpher_runs} times for {runner.frames} frames")
+
+
+@thactl.command("export")
+@_weights_options
+@click.option("--onnx", "onnx_out", required=True, type=click.Path(), help="Output .onnx file.")
+@click.option("--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
+              help="Which output the graph returns: full (combiner; default when given), pumarola or zhou.")
+@click.option("--opset", default=20, show_default=True, type=click.IntRange(20),
+              help="ONNX opset (GridSample/AffineGrid need 20).")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Check with onnxruntime (when installed) that outputs match torch within 1e-3.")
+def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, opset, verify):
+    """Export the poser (image (B,4,S,S), pose (B,6)) -> image (B,4,S,S) to ONNX."""
+    from train.inference import export_onnx
+
+    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, "cpu")
+    rep = export_onnx(runner, onnx_out, opset=opset, verify=verify)
+    if rep["max_abs_diff"] is None:
+        msg = "not verified (onnxruntime not installed)" if verify else "not verified"
+    else:
+        msg = f"onnxruntime matches torch: max |diff| {rep['max_abs_diff']:.2e}"
+    click.echo(f"wrote {onnx_out} ({runner.path} path, {runner.image_size}x{runner.image_size}, opset {opset}); {msg}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: our input errors become `thactl: error: ...` and exit 1."""
     try:
