@@ -183,6 +183,8 @@ class MMDModel:
     materials: list[Material]
     bones: list[Bone]
     morphs: list[Morph]
+    # non-fatal oddities found while loading (dropped bad references, ...); one line each
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def vertex_count(self) -> int:

@@ -1,0 +1,749 @@
+"""Read .pmx (2.0, 2.1) and .pmd files into one numpy-backed `MMDModel`.
+
+Parsing goes through pymeshio (the user's chosen parser), extended where it
+falls short:
+
+* PMX: `_PmxReader` subclasses `pymeshio.pmx.reader.Reader`. pymeshio's own
+  methods read the small object tables (texture names, materials, bones,
+  display slots, rigid bodies, joints). The subclass adds what pymeshio rejects
+  or lacks (additional UV4s, QDEF skinning, PMX 2.1 flip/impulse morphs, UTF-8/
+  UTF-16 names decoded leniently) and reads the bulk arrays (vertices, faces,
+  morph offsets) straight into numpy, which is what makes loading fast.
+* PMD: `_PmdReader` subclasses `pymeshio.pmd.reader.Reader`; pymeshio reads
+  materials, bones, IK chains, rigid bodies and joints; names come back as
+  Shift-JIS bytes and are decoded here; vertices, faces and morph offsets are
+  read with numpy. The PMD "base" morph (absolute positions) is folded into
+  the other morphs, which become ordinary PMX-style vertex morphs on absolute
+  vertex indices; "base" itself is not kept (as PMDEditor's conversion does).
+
+Every problem with the input - wrong magic, unsupported version, truncation
+anywhere, absurd counts (checked against the bytes left before anything is
+allocated), out-of-range indices in faces - raises
+`ModelLoadError("<path>: <problem>")` and nothing else. Dangling references
+that real models sometimes carry (a morph pointing at a missing bone, a vertex
+weighted to bone -1) are dropped and listed in `MMDModel.warnings`.
+
+PMD → PMX mappings used here:
+* material: edge flag 1 → `MaterialFlag.EDGE`; alpha < 1 → DOUBLE_SIDED (MMD
+  draws such PMD materials without culling); ground/self shadow on, except
+  self shadow off at alpha 0.98 (MMD's convention). Texture field
+  "tex.bmp*sphere.sph": `.sph` = multiply sphere, `.spa` = add sphere. Toon
+  index 255 = none; index i with the file's toon list naming the standard
+  `toon{i+1:02d}.bmp` (or no toon list) → `toon_shared = i`; a custom name in
+  the list → `toon = name`.
+* bone types: 0 rotate; 1 rotate+move; 2 IK; 4 IK-influenced; 5 rotation
+  influenced (append rotation from the bone in the IK field, weight 1);
+  6 IK target; 7 invisible; 8 twist (fixed axis along the tail); 9 rotation
+  linked (append rotation from the tail bone, weight = IK field / 100).
+  PMD has no deform layers: all 0.
+* vertex: two bones, weight byte / 100 on the first → BDEF2 (BDEF1 when the
+  weight is 100 or both bones are the same); edge flag 1 → edge_scale 0.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+from pymeshio import common as pm_common
+from pymeshio.pmd import reader as pmd_reader
+from pymeshio.pmx import reader as pmx_reader
+
+from renderer.errors import ModelLoadError
+from renderer.model import (
+    Bone,
+    BoneFlag,
+    Material,
+    MaterialFlag,
+    MMDModel,
+    ModelFormat,
+    Morph,
+    MorphKind,
+    MorphPanel,
+    SkinningType,
+    SphereMode,
+)
+
+log = logging.getLogger("thactl.loader")
+
+__all__ = ["load_model"]
+
+
+class _Bad(Exception):
+    """A problem found while parsing; becomes ModelLoadError with the path."""
+
+
+_INT = {1: "<i1", 2: "<i2", 4: "<i4"}
+_VIDX = {1: "<u1", 2: "<u2", 4: "<i4"}   # PMX vertex indices: unsigned at 1-2 bytes
+
+
+def load_model(path, data: bytes | None = None) -> MMDModel:
+    """Load a .pmx or .pmd model. `data` = the file's bytes (then `path` only names it)."""
+    path = Path(path)
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelLoadError(f"{path}: cannot read file ({e.strerror or e})") from None
+    else:
+        data = bytes(data)
+    if data[:4] == b"PMX ":
+        fmt, parse = "PMX", _parse_pmx
+    elif data[:3] == b"Pmd":
+        fmt, parse = "PMD", _parse_pmd
+    elif len(data) == 0:
+        raise ModelLoadError(f"{path}: empty file")
+    else:
+        raise ModelLoadError(
+            f"{path}: not a PMX or PMD model (file starts with {data[:4]!r}, "
+            "expected b'PMX ' or b'Pmd')")
+    try:
+        return parse(path, data)
+    except ModelLoadError:
+        raise
+    except _Bad as e:
+        raise ModelLoadError(f"{path}: {e}") from None
+    except MemoryError:
+        raise ModelLoadError(f"{path}: corrupt {fmt} file (absurd sizes, out of memory)") from None
+    except RecursionError:
+        raise ModelLoadError(f"{path}: corrupt {fmt} file (reference loop)") from None
+    except Exception as e:  # noqa: BLE001 - any parser failure on bad bytes is a bad file
+        kind = "truncated" if isinstance(e, (struct.error, EOFError)) else "corrupt"
+        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ModelLoadError(f"{path}: {kind} or corrupt {fmt} file ({detail})") from None
+
+
+# ---------------------------------------------------------------- shared helpers
+
+class _ArrayMixin:
+    """numpy bulk reads on top of a pymeshio BinaryReader (which reads from `self.ios`)."""
+
+    data: bytes
+    ios: io.BytesIO
+
+    def remaining(self) -> int:
+        return len(self.data) - self.ios.tell()
+
+    def count(self, fmt: str, min_item: int, what: str) -> int:
+        """Read an element count and refuse it if the rest of the file cannot hold it."""
+        size = struct.calcsize(fmt)
+        raw = self.ios.read(size)
+        if len(raw) != size:
+            raise _Bad(f"truncated file (end of data while reading the {what} count)")
+        n = struct.unpack(fmt, raw)[0]
+        if n < 0 or n * max(min_item, 1) > self.remaining():
+            raise _Bad(f"corrupt or truncated file ({what} count {n} does not fit in the "
+                       f"{self.remaining()} bytes left)")
+        return n
+
+    def array(self, dtype, n: int, what: str) -> np.ndarray:
+        dt = np.dtype(dtype)
+        nbytes = dt.itemsize * n
+        if nbytes > self.remaining():
+            raise _Bad(f"truncated file (end of data inside the {what})")
+        start = self.ios.tell()
+        arr = np.frombuffer(self.data, dt, count=n, offset=start)
+        self.ios.seek(start + nbytes)
+        return arr
+
+    def need(self, n: int, what: str) -> None:
+        if n > self.remaining():
+            raise _Bad(f"truncated file (end of data inside the {what})")
+
+
+def _vec(v) -> np.ndarray:
+    return np.array([v.x, v.y, v.z], np.float32)
+
+
+def _rgb(c) -> np.ndarray:
+    return np.array([c.r, c.g, c.b], np.float32)
+
+
+def _rgba(c) -> np.ndarray:
+    return np.array([c.r, c.g, c.b, c.a], np.float32)
+
+
+def _normalise_weights(idx: np.ndarray, w: np.ndarray, nbones: int, warnings: list[str]):
+    """Drop references to missing bones, renormalise rows; rows with no weight → bone 0."""
+    bad = (idx < 0) | (idx >= max(nbones, 1))
+    w = np.where(bad, 0.0, w).astype(np.float32)
+    idx = np.where(bad, 0, idx).astype(np.int32)
+    n_bad = int(np.count_nonzero(bad & (w != 0)))
+    w = np.clip(w, 0.0, None)
+    s = w.sum(axis=1)
+    empty = s <= 1e-12
+    if np.any(empty):
+        w[empty] = 0.0
+        w[empty, 0] = 1.0
+        s = np.where(empty, 1.0, s)
+        warnings.append(f"{int(empty.sum())} vertices had no valid bone weight (bound to bone 0)")
+    elif n_bad:
+        warnings.append(f"{n_bad} vertex weights referenced missing bones (dropped)")
+    w /= s[:, None]
+    return idx, w
+
+
+# ---------------------------------------------------------------- PMX
+
+class _PmxReader(_ArrayMixin, pmx_reader.Reader):
+    """pymeshio's PMX reader, taught additional UVs, QDEF, 2.1 morphs and numpy bulk reads."""
+
+    def __init__(self, data: bytes, ios: io.BytesIO, encoding: int, extra_uv: int,
+                 sizes: tuple[int, int, int, int, int, int]):
+        vs, ts, ms, bs, mos, rs = sizes
+        # pymeshio refuses extended UVs in its constructor: give it 0, keep the real count.
+        super().__init__(ios, encoding, 0, vs, ts, ms, bs, mos, rs)
+        self.data = data
+        self.extra_uv = extra_uv
+        self.sizes = dict(vertex=vs, texture=ts, material=ms, bone=bs, morph=mos, rigid=rs)
+
+    def get_read_text(self, text_encoding):
+        codec = {0: "utf-16-le", 1: "utf-8"}.get(text_encoding)
+        if codec is None:
+            raise _Bad(f"unknown PMX text encoding {text_encoding} (expected 0 or 1)")
+
+        def read_text():
+            raw = self.ios.read(4)
+            if len(raw) != 4:
+                raise _Bad("truncated file (end of data inside a name)")
+            n = struct.unpack("<i", raw)[0]
+            if n < 0 or n > self.remaining():
+                raise _Bad(f"corrupt or truncated file (text length {n} with "
+                           f"{self.remaining()} bytes left)")
+            return self.ios.read(n).decode(codec, "replace")
+        return read_text
+
+    # -- vertices: one cheap Python pass finds each vertex's start (deform records vary in
+    #    size), then numpy gathers every field at once.
+    def read_vertices(self):
+        V = self.count("<i", 32 + 16 * self.extra_uv + 1 + 1 + 4, "vertex")
+        A = self.extra_uv
+        bs = self.sizes["bone"]
+        pre = 32 + 16 * A
+        dsize = (bs, 2 * bs + 4, 4 * bs + 16, 2 * bs + 4 + 36, 4 * bs + 16)
+        data = self.data
+        o = self.ios.tell()
+        end = len(data)
+        starts = [0] * V
+        types = bytearray(V)
+        for i in range(V):
+            p = o + pre
+            if p >= end:
+                raise _Bad(f"truncated file (end of data inside vertex {i} of {V})")
+            t = data[p]
+            if t > 4:
+                raise _Bad(f"corrupt file (vertex {i} has unknown deform type {t})")
+            starts[i] = o
+            types[i] = t
+            o = p + 1 + dsize[t] + 4
+        if o > end:
+            raise _Bad("truncated file (end of data inside the vertex list)")
+        self.ios.seek(o)
+        buf = np.frombuffer(data, np.uint8)
+        starts = np.asarray(starts, np.int64)
+        types = np.frombuffer(bytes(types), np.uint8)
+
+        def gather(offsets, dtype):
+            dt = np.dtype(dtype)
+            rows = buf[offsets[:, None] + np.arange(dt.itemsize)]
+            return np.ascontiguousarray(rows).view(dt)[:, 0]
+
+        fields = [("pos", "<f4", 3), ("nrm", "<f4", 3), ("uv", "<f4", 2)]
+        if A:
+            fields.append(("ex", "<f4", (A, 4)))
+        head = gather(starts, fields)
+        positions = head["pos"].astype(np.float32)
+        normals = head["nrm"].astype(np.float32)
+        uvs = head["uv"].astype(np.float32)
+        extra = (np.ascontiguousarray(head["ex"].transpose(1, 0, 2)).astype(np.float32)
+                 if A else np.zeros((0, V, 4), np.float32))
+
+        bidx = np.zeros((V, 4), np.int32)
+        bw = np.zeros((V, 4), np.float32)
+        sdef = np.zeros((3, V, 3), np.float32)
+        it = _INT[bs]
+        dpos = starts + pre + 1
+        for t in range(5):
+            sel = np.nonzero(types == t)[0]
+            if sel.size == 0:
+                continue
+            if t == 0:
+                rec = gather(dpos[sel], [("b", it, 1)])
+                bidx[sel, 0] = rec["b"][:, 0]
+                bw[sel, 0] = 1.0
+            elif t in (1, 3):
+                f = [("b", it, 2), ("w", "<f4")]
+                if t == 3:
+                    f.append(("s", "<f4", (3, 3)))
+                rec = gather(dpos[sel], f)
+                bidx[sel, :2] = rec["b"]
+                w = rec["w"].astype(np.float32)
+                bw[sel, 0] = w
+                bw[sel, 1] = 1.0 - w
+                if t == 3:
+                    sdef[:, sel] = rec["s"].transpose(1, 0, 2)
+            else:
+                rec = gather(dpos[sel], [("b", it, 4), ("w", "<f4", 4)])
+                bidx[sel] = rec["b"]
+                bw[sel] = rec["w"]
+        edge = gather(dpos + np.asarray(dsize, np.int64)[types], [("e", "<f4")])["e"]
+        return dict(positions=positions, normals=normals, uvs=uvs, extra_uvs=extra,
+                    skin_type=types.copy(), bone_indices=bidx, bone_weights=bw,
+                    sdef_c=sdef[0], sdef_r0=sdef[1], sdef_r1=sdef[2],
+                    edge_scale=edge.astype(np.float32))
+
+    def read_faces(self, nverts: int) -> np.ndarray:
+        vs = self.sizes["vertex"]
+        n = self.count("<i", vs, "face index")
+        if n % 3:
+            raise _Bad(f"corrupt file (face index count {n} is not a multiple of 3)")
+        idx = self.array(_VIDX[vs], n, "face list").astype(np.int64)
+        if n and (idx.min() < 0 or idx.max() >= nverts):
+            raise _Bad(f"corrupt file (face refers to vertex {int(idx.max())} of {nverts})")
+        return idx.astype(np.uint32).reshape(-1, 3)
+
+    def read_deform(self):  # pymeshio's object path, with QDEF (PMX 2.1) added
+        raise NotImplementedError("vertices are read with read_vertices")
+
+    def read_morgh(self):  # (sic: pymeshio's spelling) numpy offsets, every PMX 2.1 type
+        name = self.read_text()
+        name_en = self.read_text()
+        self.need(2, "morph")
+        panel, kind = struct.unpack("<BB", self.ios.read(2))
+        vs, bs, ms, mos, rs = (self.sizes[k] for k in ("vertex", "bone", "material", "morph",
+                                                       "rigid"))
+        if kind in (0, 9):
+            dt = [("i", _INT[mos]), ("w", "<f4")]
+        elif kind == 1:
+            dt = [("i", _VIDX[vs]), ("o", "<f4", 3)]
+        elif kind == 2:
+            dt = [("i", _INT[bs]), ("t", "<f4", 3), ("q", "<f4", 4)]
+        elif 3 <= kind <= 7:
+            dt = [("i", _VIDX[vs]), ("o", "<f4", 4)]
+        elif kind == 8:
+            dt = [("i", _INT[ms]), ("op", "u1"), ("v", "<f4", 28)]
+        elif kind == 10:
+            dt = [("i", _INT[rs]), ("local", "u1"), ("v", "<f4", 6)]
+        else:
+            raise _Bad(f"corrupt file (morph {name!r} has unknown type {kind})")
+        n = self.count("<i", np.dtype(dt).itemsize, f"morph {name!r} offset")
+        rec = self.array(dt, n, f"morph {name!r}")
+        return name, name_en, panel, kind, rec
+
+
+def _pmx_morph(name, name_en, panel, kind, rec, V, B, M, A, warnings) -> Morph:
+    idx = rec["i"].astype(np.int64)
+    panel = MorphPanel(panel) if panel <= 4 else MorphPanel.OTHER
+    kind = MorphKind(kind)
+
+    def keep(ok, what):
+        if not np.all(ok):
+            warnings.append(f"morph {name!r}: {int((~ok).sum())} entries refer to missing "
+                            f"{what} (dropped)")
+        return ok
+
+    if kind == MorphKind.VERTEX:
+        ok = keep((idx >= 0) & (idx < V), "vertices")
+        return Morph(name, name_en, panel, kind, idx[ok].astype(np.int32),
+                     offsets=rec["o"][ok].astype(np.float32))
+    if kind in (MorphKind.UV, MorphKind.UV1, MorphKind.UV2, MorphKind.UV3, MorphKind.UV4):
+        ok = keep((idx >= 0) & (idx < V), "vertices")
+        if kind != MorphKind.UV and int(kind) - int(MorphKind.UV) > A:
+            warnings.append(f"morph {name!r} drives additional UV {int(kind) - 3} the model "
+                            "does not have (ignored)")
+        return Morph(name, name_en, panel, kind, idx[ok].astype(np.int32),
+                     offsets=rec["o"][ok].astype(np.float32))
+    if kind == MorphKind.BONE:
+        ok = keep((idx >= 0) & (idx < B), "bones")
+        return Morph(name, name_en, panel, kind, idx[ok].astype(np.int32),
+                     translations=rec["t"][ok].astype(np.float32),
+                     rotations=rec["q"][ok].astype(np.float32))
+    if kind in (MorphKind.GROUP, MorphKind.FLIP):
+        # morph references are checked once every morph is known (see _check_group_refs)
+        return Morph(name, name_en, panel, kind, idx.astype(np.int32),
+                     weights=rec["w"].astype(np.float32))
+    if kind == MorphKind.MATERIAL:
+        ok = keep((idx >= -1) & (idx < M), "materials")
+        return Morph(name, name_en, panel, kind, idx[ok].astype(np.int32),
+                     operations=rec["op"][ok].astype(np.uint8),
+                     values=rec["v"][ok].astype(np.float32))
+    # impulse: rigid-body data kept, never evaluated
+    return Morph(name, name_en, panel, kind, idx.astype(np.int32),
+                 operations=rec["local"].astype(np.uint8),
+                 values=rec["v"].astype(np.float32))
+
+
+def _check_group_refs(morphs: list[Morph], warnings: list[str]) -> None:
+    n = len(morphs)
+    for m in morphs:
+        if m.kind in (MorphKind.GROUP, MorphKind.FLIP) and m.indices.size:
+            ok = (m.indices >= 0) & (m.indices < n)
+            if not np.all(ok):
+                warnings.append(f"morph {m.name!r}: {int((~ok).sum())} entries refer to "
+                                "missing morphs (dropped)")
+                m.indices = m.indices[ok]
+                m.weights = m.weights[ok]
+
+
+def _parse_pmx(path: Path, data: bytes) -> MMDModel:
+    if len(data) < 17:
+        raise _Bad("truncated file (PMX header incomplete)")
+    version = struct.unpack_from("<f", data, 4)[0]
+    if not np.isfinite(version) or round(version, 3) not in (2.0, 2.1):
+        raise _Bad(f"unsupported PMX version {version:g} (expected 2.0 or 2.1)")
+    version = round(float(version), 1)
+    nflags = data[8]
+    if nflags < 8:
+        raise _Bad(f"corrupt PMX header ({nflags} header bytes, expected 8)")
+    if len(data) < 9 + nflags:
+        raise _Bad("truncated file (PMX header incomplete)")
+    enc, extra_uv, vs, ts, ms, bs, mos, rs = data[9:17]
+    if extra_uv > 4:
+        raise _Bad(f"corrupt PMX header ({extra_uv} additional UVs, at most 4)")
+    for what, s in (("vertex", vs), ("texture", ts), ("material", ms), ("bone", bs),
+                    ("morph", mos), ("rigid body", rs)):
+        if s not in (1, 2, 4):
+            raise _Bad(f"corrupt PMX header ({what} index size {s}, expected 1, 2 or 4)")
+    ios = io.BytesIO(data)
+    ios.seek(9 + nflags)
+    r = _PmxReader(data, ios, enc, extra_uv, (vs, ts, ms, bs, mos, rs))
+    warnings: list[str] = []
+
+    name, name_en, comment, _comment_en = (r.read_text() for _ in range(4))
+    verts = r.read_vertices()
+    V = verts["positions"].shape[0]
+    faces = r.read_faces(V)
+    textures = [r.read_text() for _ in range(r.count("<i", 4, "texture"))]
+    raw_mats = [r.read_material() for _ in range(r.count("<i", 84, "material"))]
+    raw_bones = [r.read_bone() for _ in range(r.count("<i", 28, "bone"))]
+    raw_morphs = [r.read_morgh() for _ in range(r.count("<i", 14, "morph"))]
+    for _ in range(r.count("<i", 13, "display slot")):
+        r.read_display_slot()
+    for _ in range(r.count("<i", 69, "rigid body")):
+        r.read_rigidbody()
+    for _ in range(r.count("<i", 105, "joint")):
+        r.read_joint()
+    # PMX 2.1 soft bodies follow; they play no part in rendering and are not read.
+
+    B, M = len(raw_bones), len(raw_mats)
+    T = len(textures)
+
+    def tex(i: int, what: str, mname: str) -> str | None:
+        if i is None or i < 0:
+            return None
+        if i >= T:
+            warnings.append(f"material {mname!r}: {what} index {i} out of range (ignored)")
+            return None
+        return textures[i] or None
+
+    materials = []
+    start = 0
+    nidx = faces.size
+    for m in raw_mats:
+        count = int(m.vertex_count)
+        if count < 0 or start + count > nidx:
+            raise _Bad(f"corrupt file (material {m.name!r} claims {count} face indices, "
+                       f"only {nidx - start} left)")
+        if m.toon_sharing_flag == 1:
+            toon, shared = None, (int(m.toon_texture_index) if 0 <= m.toon_texture_index <= 9
+                                  else None)
+        else:
+            toon, shared = tex(m.toon_texture_index, "toon texture", m.name), None
+        smode = m.sphere_mode if 0 <= m.sphere_mode <= 3 else 0
+        sphere = tex(m.sphere_texture_index, "sphere texture", m.name) if smode else None
+        materials.append(Material(
+            name=m.name, name_en=m.english_name,
+            diffuse=np.array([m.diffuse_color.r, m.diffuse_color.g, m.diffuse_color.b, m.alpha],
+                             np.float32),
+            specular=_rgb(m.specular_color), specular_power=float(m.specular_factor),
+            ambient=_rgb(m.ambient_color), flags=MaterialFlag(m.flag & 0xFF),
+            edge_color=_rgba(m.edge_color), edge_size=float(m.edge_size),
+            texture=tex(m.texture_index, "texture", m.name), sphere=sphere,
+            sphere_mode=SphereMode(smode if sphere else 0), toon=toon, toon_shared=shared,
+            index_start=start, index_count=count, comment=m.comment))
+        start += count
+
+    bones = []
+    for i, b in enumerate(raw_bones):
+        flags = BoneFlag(b.flag & 0x3FFF)
+        parent = int(b.parent_index)
+        if parent < -1 or parent >= B or parent == i:
+            warnings.append(f"bone {b.name!r}: parent {parent} out of range (made a root)")
+            parent = -1
+        bone = Bone(name=b.name, name_en=b.english_name, position=_vec(b.position),
+                    parent=parent, deform_layer=int(b.layer), flags=flags)
+        if flags & (BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION):
+            ap = int(b.effect_index)
+            if 0 <= ap < B and ap != i:
+                bone.append_parent, bone.append_weight = ap, float(b.effect_factor)
+            else:
+                flags &= ~(BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION)
+                bone.flags = flags
+                if ap != -1:
+                    warnings.append(f"bone {b.name!r}: append parent {ap} out of range (ignored)")
+        if flags & BoneFlag.FIXED_AXIS:
+            bone.fixed_axis = _vec(b.fixed_axis)
+        if flags & BoneFlag.LOCAL_AXIS:
+            bone.local_axis_x, bone.local_axis_z = _vec(b.local_x_vector), _vec(b.local_z_vector)
+        if flags & BoneFlag.IK and b.ik is not None:
+            bone.ik_target = int(b.ik.target_index)
+            bone.ik_links = [int(l.bone_index) for l in b.ik.link]
+        bones.append(bone)
+
+    A = extra_uv
+    morphs = [_pmx_morph(*m, V, B, M, A, warnings) for m in raw_morphs]
+    _check_group_refs(morphs, warnings)
+
+    bidx, bw = _normalise_weights(verts.pop("bone_indices"), verts.pop("bone_weights"), B,
+                                  warnings)
+    return MMDModel(path=path, format=ModelFormat.PMX, version=version, name=name,
+                    name_en=name_en, comment=comment, bone_indices=bidx, bone_weights=bw,
+                    indices=faces, textures=textures, materials=materials, bones=bones,
+                    morphs=morphs, warnings=warnings, **verts)
+
+
+# ---------------------------------------------------------------- PMD
+
+def _sjis(raw: bytes) -> str:
+    return raw.split(b"\x00", 1)[0].decode("cp932", "replace")
+
+
+class _PmdReader(_ArrayMixin, pmd_reader.Reader):
+    """pymeshio's PMD reader with numpy bulk reads and decoded names."""
+
+    def __init__(self, data: bytes, ios: io.BytesIO, version: float):
+        super().__init__(ios, version)
+        self.data = data
+
+    def text(self, size: int) -> str:
+        self.need(size, "name field")
+        return _sjis(self.read_text(size))
+
+    def read_morph_array(self):
+        name = self.text(20)
+        self.need(5, "morph")
+        n = self.count("<I", 16, f"morph {name!r} offset")
+        kind = self.read_uint(1)
+        rec = self.array([("i", "<u4"), ("p", "<f4", 3)], n, f"morph {name!r}")
+        return name, kind, rec
+
+
+_PMD_VERTEX = np.dtype([("pos", "<f4", 3), ("nrm", "<f4", 3), ("uv", "<f4", 2),
+                        ("b", "<u2", 2), ("w", "u1"), ("edge", "u1")])
+
+
+def _split_pmd_texture(field: str) -> tuple[str | None, str | None, SphereMode]:
+    tex = sphere = None
+    mode = SphereMode.NONE
+    for part in field.split("*"):
+        part = part.strip()
+        if not part:
+            continue
+        low = part.lower()
+        if low.endswith(".sph"):
+            sphere, mode = part, SphereMode.MULTIPLY
+        elif low.endswith(".spa"):
+            sphere, mode = part, SphereMode.ADD
+        elif tex is None:
+            tex = part
+    return tex, sphere, mode
+
+
+_PMD_BONE_FLAGS = {
+    0: BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
+    1: BoneFlag.ROTATABLE | BoneFlag.TRANSLATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
+    2: BoneFlag.IK | BoneFlag.TRANSLATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
+    4: BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
+    5: BoneFlag.ROTATABLE | BoneFlag.APPEND_ROTATION | BoneFlag.VISIBLE | BoneFlag.ENABLED,
+    6: BoneFlag.ROTATABLE | BoneFlag.ENABLED,
+    7: BoneFlag.ROTATABLE | BoneFlag.ENABLED,
+    8: BoneFlag.ROTATABLE | BoneFlag.FIXED_AXIS | BoneFlag.VISIBLE | BoneFlag.ENABLED,
+    9: BoneFlag.ROTATABLE | BoneFlag.APPEND_ROTATION | BoneFlag.ENABLED,
+}
+
+
+def _parse_pmd(path: Path, data: bytes) -> MMDModel:
+    if len(data) < 7:
+        raise _Bad("truncated file (PMD header incomplete)")
+    version = struct.unpack_from("<f", data, 3)[0]
+    if not np.isfinite(version) or round(version, 3) != 1.0:
+        raise _Bad(f"unsupported PMD version {version:g} (expected 1.0)")
+    ios = io.BytesIO(data)
+    ios.seek(7)
+    r = _PmdReader(data, ios, 1.0)
+    warnings: list[str] = []
+
+    name = r.text(20)
+    comment = r.text(256)
+    V = r.count("<I", _PMD_VERTEX.itemsize, "vertex")
+    vrec = r.array(_PMD_VERTEX, V, "vertex list")
+    nidx = r.count("<I", 2, "face index")
+    if nidx % 3:
+        raise _Bad(f"corrupt file (face index count {nidx} is not a multiple of 3)")
+    faces = r.array("<u2", nidx, "face list").astype(np.int64)
+    if nidx and faces.max() >= V:
+        raise _Bad(f"corrupt file (face refers to vertex {int(faces.max())} of {V})")
+    raw_mats = [r.read_material() for _ in range(r.count("<I", 70, "material"))]
+    raw_bones = [r.read_bone() for _ in range(r.count("<H", 39, "bone"))]
+    raw_iks = [r.read_ik() for _ in range(r.count("<H", 11, "IK chain"))]
+    raw_morphs = [r.read_morph_array() for _ in range(r.count("<H", 25, "morph"))]
+    r.array("<u2", r.count("<B", 2, "morph display"), "morph display list")
+    n_groups = r.count("<B", 50, "bone group")
+    r.array("S50", n_groups, "bone group names")
+    r.array([("b", "<u2"), ("g", "u1")], r.count("<I", 3, "bone display"), "bone display list")
+
+    B = len(raw_bones)
+    name_en = ""
+    bone_en = [""] * B
+    morph_en = [""] * len(raw_morphs)
+    toon_names: list[str] | None = None
+    if r.remaining() > 0:                          # extension 1: English names
+        if r.read_uint(1) == 1:
+            name_en = r.text(20)
+            r.text(256)
+            bone_en = [r.text(20) for _ in range(B)]
+            for j, m in enumerate(raw_morphs):
+                if j == 0 and m[0] == "base":
+                    continue
+                morph_en[j] = r.text(20)
+            for _ in range(n_groups):
+                r.text(50)
+    if r.remaining() > 0:                          # extension 2: toon texture list
+        toon_names = [r.text(100) for _ in range(10)]
+    if r.remaining() > 0:                          # extension 3: rigid bodies, joints
+        for _ in range(r.count("<I", 83, "rigid body")):
+            r.read_rigidbody()
+        for _ in range(r.count("<I", 124, "joint")):
+            r.read_joint()
+
+    # vertices
+    positions = vrec["pos"].astype(np.float32)
+    bidx = np.zeros((V, 4), np.int32)
+    bw = np.zeros((V, 4), np.float32)
+    bidx[:, :2] = vrec["b"]
+    w0 = np.clip(vrec["w"].astype(np.float32), 0, 100) / 100.0
+    bw[:, 0] = w0
+    bw[:, 1] = 1.0 - w0
+    zero = (vrec["w"] == 0) & (vrec["b"][:, 0] != vrec["b"][:, 1])
+    bidx[zero, 0] = bidx[zero, 1]               # all weight on the second bone
+    one = (vrec["w"] >= 100) | (vrec["b"][:, 0] == vrec["b"][:, 1]) | zero
+    bw[one, 0] = 1.0
+    bw[one, 1] = 0.0
+    bidx[one, 1] = 0
+    skin = np.where(one, SkinningType.BDEF1, SkinningType.BDEF2).astype(np.uint8)
+    bidx, bw = _normalise_weights(bidx, bw, B, warnings)
+
+    # materials
+    materials = []
+    start = 0
+    for m in raw_mats:
+        count = int(m.vertex_count)
+        if start + count > nidx:
+            raise _Bad(f"corrupt file (material claims {count} face indices, only "
+                       f"{nidx - start} left)")
+        tex, sphere, smode = _split_pmd_texture(_sjis(m.texture_file))
+        toon, shared = None, None
+        ti = int(m.toon_index)
+        if 0 <= ti <= 9:
+            listed = toon_names[ti] if toon_names else ""
+            if not listed or listed.lower() == f"toon{ti + 1:02d}.bmp":
+                shared = ti
+            else:
+                toon = listed
+        alpha = float(m.alpha)
+        flags = MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP
+        if abs(alpha - 0.98) > 1e-4:
+            flags |= MaterialFlag.SELF_SHADOW
+        if alpha < 1.0:
+            flags |= MaterialFlag.DOUBLE_SIDED
+        if m.edge_flag == 1:
+            flags |= MaterialFlag.EDGE
+        materials.append(Material(
+            name=f"material{len(materials)}", name_en="",
+            diffuse=np.array([m.diffuse_color.r, m.diffuse_color.g, m.diffuse_color.b, alpha],
+                             np.float32),
+            specular=_rgb(m.specular_color), specular_power=float(m.specular_factor),
+            ambient=_rgb(m.ambient_color), flags=flags,
+            edge_color=np.array([0, 0, 0, 1], np.float32), edge_size=1.0,
+            texture=tex, sphere=sphere, sphere_mode=smode, toon=toon, toon_shared=shared,
+            index_start=start, index_count=count))
+        start += count
+
+    # bones
+    bones = []
+    for i, b in enumerate(raw_bones):
+        flags = _PMD_BONE_FLAGS.get(b.type, BoneFlag.ROTATABLE | BoneFlag.ENABLED)
+        parent = -1 if b.parent_index in (0xFFFF,) or b.parent_index >= B else int(b.parent_index)
+        if parent == i:
+            parent = -1
+        tail = int(b.tail_index)
+        has_tail = tail not in (0, 0xFFFF) and tail < B
+        if has_tail:
+            flags |= BoneFlag.TAIL_IS_BONE
+        bone = Bone(name=_sjis(b.name), name_en=bone_en[i], position=_vec(b.pos),
+                    parent=parent, deform_layer=0, flags=flags)
+        if b.type == 5 and b.ik_index < B and b.ik_index != i:
+            bone.append_parent, bone.append_weight = int(b.ik_index), 1.0
+        elif b.type == 9 and has_tail and tail != i:
+            bone.append_parent, bone.append_weight = tail, float(b.ik_index) / 100.0
+        else:
+            bone.flags &= ~BoneFlag.APPEND_ROTATION
+        if b.type == 8 and has_tail:
+            axis = _vec(raw_bones[tail].pos) - bone.position
+            nrm = float(np.linalg.norm(axis))
+            bone.fixed_axis = axis / nrm if nrm > 0 else np.array([1, 0, 0], np.float32)
+        elif b.type == 8:
+            bone.flags &= ~BoneFlag.FIXED_AXIS
+        bones.append(bone)
+    for ik in raw_iks:
+        if ik.index < B:
+            bones[ik.index].ik_target = int(ik.target) if ik.target < B else -1
+            bones[ik.index].ik_links = [int(c) for c in ik.children if c < B]
+
+    # morphs: "base" holds absolute vertex indices; the others index into base's list
+    morphs = []
+    base_idx = None
+    for j, (mname, kind, rec) in enumerate(raw_morphs):
+        idx = rec["i"].astype(np.int64)
+        if kind == 0 and base_idx is None:
+            ok = idx < V
+            if not np.all(ok):
+                raise _Bad(f"corrupt file (morph base refers to vertex {int(idx.max())} of {V})")
+            base_idx = idx
+            continue
+        if base_idx is None:
+            raise _Bad(f"corrupt file (morph {mname!r} comes before the base morph)")
+        ok = idx < base_idx.size
+        if not np.all(ok):
+            raise _Bad(f"corrupt file (morph {mname!r} refers to base entry "
+                       f"{int(idx.max())} of {base_idx.size})")
+        panel = {1: MorphPanel.EYEBROW, 2: MorphPanel.EYE, 3: MorphPanel.MOUTH}.get(
+            kind, MorphPanel.OTHER)
+        morphs.append(Morph(mname, morph_en[j], panel, MorphKind.VERTEX,
+                            base_idx[idx].astype(np.int32),
+                            offsets=rec["p"].astype(np.float32)))
+
+    return MMDModel(
+        path=path, format=ModelFormat.PMD, version=1.0, name=name, name_en=name_en,
+        comment=comment, positions=positions, normals=vrec["nrm"].astype(np.float32),
+        uvs=vrec["uv"].astype(np.float32), extra_uvs=np.zeros((0, V, 4), np.float32),
+        skin_type=skin, bone_indices=bidx, bone_weights=bw,
+        sdef_c=np.zeros((V, 3), np.float32), sdef_r0=np.zeros((V, 3), np.float32),
+        sdef_r1=np.zeros((V, 3), np.float32),
+        edge_scale=np.where(vrec["edge"] == 1, 0.0, 1.0).astype(np.float32),
+        indices=faces.astype(np.uint32).reshape(-1, 3), textures=_pmd_texture_list(materials),
+        materials=materials, bones=bones, morphs=morphs, warnings=warnings)
+
+
+def _pmd_texture_list(materials: list[Material]) -> list[str]:
+    seen: list[str] = []
+    for m in materials:
+        for t in (m.texture, m.sphere, m.toon):
+            if t and t not in seen:
+                seen.append(t)
+    return seen
+
+
+_ = pm_common  # pymeshio's ParseException is caught through the generic handler above

@@ -1,0 +1,212 @@
+"""Pose a loaded model: morphs, the two neck bones, skinning. CPU, vectorised numpy.
+
+Pose vector (SPEC.md): head_x, head_y, neck_z, left_eye, right_eye, mouth.
+
+Rotations are the standard right-hand-rule matrices applied in MMD's own
+(left-handed) model coordinates, about the bone's head position:
+
+    Rx(a) = [[1,0,0],[0,c,-s],[0,s,c]]   Ry(a) = [[c,0,s],[0,1,0],[-s,0,c]]
+    Rz(a) = [[c,-s,0],[s,c,0],[0,0,1]]   with a = 15°·v
+
+* neck ROOT (首) gets Rz(15°·neck_z): + moves the top of the head toward -x
+  (the character's right shoulder, the image's left);
+* neck TIP (頭) gets R = Ry(15°·head_y) · Rx(15°·head_x) (x applied first, then
+  y, both in the axes of the neck root's frame): +head_x moves points in front
+  of the face (z < 0) up, +head_y moves the nose toward -x.
+
+Skinning is a linear blend of bone matrices for every deform type: BDEF1/2/4
+exactly, SDEF and QDEF approximated as linear blends of their bones (the
+rotations are ±15°, where the difference is small). Normals are transformed
+by the blended 3×3 part and renormalised.
+
+Morphs (group/flip recursion, see renderer.morphs.flatten_morph_weights):
+vertex and UV morphs move positions/UVs (additional-UV morphs are not part of
+`PosedMesh` and are ignored), bone morphs add local bone transforms, material
+morphs are combined into `PosedMesh.material_morph`, impulse morphs are
+ignored.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from renderer.model import MMDModel, MorphKind
+from renderer.morphs import flatten_morph_weights
+from renderer.skeleton import IDENTITY_QUAT, Skeleton, quat_axis_angle, quat_mul
+
+POSE_NAMES = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
+ANGLE_DEGREES = 15.0
+REST_POSE = np.array([0, 0, 0, 0, 0, 1], np.float32)
+
+# material morph columns: diffuse4 specular3 power1 ambient3 edge4 edgesize1 texture4 sphere4 toon4
+MATERIAL_COLUMNS = 28
+
+
+@dataclass
+class PosedMesh:
+    positions: np.ndarray              # (V,3) float32
+    normals: np.ndarray                # (V,3) float32
+    uvs: np.ndarray                    # (V,2) float32
+    # (M,28) float32 or None (no material morph active). Columns 0..15 are the material's
+    # effective values after the morphs (diffuse4 specular3 power1 ambient3 edge_color4
+    # edge_size1: base·Πmul + Σadd); columns 16..27 are RGBA tints for the texture, sphere
+    # and toon colours (Πmul + Σadd starting from 1; colour_used = colour_sampled · tint).
+    material_morph: np.ndarray | None
+
+
+def neck_quaternions(pose6) -> tuple[np.ndarray, np.ndarray]:
+    """(neck root quaternion, neck tip quaternion), (x,y,z,w), for a pose vector."""
+    hx, hy, nz = (float(v) for v in np.asarray(pose6, float)[:3])
+    k = math.radians(ANGLE_DEGREES)
+    root = quat_axis_angle((0, 0, 1), k * nz)
+    tip = quat_mul(quat_axis_angle((0, 1, 0), k * hy), quat_axis_angle((1, 0, 0), k * hx))
+    return root, tip
+
+
+def _material_base(model: MMDModel) -> np.ndarray:
+    base = np.zeros((len(model.materials), MATERIAL_COLUMNS), np.float32)
+    for i, m in enumerate(model.materials):
+        base[i, 0:4] = m.diffuse
+        base[i, 4:7] = m.specular
+        base[i, 7] = m.specular_power
+        base[i, 8:11] = m.ambient
+        base[i, 11:15] = m.edge_color
+        base[i, 15] = m.edge_size
+        base[i, 16:28] = 1.0
+    return base
+
+
+class ModelPoser:
+    """Poses one model. `rig` (a FaceRig) maps the pose vector onto morphs and bones;
+    without a rig only `pose_parts` with identity neck rotations is possible."""
+
+    def __init__(self, model: MMDModel, rig=None):
+        self.model = model
+        self.rig = rig
+        self.skeleton = Skeleton(model)
+        self.rest_positions = np.ascontiguousarray(model.positions, np.float32)
+        self.rest_normals = np.ascontiguousarray(model.normals, np.float32)
+        self.rest_uvs = np.ascontiguousarray(model.uvs, np.float32)
+        self._bidx = model.bone_indices.astype(np.intp)
+        self._bw = model.bone_weights.astype(np.float32)
+        self._bw_nonzero = self._bw > 0
+        self._dup = {}           # morph index → True if its vertex indices repeat
+        for i, m in enumerate(model.morphs):
+            if m.kind in (MorphKind.VERTEX, MorphKind.UV) and m.indices.size:
+                self._dup[i] = np.unique(m.indices).size != m.indices.size
+        self._mat_base = None
+        self._subset_cache: dict[bytes, np.ndarray] = {}
+
+    # ------------------------------------------------------------ public
+    def pose(self, pose6) -> PosedMesh:
+        if self.rig is None:
+            raise ValueError("ModelPoser.pose needs a FaceRig (ModelPoser(model, rig))")
+        pose6 = np.asarray(pose6, float).reshape(6)
+        root_q, tip_q = neck_quaternions(pose6)
+        return self.pose_parts(self.rig.morph_weights(pose6), root_q, tip_q)
+
+    def pose_parts(self, morph_weights: dict[int, float], neck_root_quat=None,
+                   neck_tip_quat=None) -> PosedMesh:
+        model = self.model
+        leaves = flatten_morph_weights(model, morph_weights)
+        pos = self.rest_positions.copy()
+        uvs = self.rest_uvs
+        local_rot: dict[int, np.ndarray] = {}
+        local_trans: dict[int, np.ndarray] = {}
+        mat = None
+        for mi, w in leaves.items():
+            m = model.morphs[mi]
+            k = m.kind
+            if k == MorphKind.VERTEX:
+                if self._dup.get(mi):
+                    np.add.at(pos, m.indices, w * m.offsets)
+                else:
+                    pos[m.indices] += w * m.offsets
+            elif k == MorphKind.UV:
+                if uvs is self.rest_uvs:
+                    uvs = uvs.copy()
+                if self._dup.get(mi):
+                    np.add.at(uvs, m.indices, w * m.offsets[:, :2])
+                else:
+                    uvs[m.indices] += w * m.offsets[:, :2]
+            elif k == MorphKind.BONE:
+                from renderer.skeleton import quat_pow
+                for b, t, q in zip(m.indices.tolist(), m.translations, m.rotations):
+                    if np.any(t):
+                        local_trans[b] = local_trans.get(b, 0.0) + w * t.astype(float)
+                    qw = quat_pow(q, w)
+                    local_rot[b] = quat_mul(qw, local_rot[b]) if b in local_rot else qw
+            elif k == MorphKind.MATERIAL:
+                mat = self._apply_material_morph(mat, m, w)
+        for bone, q in ((self._neck("neck_root"), neck_root_quat),
+                        (self._neck("neck_tip"), neck_tip_quat)):
+            if q is None:
+                continue
+            q = np.asarray(q, float)
+            if np.allclose(q[:3], 0.0):
+                continue
+            if bone < 0:
+                raise ValueError("the model has no neck bone to rotate (see FaceRig.problems())")
+            local_rot[bone] = quat_mul(q, local_rot[bone]) if bone in local_rot else q
+        positions, normals = self._skin(pos, local_rot, local_trans)
+        if mat is not None:
+            mat = self._finish_material(mat)
+        return PosedMesh(positions=positions, normals=normals,
+                         uvs=uvs if uvs is not self.rest_uvs else uvs.copy(),
+                         material_morph=mat)
+
+    # ------------------------------------------------------------ internals
+    def _neck(self, which: str) -> int:
+        if self.rig is None:
+            return -1
+        v = getattr(self.rig, which)
+        return -1 if v is None else int(v)
+
+    def _skin(self, pos, local_rot, local_trans):
+        normals = self.rest_normals
+        if not local_rot and not local_trans or self.skeleton.count == 0:
+            return pos, normals.copy()
+        S, moved = self.skeleton.skin_matrices(local_rot, local_trans)
+        if not moved.any():
+            return pos, normals.copy()
+        key = moved.tobytes()
+        sub = self._subset_cache.get(key)
+        if sub is None:
+            hit = moved[self._bidx] & self._bw_nonzero
+            sub = np.nonzero(hit.any(axis=1))[0]
+            if len(self._subset_cache) > 64:
+                self._subset_cache.clear()
+            self._subset_cache[key] = sub
+        normals = normals.copy()
+        if sub.size == 0:
+            return pos, normals
+        w = self._bw[sub]
+        M = np.einsum("vk,vkij->vij", w, S[self._bidx[sub]])      # (n,3,4)
+        p = pos[sub]
+        pos[sub] = np.einsum("vij,vj->vi", M[:, :, :3], p) + M[:, :, 3]
+        n = np.einsum("vij,vj->vi", M[:, :, :3], normals[sub])
+        norm = np.linalg.norm(n, axis=1, keepdims=True)
+        normals[sub] = n / np.maximum(norm, 1e-12)
+        return pos, normals
+
+    def _apply_material_morph(self, acc, m, w):
+        M = len(self.model.materials)
+        if acc is None:
+            acc = (np.ones((M, MATERIAL_COLUMNS), np.float32),
+                   np.zeros((M, MATERIAL_COLUMNS), np.float32))
+        mul, add = acc
+        for target, op, vals in zip(m.indices.tolist(), m.operations.tolist(), m.values):
+            rows = slice(None) if target < 0 else slice(target, target + 1)
+            if op == 0:
+                mul[rows] *= 1.0 + w * (vals - 1.0)
+            else:
+                add[rows] += w * vals
+        return acc
+
+    def _finish_material(self, acc):
+        if self._mat_base is None:
+            self._mat_base = _material_base(self.model)
+        mul, add = acc
+        return (self._mat_base * mul + add).astype(np.float32)
