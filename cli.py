@@ -41,6 +41,42 @@ def thactl() -> None:
 
 # ---------------------------------------------------------------- samples / preview (renderer)
 
+@thactl.command("preview")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--pose", nargs=6, type=float, default=(0, 0, 0, 0, 0, 1), show_default=True,
+              metavar="HX HY NZ LE RE M", help="Pose vector (head_x head_y neck_z left_eye right_eye mouth).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096), help="Image side in pixels.")
+@click.option("--shading", type=click.Choice(["phong", "toon"]), default="phong", show_default=True,
+              help="phong = THA1 recipe; toon = MMD-like (toon ramps, sphere maps, outlines).")
+@click.option("--frame", nargs=3, type=float, default=None, metavar="CX CY HALF",
+              help="Camera box in model units (centre x, centre y, half-height); default: estimated.")
+@click.option("--sheet", is_flag=True, help="Write a labelled contact sheet (rest, eyes, mouth, +/- rotations).")
+@click.option("--aa", default=4, show_default=True, type=click.IntRange(0, 16), help="Multisample count (0 = off).")
+@click.option("--ambient", default=0.5, show_default=True, type=float, help="Ambient light magnitude (phong).")
+@click.option("--overrides", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON file of per-model overrides (see README).")
+def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, ambient, overrides):
+    """Render MODEL (.pmx/.pmd) as THA training data would: one pose, or a contact sheet."""
+    from PIL import Image
+
+    from renderer.offscreen import SHEET_POSES, contact_sheet, render_preview
+
+    poses = list(SHEET_POSES) if sheet else [("pose", pose)]
+    res = render_preview(model, poses, size=size, shading=shading, frame=frame or None, aa=aa,
+                         ambient=ambient, overrides_file=overrides)
+    for note in res.notes:
+        click.echo(f"note: {note}", err=True)
+    img = contact_sheet(res.images, res.labels) if sheet else res.images[0]
+    try:
+        Image.fromarray(img).save(output, format="PNG")
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e}")
+    f = res.frame
+    click.echo(f"frame: {f.cx:.6g} {f.cy:.6g} {f.half:.6g}  (use --frame {f.cx:.6g} {f.cy:.6g} {f.half:.6g} to reproduce)")
+    click.echo(f"wrote {output}")
+
+
 # ---------------------------------------------------------------- render / inspect (dataset)
 
 # ---------------------------------------------------------------- train (train)

@@ -485,3 +485,86 @@ class ModelScene:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# ---------------------------------------------------------------------- preview helpers
+
+SHEET_POSES: tuple[tuple[str, tuple[float, ...]], ...] = (
+    ("rest", (0, 0, 0, 0, 0, 1)),
+    ("left eye closed", (0, 0, 0, 1, 0, 1)),
+    ("right eye closed", (0, 0, 0, 0, 1, 1)),
+    ("mouth closed", (0, 0, 0, 0, 0, 0)),
+    ("both eyes closed", (0, 0, 0, 1, 1, 1)),
+    ("head_x +1 (up)", (1, 0, 0, 0, 0, 1)),
+    ("head_x -1 (down)", (-1, 0, 0, 0, 0, 1)),
+    ("head_y +1", (0, 1, 0, 0, 0, 1)),
+    ("head_y -1", (0, -1, 0, 0, 0, 1)),
+    ("neck_z +1", (0, 0, 1, 0, 0, 1)),
+    ("neck_z -1", (0, 0, -1, 0, 0, 1)),
+)
+
+
+def check_pose(pose) -> np.ndarray:
+    """A validated (6,) float32 pose vector (SPEC ranges), or RenderError."""
+    p = np.asarray(pose, np.float32).reshape(-1)
+    if p.shape != (6,) or not np.isfinite(p).all():
+        raise RenderError(f"pose must be 6 finite numbers (head_x head_y neck_z left_eye right_eye mouth), got {list(p)}")
+    if np.abs(p[:3]).max() > 1 + 1e-6 or p[3:].min() < -1e-6 or p[3:].max() > 1 + 1e-6:
+        raise RenderError(f"pose out of range: head values must be in [-1, 1], eye/mouth values in [0, 1]; got {list(map(float, p))}")
+    return p
+
+
+@dataclass
+class PreviewResult:
+    images: list[np.ndarray]
+    labels: list[str]
+    frame: Frame
+    notes: list[str]
+
+
+def render_preview(model_path, poses, size: int = 256, shading: str = "phong", frame=None, aa: int = 4,
+                   ambient: float = 0.5, overrides_file=None) -> PreviewResult:
+    """Load a model, resolve its face rig and camera box, render each (label, pose6)."""
+    from renderer.framing import estimate_frame
+    from renderer.modelfile import load_model
+    from renderer.morphs import load_override, resolve_face_rig
+    from renderer.posing import REST_POSE, ModelPoser
+
+    poses = [(label, check_pose(p)) for label, p in poses]
+    model = load_model(model_path)
+    override = load_override(model_path, overrides_file) if overrides_file else load_override(model_path)
+    rig = resolve_face_rig(model, override)
+    notes = list(getattr(rig, "notes", []) or []) + list(rig.problems())
+    poser = ModelPoser(model, rig)
+    if frame is None:
+        rest = poser.pose(REST_POSE)
+        frame = estimate_frame(model, rig, rest.positions, override)
+    else:
+        frame = Frame(*(float(v) for v in frame))
+        if not frame.half > 0:
+            raise RenderError(f"--frame half-height must be > 0, got {frame.half}")
+    images = []
+    with RenderContext(size=size, aa=aa) as rc, rc.prepare(model, shading) as scene:
+        for _, p in poses:
+            images.append(scene.render(poser.pose(p), frame, ambient=ambient))
+    return PreviewResult(images, [label for label, _ in poses], frame, notes)
+
+
+def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4,
+                  background=(200, 200, 200)) -> np.ndarray:
+    """RGB uint8 grid of RGBA renders composited over `background`, each labelled underneath."""
+    from PIL import Image, ImageDraw
+
+    s = images[0].shape[0]
+    label_h = 16
+    rows = (len(images) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * s, rows * (s + label_h)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    bg = np.asarray(background, np.float32)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        a = img[..., 3:4].astype(np.float32) / 255.0
+        comp = (img[..., :3].astype(np.float32) * a + bg * (1 - a) + 0.5).astype(np.uint8)
+        x, y = (i % columns) * s, (i // columns) * (s + label_h)
+        sheet.paste(Image.fromarray(comp), (x, y))
+        draw.text((x + 3, y + s + 2), label, fill=(0, 0, 0))
+    return np.asarray(sheet)
