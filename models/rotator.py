@@ -23,10 +23,15 @@ ALIGN_CORNERS = False
 
 
 def identity_grid(batch: int, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """(B, H, W, 2) sampling grid (x, y) that reproduces the image under ALIGN_CORNERS."""
-    theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=device, dtype=torch.float32)
-    grid = F.affine_grid(theta.expand(batch, 2, 3), [batch, 1, height, width], align_corners=ALIGN_CORNERS)
-    return grid.to(dtype)
+    """(B, H, W, 2) sampling grid (x, y) at pixel centres, (2k+1)/n - 1, the identity under ALIGN_CORNERS.
+
+    Built from integers (not affine_grid's linspace) so that, for power-of-two sizes, every value
+    is exact in float32 and zero offsets reproduce the image bit for bit.
+    """
+    xs = (torch.arange(width, device=device, dtype=torch.float32) * 2 + 1) / width - 1
+    ys = (torch.arange(height, device=device, dtype=torch.float32) * 2 + 1) / height - 1
+    grid = torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)], dim=-1)
+    return grid[None].expand(batch, height, width, 2).to(dtype)
 
 
 def apply_flow(image: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
