@@ -77,6 +77,21 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, ambient, o
     click.echo(f"wrote {output}")
 
 
+@thactl.command("info")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--overrides", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON file of per-model overrides (see README).")
+def info_cmd(model, overrides):
+    """Load MODEL (.pmx/.pmd) and print its format, counts and face rig (eyes, mouth, neck)."""
+    from renderer.modelfile import load_model
+    from renderer.morphs import info_lines, load_override, resolve_face_rig
+
+    m = load_model(model)
+    rig = resolve_face_rig(m, load_override(model, overrides))
+    for line in info_lines(m, rig):
+        click.echo(line)
+
+
 # ---------------------------------------------------------------- render / inspect (dataset)
 
 # ---------------------------------------------------------------- train (train)

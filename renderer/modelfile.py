@@ -110,9 +110,11 @@ def load_model(path, data: bytes | None = None) -> MMDModel:
     except RecursionError:
         raise ModelLoadError(f"{path}: corrupt {fmt} file (reference loop)") from None
     except Exception as e:  # noqa: BLE001 - any parser failure on bad bytes is a bad file
-        kind = "truncated" if isinstance(e, (struct.error, EOFError)) else "corrupt"
+        if isinstance(e, (struct.error, EOFError)):
+            raise ModelLoadError(f"{path}: truncated or corrupt {fmt} file (unexpected end of "
+                                 "data)") from None
         detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise ModelLoadError(f"{path}: {kind} or corrupt {fmt} file ({detail})") from None
+        raise ModelLoadError(f"{path}: corrupt {fmt} file ({detail})") from None
 
 
 # ---------------------------------------------------------------- shared helpers

@@ -377,3 +377,54 @@ def load_override(model_path, overrides_file=None, models_root=None) -> dict | N
                 found = True
                 break
     return out if found else None
+
+
+# ---------------------------------------------------------------- report (thactl info)
+
+def info_lines(model: MMDModel, rig: FaceRig) -> list[str]:
+    """Human-readable summary of a loaded model and its face rig (for `thactl info`)."""
+    from collections import Counter
+
+    from renderer.model import SkinningType
+
+    def mname(i):
+        return "-" if i is None else f"{model.morphs[i].name} (#{i})"
+
+    def bname(i):
+        return "MISSING" if i is None or i < 0 else f"{model.bones[i].name} (#{i})"
+
+    kinds = Counter(MorphKind(m.kind).name.lower() for m in model.morphs)
+    types, counts = np.unique(model.skin_type, return_counts=True)
+    skins = {SkinningType(int(t)).name: int(c) for t, c in zip(types, counts)}
+    lines = [
+        f"file:      {model.path}",
+        f"format:    {model.format.value.upper()} {model.version:.1f}   name: {model.name}"
+        + (f" / {model.name_en}" if model.name_en else ""),
+        f"counts:    {model.vertex_count} vertices, {model.triangle_count} triangles, "
+        f"{len(model.materials)} materials, {len(model.bones)} bones, {len(model.morphs)} "
+        f"morphs, {model.extra_uvs.shape[0]} additional UVs",
+        "skinning:  " + ", ".join(f"{k} {v}" for k, v in sorted(skins.items())),
+        "morphs:    " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"),
+    ]
+
+    def side(i):
+        s = rig.sides.get(i)
+        return "" if s is None or np.isnan(s) else f"  [{s:.0%} of displacement on +x]"
+
+    if rig.has_one_eye_morphs:
+        lines.append(f"left eye:  {mname(rig.left_eye)}  closes the character's LEFT eye"
+                     f"{side(rig.left_eye)}")
+        lines.append(f"right eye: {mname(rig.right_eye)}  closes the character's RIGHT eye"
+                     f"{side(rig.right_eye)}")
+    else:
+        lines.append("one-eye:   none (both eyes close together; data uses left_eye = right_eye)")
+    lines.append(f"both eyes: {mname(rig.both_eyes)}")
+    lines.append(f"mouth:     {mname(rig.mouth)}")
+    lines.append(f"neck root: {bname(rig.neck_root)}   neck tip: {bname(rig.neck_tip)}")
+    for n in rig.notes:
+        lines.append(f"note:      {n}")
+    for w in model.warnings:
+        lines.append(f"warning:   {w}")
+    probs = rig.problems()
+    lines.append("status:    " + ("OK" if not probs else "NOT USABLE: " + "; ".join(probs)))
+    return lines
