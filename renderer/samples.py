@@ -1,0 +1,786 @@
+"""Built-in sample characters: small procedurally generated PMX models.
+
+Real MMD models cannot ship with the project, so `thactl samples` (and
+`thactl render` without `--models`) uses these. Each character is made with
+numpy from a seed and written with `renderer.pmxwriter` as an ordinary PMX 2.0
+file plus PNG textures, so it goes through exactly the same loading path as a
+real model.
+
+A character has: a skull with a pointed anime chin; a hair cap, bangs over the
+forehead, side locks and back hair hanging below the chin and (mostly) an
+ahoge sticking up; a neck and an upper body with clothes, a collar and a tie;
+two textured eyes on the front of the face (-z) with upper lashes and eyelids
+that close through vertex morphs; brows; a mouth opened by あ.
+
+Morphs are named as on the Animasa Miku family: ウィンク closes the character's
+RIGHT eye (x < 0) and ウィンク右 the character's LEFT eye (x > 0); まばたき closes
+both (a vertex morph on even-numbered samples, a group morph of the two winks on
+odd ones); あ / い / お move the mouth. Sample 1 spells the winks ウインク /
+ウインク右, as many real models do.
+
+Bones: センター → 上半身 → 首 (neck base) → 頭 (head/neck joint) → 両目, 左目, 右目
+(the eye bones take 両目's rotation through an append transform, as on real
+models). Skin weights: the head, hair, face parts to 頭 (the irises to 左目 /
+右目), the neck blended (BDEF2) 首↔頭 at the top and 首↔上半身 at the bottom, the
+body to 上半身.
+
+Output is byte-identical for the same (seed, index): positions, normals, UVs
+and offsets are rounded to binary fractions so that last-bit differences of
+the maths library do not reach the file.
+"""
+from __future__ import annotations
+
+import colorsys
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .model import (
+    Bone,
+    BoneFlag,
+    Material,
+    MaterialFlag,
+    MMDModel,
+    ModelFormat,
+    Morph,
+    MorphKind,
+    MorphPanel,
+    SkinningType,
+    SphereMode,
+)
+from .pmxwriter import DisplayFrame, pmx_bytes
+
+log = logging.getLogger("thactl.renderer")
+
+__all__ = ["SampleCharacter", "build_sample", "write_samples"]
+
+TWO_PI = 2.0 * np.pi
+FACE_TEXTURE = "face.png"
+HAIR_TEXTURE = "tex\\hair.png"          # written with a backslash, as Windows tools do
+
+
+# ------------------------------------------------------------------------------------ params
+
+@dataclass
+class _Params:
+    # head: ellipsoid radii, centre, jaw narrowing, chin drop
+    rx: float
+    ry: float
+    rz: float
+    cy: float
+    jaw: float
+    chin: float
+    # face parts in head-surface parameters (theta: azimuth, 0 = front, + = character's left;
+    # phi: latitude)
+    eye_th: float
+    eye_ph: float
+    eye_a_th: float
+    eye_a_ph: float
+    eye_tilt: float
+    mouth_ph: float
+    mouth_a_th: float
+    mouth_a_ph: float
+    # neck / body
+    neck_r: float
+    neck_len: float
+    shoulder_w: float
+    body_depth: float
+    # hair
+    n_bangs: int
+    bang_tip_ph: np.ndarray
+    hairline_front: float
+    side_len: float
+    back_len: float
+    ahoge: bool
+    # colours (linear 0..1 RGB)
+    skin: tuple
+    hair: tuple
+    eye: tuple
+    clothes: tuple
+    accent: tuple
+    wink_names: tuple = ("ウィンク", "ウィンク右")
+    blink_group: bool = False
+
+
+def _hsv(h: float, s: float, v: float) -> tuple:
+    return tuple(float(c) for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
+
+
+def _params(index: int, seed: int) -> _Params:
+    rng = np.random.default_rng([int(seed), int(index), 0x7A1])
+    u = rng.uniform
+    n_bangs = int(rng.integers(7, 11))
+    skin_h = u(0.03, 0.08)
+    hair_h = u(0, 1)
+    return _Params(
+        rx=u(1.38, 1.52), ry=u(1.55, 1.7), rz=u(1.42, 1.56), cy=18.6 + u(-0.3, 0.3),
+        jaw=u(0.28, 0.38), chin=u(0.45, 0.7),
+        eye_th=u(0.4, 0.46), eye_ph=u(-0.2, -0.12), eye_a_th=u(0.22, 0.26),
+        eye_a_ph=u(0.18, 0.23), eye_tilt=u(-0.08, 0.12),
+        mouth_ph=u(-0.72, -0.64), mouth_a_th=u(0.12, 0.15), mouth_a_ph=u(0.1, 0.12),
+        neck_r=u(0.33, 0.4), neck_len=u(0.45, 0.65), shoulder_w=u(1.9, 2.3), body_depth=u(0.8, 1.0),
+        n_bangs=n_bangs, bang_tip_ph=u(0.02, 0.22, n_bangs), hairline_front=u(0.45, 0.6),
+        side_len=u(0.3, 1.8), back_len=u(0.8, 2.6), ahoge=bool(index == 0 or u() < 0.6),
+        skin=_hsv(skin_h, u(0.12, 0.22), u(0.95, 1.0)),
+        hair=_hsv(hair_h, u(0.35, 0.8), u(0.35, 0.9)),
+        eye=_hsv(u(0, 1), u(0.5, 0.9), u(0.45, 0.8)),
+        clothes=_hsv(u(0, 1), u(0.2, 0.7), u(0.3, 0.9)),
+        accent=_hsv(u(0, 1), u(0.5, 0.9), u(0.6, 0.9)),
+        wink_names=("ウインク", "ウインク右") if index % 3 == 1 else ("ウィンク", "ウィンク右"),
+        blink_group=bool(index % 2 == 1),
+    )
+
+
+# ------------------------------------------------------------------------------- geometry
+
+def _head(th, ph, p: _Params, scale=1.0):
+    """Point on the head surface for parameters (theta, phi), scaled about the head centre."""
+    th = np.asarray(th, np.float64)
+    ph = np.asarray(ph, np.float64)
+    cp, sp = np.cos(ph), np.sin(ph)
+    dx, dy, dz = cp * np.sin(th), sp, -cp * np.cos(th)
+    lower = np.clip(-dy, 0.0, 1.0)
+    front = np.clip(-dz, 0.0, 1.0)
+    x = p.rx * dx * (1.0 - p.jaw * lower ** 1.5)
+    y = p.ry * dy - p.chin * p.ry * lower ** 1.3 * front ** 1.5
+    z = p.rz * dz * (1.0 - 0.18 * lower * front)
+    pts = np.stack([x, y, z], -1) * np.asarray(scale, np.float64)[..., None]
+    return pts + np.array([0.0, p.cy, 0.0])
+
+
+def _head_normal(th, ph, p: _Params):
+    e = 1e-4
+    d_ph = _head(th, ph + e, p) - _head(th, ph - e, p)
+    d_th = _head(th + e, ph, p) - _head(th - e, ph, p)
+    n = np.cross(d_ph, d_th)
+    return n / np.linalg.norm(n, axis=-1, keepdims=True)
+
+
+def _on_face(th, ph, p: _Params, lift: float):
+    """Point lifted `lift` model units off the head surface along its normal."""
+    return _head(th, ph, p) + lift * _head_normal(th, ph, p)
+
+
+def _grid_tris(rows: int, cols: int) -> np.ndarray:
+    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols - 1), indexing="ij")
+    a = (r * cols + c).ravel()
+    b = a + cols
+    return np.concatenate([np.stack([a, b, b + 1], 1), np.stack([a, b + 1, a + 1], 1)])
+
+
+def _tube(path, width, thick, side, nseg=10, tip=True):
+    """A flattened tube along `path` (n,3): width along `side`, thickness across it.
+
+    Returns positions, triangles, outward reference directions and UVs (u around,
+    v along). With `tip`, the last ring is a single point.
+    """
+    path = np.asarray(path, np.float64)
+    n = len(path)
+    T = np.gradient(path, axis=0)
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    W = side - (side * T).sum(1, keepdims=True) * T
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    N = np.cross(T, W)
+    a = np.linspace(0.0, TWO_PI, nseg + 1)
+    ca, sa = np.cos(a)[None, :, None], np.sin(a)[None, :, None]
+    w = np.asarray(width, np.float64)[:, None, None]
+    t = np.asarray(thick, np.float64)[:, None, None]
+    ring = path[:, None] + W[:, None] * w * ca + N[:, None] * t * sa
+    ref = W[:, None] * ca * t + N[:, None] * sa * w + 1e-9 * T[:, None]
+    v = np.linspace(0.0, 1.0, n)
+    uv = np.stack(np.broadcast_arrays(np.linspace(0, 1, nseg + 1)[None, :], v[:, None]), -1)
+    cols = nseg + 1
+    if tip:
+        body = n - 1
+        P = np.concatenate([ring[:body].reshape(-1, 3), path[-1:]])
+        R = np.concatenate([ref[:body].reshape(-1, 3), T[-1:]])
+        UV = np.concatenate([uv[:body].reshape(-1, 2), [[0.5, 1.0]]])
+        F = _grid_tris(body, cols)
+        last = (body - 1) * cols + np.arange(nseg)
+        fan = np.stack([last, np.full(nseg, body * cols), last + 1], 1)
+        F = np.concatenate([F, fan])
+    else:
+        P, R, UV = ring.reshape(-1, 3), ref.reshape(-1, 3), uv.reshape(-1, 2)
+        F = _grid_tris(n, cols)
+    return P, F, R, UV
+
+
+def _face_normals(P, F):
+    return np.cross(P[F[:, 1]] - P[F[:, 0]], P[F[:, 2]] - P[F[:, 0]])
+
+
+def _smooth_normals(P, F):
+    """Area-weighted vertex normals, vertices at the same position sharing one normal."""
+    key = np.round(P * 1e5).astype(np.int64)
+    _, inv = np.unique(key, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    fn = _face_normals(P, F)
+    acc = np.zeros((inv.max() + 1, 3))
+    for k in range(3):
+        np.add.at(acc, inv[F[:, k]], fn)
+    n = acc[inv]
+    ln = np.linalg.norm(n, axis=1, keepdims=True)
+    return n / np.where(ln > 0, ln, 1.0)
+
+
+def _q(a, bits=16):
+    """Round to a binary fraction so tiny floating-point differences do not reach the file."""
+    s = float(1 << bits)
+    return (np.round(np.asarray(a, np.float64) * s) / s).astype(np.float32)
+
+
+@dataclass
+class _Part:
+    P: np.ndarray
+    F: np.ndarray
+    N: np.ndarray
+    UV: np.ndarray
+    material: str
+    bones: np.ndarray      # (V,2) int
+    w0: np.ndarray         # (V,) weight of bones[:,0]
+    name: str
+    start: int = 0
+
+
+class _Builder:
+    def __init__(self):
+        self.parts: list[_Part] = []
+        self.count = 0
+        self.by_name: dict[str, _Part] = {}
+
+    def add(self, name, P, F, material, bone, *, ref=None, normals=None, uv=None,
+            drop_degenerate=True, bones=None, w0=None):
+        P = np.asarray(P, np.float64).reshape(-1, 3)
+        F = np.asarray(F, np.int64).reshape(-1, 3)
+        if drop_degenerate:
+            area = np.linalg.norm(_face_normals(P, F), axis=1)
+            F = F[area > 1e-10]
+        # consistent winding: cross(p1-p0, p2-p0) along the outward direction (as MMD models do)
+        if ref is not None:
+            ref = np.asarray(ref, np.float64).reshape(-1, 3)
+            s = (_face_normals(P, F) * ref[F].sum(1)).sum(1)
+            flip = s < 0
+            F[flip] = F[flip][:, [0, 2, 1]]
+        N = _smooth_normals(P, F) if normals is None else np.asarray(normals).reshape(-1, 3)
+        V = len(P)
+        if uv is None:
+            uv = np.zeros((V, 2))
+        if bones is None:
+            bones = np.tile([bone, 0], (V, 1))
+            w0 = np.ones(V)
+        part = _Part(P, F, N, np.asarray(uv, np.float64).reshape(-1, 2), material,
+                     np.asarray(bones), np.asarray(w0, np.float64), name, self.count)
+        self.count += V
+        self.parts.append(part)
+        self.by_name[name] = part
+        return part
+
+
+# ----------------------------------------------------------------------------- the character
+
+BONES = ("センター", "上半身", "首", "頭", "両目", "左目", "右目")
+B_CENTER, B_UPPER, B_NECK, B_HEAD, B_EYES, B_LEYE, B_REYE = range(7)
+MATERIALS = ("肌", "服", "襟", "目", "まぶた", "睫毛", "眉", "口", "髪")
+
+
+@dataclass
+class SampleCharacter:
+    model: MMDModel
+    display_frames: list[DisplayFrame]
+    textures: dict[str, np.ndarray] = field(default_factory=dict)   # relative path -> RGB uint8
+
+
+def _eye_outline(u, p: _Params, side: float):
+    top = 1.0 - 0.35 * u ** 2 + p.eye_tilt * u * side
+    bottom = -0.9 + 0.4 * u ** 4
+    return top, bottom
+
+
+def _eye_map(u, v, p: _Params, side: float, lift: float):
+    th = side * p.eye_th + u * p.eye_a_th
+    ph = p.eye_ph + v * p.eye_a_ph
+    return _on_face(th, ph, p, lift), _head_normal(th, ph, p)
+
+
+def _mouth_map(u, v, p: _Params, lift: float):
+    th = u * p.mouth_a_th
+    ph = p.mouth_ph + v * p.mouth_a_ph
+    return _on_face(th, ph, p, lift), _head_normal(th, ph, p)
+
+
+def _torso_profile(y, p: _Params, y_top: float):
+    """(x radius, z radius) of the body at height y (y <= y_top)."""
+    d = np.clip(y_top - y, 0.0, None)
+    s = np.clip(d / 0.55, 0.0, 1.0)
+    grow = np.sin(s * np.pi / 2) ** 0.6
+    rx = p.neck_r * 1.12 + (p.shoulder_w - p.neck_r * 1.12) * grow - 0.12 * np.clip(d - 1.2, 0, None)
+    rz = p.neck_r * 1.05 + (p.body_depth - p.neck_r * 1.05) * grow
+    return rx, rz
+
+
+def _superellipse(a, e=2.6):
+    c, s = np.cos(a), np.sin(a)
+    return np.sign(c) * np.abs(c) ** (2 / e), np.sign(s) * np.abs(s) ** (2 / e)
+
+
+def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
+    """Build sample character `index` for `seed` (deterministic)."""
+    p = _params(index, seed)
+    rng = np.random.default_rng([int(seed), int(index), 0xB0B])
+    b = _Builder()
+
+    # ---- head skin
+    th = np.linspace(-np.pi, np.pi, 73)
+    ph = np.linspace(-np.pi / 2, np.pi / 2, 45)
+    TH, PH = np.meshgrid(th, ph, indexing="ij")
+    TH, PH = TH.T, PH.T                        # rows = latitude, cols = azimuth
+    P = _head(TH, PH, p)
+    b.add("head", P, _grid_tris(*TH.shape), "肌", B_HEAD, ref=P - [0, p.cy, 0],
+          uv=np.stack([(TH + np.pi) / TWO_PI, 0.5 - PH / np.pi], -1))
+    chin_y = float(P[..., 1].min())
+    skull_top = p.cy + p.ry
+
+    # ---- bones (positions)
+    z_neck = 0.12 * p.rz
+    head_joint = np.array([0.0, chin_y + 0.12, z_neck])
+    neck_base = head_joint - [0.0, p.neck_len, 0.0]
+    upper = neck_base - [0.0, 3.0, 0.0]
+    center = neck_base - [0.0, 8.2, 0.0]
+    eye_c = _on_face(np.array([-p.eye_th, p.eye_th, 0.0]), np.full(3, p.eye_ph), p, 0.0)
+    eyes_pos = np.array([0.0, eye_c[0, 1], eye_c[0, 2]]) + [0, 0.9, -0.6]
+
+    # ---- neck: BDEF2 首↔頭 above the middle, 首↔上半身 below
+    n_y = np.linspace(neck_base[1] - 0.45, head_joint[1] + 0.55, 10)
+    path = np.stack([np.zeros_like(n_y), n_y, np.full_like(n_y, z_neck)], 1)
+    P, F, R, UV = _tube(path, np.full(10, p.neck_r), np.full(10, p.neck_r * 0.92),
+                        np.tile([1.0, 0, 0], (10, 1)), nseg=24, tip=False)
+    t = (P[:, 1] - neck_base[1]) / (head_joint[1] - neck_base[1])
+    upper_half = t >= 0.5
+    bones = np.where(upper_half[:, None], [B_HEAD, B_NECK], [B_UPPER, B_NECK])
+    w0 = np.where(upper_half, np.clip(2 * t - 1, 0, 1), np.clip(1 - 2 * t, 0, 1))
+    b.add("neck", P, F, "肌", B_NECK, ref=R, uv=UV, bones=bones, w0=w0)
+
+    # ---- body with clothes
+    y_top = neck_base[1] + 0.05
+    ys = y_top - np.concatenate([np.linspace(0, 0.6, 9)[:-1], np.linspace(0.6, 4.2, 12)])
+    a = np.linspace(0, TWO_PI, 49)
+    sx, sz = _superellipse(a)
+    rxs, rzs = _torso_profile(ys, p, y_top)
+    P = np.stack(np.broadcast_arrays(rxs[:, None] * sx[None], ys[:, None] + 0 * sx[None],
+                                     rzs[:, None] * sz[None] + z_neck), -1)
+    axis = np.stack(np.broadcast_arrays(0 * P[..., 0], P[..., 1], z_neck + 0 * P[..., 0]), -1)
+    ref = P - axis + [0, 0.3, 0] * (np.arange(len(ys)) < 8)[:, None, None]
+    b.add("body", P, _grid_tris(len(ys), len(a)), "服", B_UPPER, ref=ref,
+          uv=np.stack(np.broadcast_arrays(a[None] / TWO_PI, np.linspace(0, 1, len(ys))[:, None]), -1))
+
+    # ---- collar ring and tie
+    ang = np.linspace(0, TWO_PI, 41)
+    ring_y = y_top - 0.03
+    path = np.stack([np.sin(ang) * p.neck_r * 1.28, np.full_like(ang, ring_y),
+                     z_neck - np.cos(ang) * p.neck_r * 1.2], 1)
+    T = np.stack([np.cos(ang), np.zeros_like(ang), np.sin(ang)], 1)
+    path_c = np.concatenate([path[-2:-1], path, path[1:2]])          # periodic tangent
+    P, F, R, UV = _tube(path_c, np.full(43, 0.1), np.full(43, 0.07),
+                        np.tile([0, 1.0, 0], (43, 1)), nseg=10, tip=False)
+    keep = np.arange(1, 42)
+    P, R, UV = (x.reshape(43, 11, -1)[keep].reshape(-1, x.shape[-1]) for x in (P, R, UV))
+    F = _grid_tris(41, 11)
+    b.add("collar", P, F, "襟", B_UPPER, ref=R, uv=UV)
+    del T
+    tie_y = np.linspace(ring_y - 0.05, ring_y - 1.4, 10)
+    rx_t, rz_t = _torso_profile(tie_y, p, y_top)
+    tie = np.stack([np.zeros(10), tie_y, z_neck - rz_t - 0.05], 1)
+    tie[:, 2] = np.minimum(tie[:, 2], z_neck - p.neck_r * 1.2 - 0.05)
+    width = 0.1 + 0.12 * np.sin(np.linspace(0, 1, 10) * np.pi * 0.85)
+    P, F, R, UV = _tube(tie, width, np.full(10, 0.035), np.tile([1.0, 0, 0], (10, 1)), nseg=8)
+    b.add("tie", P, F, "襟", B_UPPER, ref=R, uv=UV)
+
+    # ---- eyes (textured), lids and lashes (morphed), brows
+    lid_closed = {}
+    lash_closed = {}
+    for side, bone in ((1.0, B_LEYE), (-1.0, B_REYE)):
+        tag = "L" if side > 0 else "R"
+        u = np.linspace(-1, 1, 17)
+        top, bot = _eye_outline(u, p, side)
+        r = np.linspace(0, 1, 13)[:, None]
+        V = top[None] + (bot - top)[None] * r
+        U = np.broadcast_to(u[None], V.shape)
+        P, N = _eye_map(U, V, p, side, 0.012)
+        uv = np.stack([0.25 + 0.24 * U, 0.5 - 0.26 * V], -1)
+        uv[..., 0] *= 1.0                                                      # atlas: left half
+        b.add("eye" + tag, P, _grid_tris(*V.shape), "目", bone, ref=N, normals=N, uv=uv,
+              drop_degenerate=False)
+
+        # lid: skin patch folded under the lash when open, covering the eye when closed
+        u = np.linspace(-1.1, 1.1, 19)
+        top, bot = _eye_outline(np.clip(u, -1, 1), p, side)
+        r = np.linspace(0, 1, 7)[:, None]
+        U = np.broadcast_to(u[None], (7, 19))
+        v_open = top[None] + 0.02 - 0.06 * r
+        v_closed = top[None] + 0.05 + (bot[None] - 0.12 - top[None] - 0.05) * r
+        P, N = _eye_map(U, v_open, p, side, 0.02)
+        Pc, _ = _eye_map(U, v_closed, p, side, 0.02)
+        b.add("lid" + tag, P, _grid_tris(7, 19), "まぶた", B_HEAD, ref=N, normals=N,
+              drop_degenerate=False)
+        lid_closed[tag] = Pc
+
+        # upper lash: a dark band along the top of the eye; closed, a curve low on the lid
+        u = np.linspace(-1.15, 1.15, 19)
+        top, _ = _eye_outline(np.clip(u, -1, 1), p, side)
+        outer = np.clip(u * side, 0, None)
+        thick = 0.16 + 0.12 * outer
+        r = np.linspace(0, 1, 3)[:, None]
+        U = np.broadcast_to(u[None], (3, 19))
+        v_open = top[None] - 0.07 + thick[None] * r + 0.05 * outer[None] ** 2
+        centre = -0.5 - 0.22 * (1 - np.clip(u, -1, 1) ** 2)
+        v_closed = centre[None] + (0.09 + 0.06 * outer[None]) * (r - 0.5)
+        P, N = _eye_map(U, v_open, p, side, 0.03)
+        Pc, _ = _eye_map(U, v_closed, p, side, 0.03)
+        b.add("lash" + tag, P, _grid_tris(3, 19), "睫毛", B_HEAD, ref=N, normals=N,
+              drop_degenerate=False)
+        lash_closed[tag] = Pc
+
+        # brow
+        u = np.linspace(-0.9, 1.0, 13)
+        r = np.linspace(0, 1, 3)[:, None]
+        arc = 1.75 + 0.18 * (1 - ((u - 0.05) / 0.95) ** 2)
+        w = 0.16 * (1 - 0.6 * np.clip(u * side, 0, 1))
+        V = arc[None] + w[None] * (r - 0.5)
+        U = np.broadcast_to(u[None], V.shape)
+        P, N = _eye_map(U, V, p, side, 0.015)
+        b.add("brow" + tag, P, _grid_tris(*V.shape), "眉", B_HEAD, ref=N, normals=N)
+
+    # ---- mouth: a thin line when closed; あ opens it, い widens it, お rounds it
+    cols, rows = 15, 9
+    u = np.linspace(-1, 1, cols)[None]
+    r = np.linspace(0, 1, rows)[:, None]
+    U = np.broadcast_to(u, (rows, cols))
+    rest_v = 0.18 * u ** 2 - 0.22 * r
+    P, N = _mouth_map(U, rest_v, p, 0.012)
+    uvm = np.stack(np.broadcast_arrays(0.75 + 0.22 * u, 0.04 + 0.9 * r), -1)
+    b.add("mouth", P, _grid_tris(rows, cols), "口", B_HEAD, ref=N, normals=N, uv=uvm,
+          drop_degenerate=False)
+    prof = np.sqrt(np.clip(1 - u ** 2, 0, 1))
+    mouth_shapes = {
+        "あ": (0.85 * U, (0.12 + 0.06 * u ** 2) + (-1.9 * prof ** 0.8 - 0.12 - 0.06 * u ** 2) * r),
+        "い": (1.3 * U, (0.15 * u ** 2 + 0.05) + (-0.55 * prof - 0.05) * r),
+        "お": (0.6 * U, 0.5 * prof + (-1.3 * prof - 0.5 * prof) * r),
+    }
+    mouth_targets = {k: _mouth_map(uu, vv, p, 0.012)[0] for k, (uu, vv) in mouth_shapes.items()}
+
+    # ---- hair cap
+    th = np.linspace(-np.pi, np.pi, 73)
+    s_back = (1 - np.cos(th)) / 2
+    hairline = p.hairline_front * (1 - s_back) - 0.95 * s_back ** 1.3 - 0.1 * np.sin(th * 2) ** 2 * 0
+    rows = 22
+    k = np.linspace(0, 1, rows)[:, None]
+    k2 = np.concatenate([[0.0], 0.03 + 0.97 * np.linspace(0, 1, rows - 1) ** 0.9])[:, None]
+    PH = hairline[None] + (np.pi / 2 - hairline[None]) * k2
+    TH = np.broadcast_to(th[None], PH.shape)
+    scale = np.where(k == 0, 0.985, 1.075 + 0.01 * k)
+    P = _head(TH, PH, p, np.broadcast_to(scale, PH.shape))
+    b.add("hair_cap", P, _grid_tris(*PH.shape), "髪", B_HEAD, ref=P - [0, p.cy, 0],
+          uv=np.stack(np.broadcast_arrays(th[None] / TWO_PI * 6, 1 - k), -1))
+
+    def strand(name, th_path, ph_path, scale_path, width, thick, extra=None, nseg=10):
+        Pp = _head(th_path, ph_path, p, scale_path)
+        if extra is not None:
+            Pp = np.concatenate([Pp, extra(Pp[-1], th_path[-1])])
+        n = len(Pp)
+        thp = np.concatenate([th_path, np.full(n - len(th_path), th_path[-1])])
+        side_dir = np.stack([np.cos(thp), np.zeros(n), np.sin(thp)], 1)
+        P, F, R, UV = _tube(Pp, width(np.linspace(0, 1, n)), thick(np.linspace(0, 1, n)),
+                            side_dir, nseg=nseg)
+        UV = UV * [0.3, 1.0] + [rng.uniform(0, 0.7), 0]
+        b.add(name, P, F, "髪", B_HEAD, ref=R, uv=UV)
+
+    # bangs over the forehead
+    nb = p.n_bangs
+    ths = np.linspace(-0.95, 0.95, nb) + rng.uniform(-0.04, 0.04, nb)
+    spacing = 1.9 / (nb - 1) * p.rx
+    for i in range(nb):
+        s = np.linspace(0, 1, 14)
+        tip = p.bang_tip_ph[i] + 0.25 * abs(ths[i]) ** 2 - 0.25 * (abs(ths[i]) > 0.8)
+        th_path = ths[i] * (1 + 0.2 * s) + rng.uniform(-0.05, 0.05) * s ** 2
+        ph_path = 1.15 + (tip - 1.15) * s
+        sc = 1.04 + 0.07 * (1 - s ** 3)
+        w0 = spacing * rng.uniform(0.55, 0.75)
+        strand(f"bang{i}", th_path, ph_path, sc,
+               lambda v, w0=w0: w0 * (1 - v) ** 0.7 + 0.005, lambda v: 0.045 * (1 - v) + 0.01)
+
+    # side locks: over the temples, then hanging below the chin
+    for side in (1.0, -1.0):
+        for j, (th0, wl) in enumerate(((1.12, 0.28), (1.38, 0.32))):
+            s = np.linspace(0, 1, 10)
+            th_path = side * (th0 + 0.05 * s)
+            ph_path = 1.0 + (-0.15 - 1.0) * s
+            sc = 1.12 - 0.02 * s
+            length = p.side_len * (1.0 if j == 0 else 0.8)
+
+            def hang(last, th_last, length=length):
+                y = np.linspace(last[1] - 0.25, chin_y - length, 9)
+                out = np.stack([np.full(9, last[0]), y, np.full(9, last[2])], 1)
+                out[:, 0] += np.sign(last[0]) * 0.08 * np.linspace(0, 1, 9)
+                _, rz_b = _torso_profile(y, p, y_top)
+                front = z_neck - rz_b - 0.12
+                on_body = np.abs(out[:, 0]) < _torso_profile(y, p, y_top)[0] + 0.1
+                out[:, 2] = np.where(on_body, np.minimum(out[:, 2], front), out[:, 2])
+                return out
+
+            strand(f"side{'LR'[side < 0]}{j}", th_path, ph_path, sc,
+                   lambda v, wl=wl: wl * (1 - v) ** 0.5 + 0.01, lambda v: 0.06 * (1 - v) + 0.01,
+                   extra=hang)
+
+    # back hair: a curtain of wide strands down the back
+    nback = 7
+    for i, t0 in enumerate(np.linspace(-1, 1, nback)):
+        th0 = np.pi - t0 * 1.45
+        s = np.linspace(0, 1, 10)
+        th_path = np.full(10, th0)
+        ph_path = 0.7 + (-0.75 - 0.7) * s
+        sc = np.full(10, 1.1)
+        length = p.back_len * (1 - 0.3 * abs(t0))
+
+        def hang_back(last, th_last, length=length):
+            y = np.linspace(last[1] - 0.3, chin_y - length, 9)
+            out = np.stack([np.full(9, last[0]) * (1 + 0.25 * np.linspace(0, 1, 9)), y,
+                            np.full(9, last[2])], 1)
+            _, rz_b = _torso_profile(y, p, y_top)
+            out[:, 2] = np.maximum(out[:, 2], z_neck + rz_b + 0.1)
+            return out
+
+        strand(f"back{i}", th_path, ph_path, sc, lambda v: 0.62 * (1 - v) ** 0.4 + 0.02,
+               lambda v: 0.1 * (1 - v) + 0.02, extra=hang_back)
+
+    # ahoge: a strand sticking up from the crown
+    if p.ahoge:
+        root = _head(0.3, 1.3, p, 1.0)
+        tt = np.linspace(0, 1, 14)[:, None]
+        c1 = root + [0.05, 1.0, -0.25]
+        c2 = root + [0.45, 1.15, -0.75]
+        path = (1 - tt) ** 2 * root + 2 * (1 - tt) * tt * c1 + tt ** 2 * c2
+        P, F, R, UV = _tube(path, 0.14 * (1 - tt[:, 0]) ** 0.6 + 0.005, 0.04 * (1 - tt[:, 0]) + 0.01,
+                            np.tile([1.0, 0, 0.3], (14, 1)), nseg=8)
+        b.add("ahoge", P, F, "髪", B_HEAD, ref=R, uv=UV * [0.3, 1])
+
+    # ------------------------------------------------------------------ assemble arrays
+    order = {m: i for i, m in enumerate(MATERIALS)}
+    pos = np.concatenate([pt.P for pt in b.parts])
+    nor = np.concatenate([pt.N for pt in b.parts])
+    uv = np.concatenate([pt.UV for pt in b.parts])
+    bone2 = np.concatenate([pt.bones for pt in b.parts]).astype(np.int32)
+    w0 = np.concatenate([pt.w0 for pt in b.parts])
+    tri_parts = sorted(b.parts, key=lambda pt: order[pt.material])
+    faces = np.concatenate([pt.F + pt.start for pt in tri_parts]).astype(np.uint32)
+    counts = {m: 0 for m in MATERIALS}
+    for pt in b.parts:
+        counts[pt.material] += 3 * len(pt.F)
+
+    V = len(pos)
+    posq = _q(pos)
+    skin = np.where(w0 >= 1.0 - 1e-9, SkinningType.BDEF1, SkinningType.BDEF2).astype(np.uint8)
+    bone_idx = np.zeros((V, 4), np.int32)
+    bone_w = np.zeros((V, 4), np.float32)
+    bone_idx[:, :2] = bone2
+    bone_w[:, 0] = _q(w0)
+    bone_w[:, 1] = 1 - bone_w[:, 0]
+    bdef1 = skin == SkinningType.BDEF1
+    bone_idx[bdef1, 1] = 0
+    bone_w[bdef1, 1] = 0
+
+    def vmorph(name, name_en, panel, parts_targets):
+        idx, off = [], []
+        for part_name, target in parts_targets:
+            pt = b.by_name[part_name]
+            d = _q(target.reshape(-1, 3)) - posq[pt.start:pt.start + len(pt.P)]
+            moved = np.abs(d).max(1) > 0
+            idx.append(np.nonzero(moved)[0] + pt.start)
+            off.append(d[moved])
+        return Morph(name, name_en, panel, MorphKind.VERTEX, np.concatenate(idx).astype(np.int32),
+                     offsets=np.concatenate(off).astype(np.float32))
+
+    wink_r, wink_l = p.wink_names
+    morphs = [
+        vmorph(wink_r, "wink", MorphPanel.EYE, [("lidR", lid_closed["R"]), ("lashR", lash_closed["R"])]),
+        vmorph(wink_l, "wink_R", MorphPanel.EYE, [("lidL", lid_closed["L"]), ("lashL", lash_closed["L"])]),
+    ]
+    if p.blink_group:
+        morphs.append(Morph("まばたき", "blink", MorphPanel.EYE, MorphKind.GROUP,
+                            np.array([0, 1], np.int32), weights=np.ones(2, np.float32)))
+    else:
+        morphs.append(vmorph("まばたき", "blink", MorphPanel.EYE,
+                             [("lidR", lid_closed["R"]), ("lashR", lash_closed["R"]),
+                              ("lidL", lid_closed["L"]), ("lashL", lash_closed["L"])]))
+    for name, en in (("あ", "a"), ("い", "i"), ("お", "o")):
+        morphs.append(vmorph(name, en, MorphPanel.MOUTH, [("mouth", mouth_targets[name])]))
+
+    # ---- bones
+    def bone(name, en, pos_, parent, flags, layer=0, tail=None, tail_bone=-1, append=-1):
+        bn = Bone(name, en, _q(pos_), parent, layer, BoneFlag(flags),
+                  append_parent=append, append_weight=1.0 if append >= 0 else 0.0)
+        bn.tail_bone = tail_bone
+        bn.tail_offset = _q(tail if tail is not None else np.zeros(3))
+        return bn
+
+    std = BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED
+    bones = [
+        bone("センター", "center", center, -1, std | BoneFlag.TRANSLATABLE, tail=[0, -0.8, 0]),
+        bone("上半身", "upper body", upper, B_CENTER, std, tail_bone=B_NECK),
+        bone("首", "neck", neck_base, B_UPPER, std, tail_bone=B_HEAD),
+        bone("頭", "head", head_joint, B_NECK, std, tail=[0, skull_top - head_joint[1], 0]),
+        bone("両目", "eyes", eyes_pos, B_HEAD, std, tail=[0, 0, -0.3]),
+        bone("左目", "eye_L", eye_c[1], B_HEAD, std | BoneFlag.APPEND_ROTATION, layer=2,
+             tail=[0, 0, -0.3], append=B_EYES),
+        bone("右目", "eye_R", eye_c[0], B_HEAD, std | BoneFlag.APPEND_ROTATION, layer=2,
+             tail=[0, 0, -0.3], append=B_EYES),
+    ]
+
+    # ---- materials
+    def mat(name, en, colour, tex=None, toon=1, edge=True, start=0):
+        c = np.asarray(colour, np.float32)
+        diffuse = np.array([0.8, 0.8, 0.8, 1.0], np.float32) if tex else np.append(c, 1.0)
+        flags = MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP | MaterialFlag.SELF_SHADOW
+        if edge:
+            flags |= MaterialFlag.EDGE
+        return Material(name, en, _q(diffuse), np.full(3, 0.1, np.float32), 8.0, _q(diffuse[:3] * 0.6),
+                        flags, np.array([0.15, 0.1, 0.1, 1.0], np.float32), 0.6 if edge else 0.0,
+                        tex, None, SphereMode.NONE, None, toon, 0, counts[name])
+
+    skin_c = np.array(p.skin)
+    hair_c = np.array(p.hair)
+    materials = [
+        mat("肌", "skin", skin_c, toon=1),
+        mat("服", "clothes", p.clothes, toon=3),
+        mat("襟", "collar", p.accent, toon=3),
+        mat("目", "eyes", (1, 1, 1), tex=FACE_TEXTURE, toon=0, edge=False),
+        mat("まぶた", "eyelids", skin_c, toon=1, edge=False),
+        mat("睫毛", "lashes", hair_c * 0.15 + 0.02, toon=0, edge=False),
+        mat("眉", "brows", hair_c * 0.5, toon=0, edge=False),
+        mat("口", "mouth", (1, 1, 1), tex=FACE_TEXTURE, toon=0, edge=False),
+        mat("髪", "hair", (1, 1, 1), tex=HAIR_TEXTURE, toon=2),
+    ]
+    start = 0
+    for m in materials:
+        m.index_start = start
+        start += m.index_count
+
+    name = f"サンプル{index + 1:02d}"
+    model = MMDModel(
+        path=Path(f"sample-{index + 1:02d}.pmx"), format=ModelFormat.PMX, version=2.0,
+        name=name, name_en=f"thactl sample {index + 1:02d}",
+        comment=f"thactl が生成したサンプルキャラクター (seed {seed}, index {index})\n"
+                f"Generated by thactl (seed {seed}, index {index}); free to use.",
+        positions=posq, normals=_q(nor, 20), uvs=_q(uv, 20), extra_uvs=np.zeros((0, V, 4), np.float32),
+        skin_type=skin, bone_indices=bone_idx, bone_weights=bone_w,
+        sdef_c=np.zeros((V, 3), np.float32), sdef_r0=np.zeros((V, 3), np.float32),
+        sdef_r1=np.zeros((V, 3), np.float32), edge_scale=np.ones(V, np.float32),
+        indices=faces, textures=[FACE_TEXTURE, HAIR_TEXTURE], materials=materials, bones=bones,
+        morphs=morphs,
+    )
+    frames = [
+        DisplayFrame("Root", "Root", 1, [(0, B_CENTER)]),
+        DisplayFrame("表情", "Exp", 1, [(1, i) for i in range(len(morphs))]),
+        DisplayFrame("体(上)", "Upper body", 0, [(0, B_UPPER), (0, B_NECK), (0, B_HEAD)]),
+        DisplayFrame("目", "Eyes", 0, [(0, B_EYES), (0, B_LEYE), (0, B_REYE)]),
+    ]
+    textures = {FACE_TEXTURE: _face_texture(p), "tex/hair.png": _hair_texture(p, rng)}
+    return SampleCharacter(model, frames, textures)
+
+
+# --------------------------------------------------------------------------------- textures
+
+def _to_u8(img):
+    return np.clip(np.round(np.asarray(img) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _face_texture(p: _Params) -> np.ndarray:
+    """256x128 atlas: the eye (left half) and the inside of the mouth (right half)."""
+    H, W = 128, 256
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    img = np.ones((H, W, 3))
+    # eye: x in [0,128): u = (x+0.5)/128, v = (y+0.5)/128 (v=0 top)
+    u = (x + 0.5) / 128.0
+    v = (y + 0.5) / 128.0
+    eye = np.array(p.eye)
+    sclera = np.array([0.97, 0.97, 1.0]) - 0.25 * np.clip(1 - v / 0.3, 0, 1)[..., None]
+    di = ((u - 0.5) / 0.3) ** 2 + ((v - 0.55) / 0.4) ** 2
+    dp = ((u - 0.5) / 0.13) ** 2 + ((v - 0.55) / 0.19) ** 2
+    grad = (0.45 + 0.75 * np.clip(v, 0, 1))[..., None]
+    iris = np.clip(eye[None, None] * grad, 0, 1)
+    iris = np.where((di > 0.78)[..., None], iris * 0.45, iris)
+    pupil = eye * 0.18
+    col = np.where((di <= 1)[..., None], iris, sclera)
+    col = np.where((dp <= 1)[..., None], pupil, col)
+    hl = ((u - 0.38) / 0.09) ** 2 + ((v - 0.36) / 0.1) ** 2 <= 1
+    hl2 = ((u - 0.62) / 0.045) ** 2 + ((v - 0.72) / 0.045) ** 2 <= 1
+    col = np.where((hl | hl2)[..., None], 1.0, col)
+    left = x < 128
+    img = np.where(left[..., None], col, img)
+    # mouth: u in [128,256)
+    um = (x - 128 + 0.5) / 128.0
+    mouth = np.array([0.42, 0.08, 0.1]) * (0.75 + 0.35 * v)[..., None]
+    tongue = ((um - 0.5) / 0.3) ** 2 + ((v - 1.0) / 0.28) ** 2 <= 1
+    mouth = np.where(tongue[..., None], np.array([0.92, 0.45, 0.48]), mouth)
+    img = np.where(left[..., None], img, mouth)
+    return _to_u8(img)
+
+
+def _hair_texture(p: _Params, rng: np.random.Generator) -> np.ndarray:
+    """64x256 hair: the hair colour with streaks along v and a lighter band (angel ring)."""
+    H, W = 256, 64
+    v = (np.arange(H) + 0.5) / H
+    u = (np.arange(W) + 0.5) / W
+    phase = rng.uniform(0, TWO_PI, 3)
+    streak = (0.06 * np.sin(TWO_PI * 3 * u + phase[0]) + 0.04 * np.sin(TWO_PI * 7 * u + phase[1])
+              + 0.03 * np.sin(TWO_PI * 13 * u + phase[2]))
+    ring = 0.22 * np.exp(-((v - 0.25) / 0.05) ** 2)
+    shade = 0.92 + streak[None, :] + ring[:, None] - 0.12 * v[:, None]
+    img = np.array(p.hair)[None, None] * shade[..., None] + 0.15 * ring[:, None, None]
+    return _to_u8(img)
+
+
+# ------------------------------------------------------------------------------------ write
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_samples(out_dir, count: int = 3, seed: int = 0) -> list[Path]:
+    """Write `count` sample characters under `out_dir`; returns the .pmx paths.
+
+    Layout: `out_dir/sample-NN/sample-NN.pmx` with `face.png` and `tex/hair.png`
+    beside it. Files are byte-identical for the same seed; existing identical files
+    are left untouched.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    out_dir = Path(out_dir)
+    paths = []
+    for i in range(int(count)):
+        ch = build_sample(i, seed)
+        folder = out_dir / f"sample-{i + 1:02d}"
+        pmx = folder / f"sample-{i + 1:02d}.pmx"
+        for rel, img in ch.textures.items():
+            _write_if_changed(folder / rel, _png_bytes(img))
+        _write_if_changed(pmx, pmx_bytes(ch.model, ch.display_frames))
+        log.info("sample %s: %d vertices, %d triangles", pmx, ch.model.vertex_count,
+                 ch.model.triangle_count)
+        paths.append(pmx)
+    return paths
