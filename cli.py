@@ -41,6 +41,20 @@ def thactl() -> None:
 
 # ---------------------------------------------------------------- samples / preview (renderer)
 
+@thactl.command("samples")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--count", default=3, show_default=True, type=click.IntRange(1, 99),
+              help="Number of characters.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, None),
+              help="Seed: the same seed writes byte-identical files.")
+def samples_cmd(out_dir, count, seed):
+    """Write built-in sample characters (PMX + PNG textures) to OUT_DIR/sample-NN/."""
+    from renderer.samples import write_samples
+
+    for path in write_samples(out_dir, count=count, seed=seed):
+        click.echo(str(path))
+
+
 @thactl.command("preview")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--pose", nargs=6, type=float, default=(0, 0, 0, 0, 0, 1), show_default=True,

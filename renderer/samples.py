@@ -50,6 +50,7 @@ from .model import (
     SkinningType,
     SphereMode,
 )
+from .errors import RendererError
 from .pmxwriter import DisplayFrame, pmx_bytes
 
 log = logging.getLogger("thactl.renderer")
@@ -770,16 +771,19 @@ def write_samples(out_dir, count: int = 3, seed: int = 0) -> list[Path]:
     are left untouched.
     """
     if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
+        raise RendererError(f"sample count must be at least 1, got {count}")
     out_dir = Path(out_dir)
     paths = []
     for i in range(int(count)):
         ch = build_sample(i, seed)
         folder = out_dir / f"sample-{i + 1:02d}"
         pmx = folder / f"sample-{i + 1:02d}.pmx"
-        for rel, img in ch.textures.items():
-            _write_if_changed(folder / rel, _png_bytes(img))
-        _write_if_changed(pmx, pmx_bytes(ch.model, ch.display_frames))
+        try:
+            for rel, img in ch.textures.items():
+                _write_if_changed(folder / rel, _png_bytes(img))
+            _write_if_changed(pmx, pmx_bytes(ch.model, ch.display_frames))
+        except OSError as e:
+            raise RendererError(f"{folder}: cannot write sample: {e.strerror or e}") from e
         log.info("sample %s: %d vertices, %d triangles", pmx, ch.model.vertex_count,
                  ch.model.triangle_count)
         paths.append(pmx)
