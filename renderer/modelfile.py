@@ -427,7 +427,9 @@ def _parse_pmx(path: Path, data: bytes) -> MMDModel:
         r.read_rigidbody()
     for _ in range(r.count("<i", 105, "joint")):
         r.read_joint()
-    # PMX 2.1 soft bodies follow; they play no part in rendering and are not read.
+    if version >= 2.1:
+        # PMX 2.1 soft bodies: only their count is checked; they play no part in rendering.
+        r.count("<i", 1, "soft body")
 
     B, M = len(raw_bones), len(raw_mats)
     T = len(textures)
