@@ -90,7 +90,6 @@ def _entry_keys(entry: str) -> set[str]:
     return _variants(entry)
 
 
-@lru_cache(maxsize=256)
 def _listdir(folder: str) -> tuple[str, ...]:
     try:
         return tuple(os.listdir(folder))

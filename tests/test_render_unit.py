@@ -1,0 +1,239 @@
+"""Renderer behaviour on tiny hand-made models: blending, culling, cut-outs, lighting,
+camera mapping, output conventions, texture lookup. Real EGL rendering, no mocks."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from renderer.errors import RenderError
+from renderer.framing import Frame
+from renderer.model import Material, MaterialFlag, MMDModel, ModelFormat, SphereMode
+
+S = 64
+
+
+@pytest.fixture(scope="module")
+def rc():
+    from renderer.offscreen import RenderContext
+
+    with RenderContext(size=S, aa=0) as ctx:
+        yield ctx
+
+
+def quad(x0, y0, x1, y1, z, clockwise=True):
+    """Two triangles facing -z (toward the viewer); MMD front faces are clockwise on screen."""
+    p = np.array([[x0, y0, z], [x0, y1, z], [x1, y1, z], [x1, y0, z]], np.float32)
+    tris = [[0, 1, 2], [0, 2, 3]] if clockwise else [[0, 2, 1], [0, 3, 2]]
+    uv = np.array([[0, 1], [0, 0], [1, 0], [1, 1]], np.float32)
+    return p, np.array(tris, np.uint32), uv
+
+
+def material(rgba, start, count, flags=MaterialFlag.NONE, texture=None):
+    return Material(name="m", name_en="m", diffuse=np.array(rgba, np.float32), specular=np.zeros(3, np.float32),
+                    specular_power=0.0, ambient=np.zeros(3, np.float32), flags=flags,
+                    edge_color=np.array([0, 0, 0, 1], np.float32), edge_size=0.0, texture=texture, sphere=None,
+                    sphere_mode=SphereMode.NONE, toon=None, toon_shared=None, index_start=start, index_count=count)
+
+
+def make_model(parts, path=Path("handmade.pmx"), textures=()):
+    """parts: list of (quad tuple, rgba, flags, texture)."""
+    pos, idx, uvs, mats = [], [], [], []
+    base = 0
+    for (p, t, uv), rgba, flags, tex in parts:
+        mats.append(material(rgba, sum(len(i) for i in idx) * 3, len(t) * 3, flags, tex))
+        pos.append(p)
+        uvs.append(uv)
+        idx.append(t + base)
+        base += len(p)
+    P = np.concatenate(pos)
+    V = len(P)
+    N = np.tile(np.array([[0, 0, -1]], np.float32), (V, 1))
+    z3 = np.zeros((V, 3), np.float32)
+    return MMDModel(path=path, format=ModelFormat.PMX, version=2.0, name="h", name_en="h", comment="",
+                    positions=P, normals=N, uvs=np.concatenate(uvs), extra_uvs=np.zeros((0, V, 4), np.float32),
+                    skin_type=np.zeros(V, np.uint8), bone_indices=np.zeros((V, 4), np.int32),
+                    bone_weights=np.tile(np.array([[1, 0, 0, 0]], np.float32), (V, 1)), sdef_c=z3, sdef_r0=z3,
+                    sdef_r1=z3, edge_scale=np.ones(V, np.float32), indices=np.concatenate(idx).astype(np.uint32),
+                    textures=list(textures), materials=mats, bones=[], morphs=[])
+
+
+def mesh_of(model):
+    return SimpleNamespace(positions=model.positions, normals=model.normals, uvs=model.uvs, material_morph=None)
+
+
+FULL = Frame(0.0, 0.0, 1.0)
+
+
+def render(rc, model, frame=FULL, ambient=0.5, shading="phong"):
+    with rc.prepare(model, shading) as scene:
+        return scene.render(mesh_of(model), frame, ambient)
+
+
+def test_lighting_recipe_and_exact_background(rc):
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    img = render(rc, m, ambient=0.5)
+    assert tuple(img[S // 2, S // 2]) == (255, 255, 255, 255)      # 0.5 + 0.5·1
+    img = render(rc, m, ambient=0.2)
+    assert abs(int(img[S // 2, S // 2, 0]) - round(0.7 * 255)) <= 1
+    assert tuple(img[0, 0]) == (0, 0, 0, 0) and tuple(img[-1, -1]) == (0, 0, 0, 0)
+    assert not img[img[..., 3] == 0, :3].any()
+
+
+def test_camera_axes_and_frame_box(rc):
+    # a quad in the +x, +y quadrant shows on the image's right and top
+    m = make_model([(quad(0.25, 0.25, 0.75, 0.75, 0), (1, 0, 0, 1), MaterialFlag.NONE, None)])
+    a = render(rc, m)[..., 3] > 0
+    rows, cols = np.nonzero(a)
+    assert cols.min() == S * 5 // 8 and cols.max() == S * 7 // 8 - 1      # x 0.25..0.75 of [-1,1]
+    assert rows.min() == S // 8 and rows.max() == S * 3 // 8 - 1           # image row grows with -y
+    # the box: centre (0.5, 0.5), half 0.25 -> the quad fills the image
+    b = render(rc, m, frame=Frame(0.5, 0.5, 0.25))
+    assert (b[..., 3] == 255).all()
+
+
+def test_back_faces_culled_unless_double_sided(rc):
+    back = quad(-0.5, -0.5, 0.5, 0.5, 0, clockwise=False)
+    assert not render(rc, make_model([(back, (1, 1, 1, 1), MaterialFlag.NONE, None)]))[..., 3].any()
+    m = make_model([(back, (1, 1, 1, 1), MaterialFlag.DOUBLE_SIDED, None)])
+    m.normals[:] = (0, 0, 1)          # its normal points away, as the winding says
+    img = render(rc, m)
+    assert img[S // 2, S // 2, 3] == 255
+    # seen from behind, the normal is flipped toward the viewer: fully lit
+    assert img[S // 2, S // 2, 0] == 255
+
+
+def test_alpha_blending_gives_straight_colour_and_correct_alpha(rc):
+    red_back = (quad(-0.75, -0.75, 0.0, 0.75, 0.5), (1, 0, 0, 1), MaterialFlag.NONE, None)
+    blue_half = (quad(-0.5, -0.5, 0.5, 0.5, 0.0), (0, 0, 1, 0.5), MaterialFlag.NONE, None)
+    img = render(rc, make_model([red_back, blue_half])).astype(int)
+    over_red = img[S // 2, S * 3 // 8]
+    over_bg = img[S // 2, S * 5 // 8]
+    assert over_red[3] == 255 and abs(over_red[0] - 128) <= 2 and abs(over_red[2] - 128) <= 2
+    # alone over the background: alpha 0.5, colour NOT premultiplied (pure blue)
+    assert abs(over_bg[3] - 128) <= 1 and over_bg[2] == 255 and over_bg[0] == 0
+
+
+def test_alpha_cutout_texels_are_discarded(rc, tmp_path):
+    tex = np.zeros((8, 8, 4), np.uint8)
+    tex[:, :4] = (0, 255, 0, 255)            # left half opaque green, right half fully transparent
+    Image.fromarray(tex).save(tmp_path / "Cut.PNG")
+    front = (quad(-0.5, -0.5, 0.5, 0.5, 0.0), (1, 1, 1, 1), MaterialFlag.NONE, "cut.png")
+    behind = (quad(-0.75, -0.75, 0.75, 0.75, 0.5), (1, 0, 0, 1), MaterialFlag.NONE, None)
+    # the cut-out is drawn FIRST: without the alpha test its depth would hide the red quad
+    img = render(rc, make_model([front, behind], path=tmp_path / "m.pmx", textures=["cut.png"]))
+    assert tuple(img[S // 2, S * 3 // 8]) == (0, 255, 0, 255)
+    assert tuple(img[S // 2, S * 5 // 8]) == (255, 0, 0, 255)
+
+
+def test_msaa_edges_are_partial_and_unpremultiplied():
+    from renderer.offscreen import RenderContext
+
+    m = make_model([(quad(-0.51, -0.51, 0.49, 0.49, 0), (0.2, 0.4, 1.0, 1), MaterialFlag.NONE, None)])
+    with RenderContext(size=S, aa=4) as rc4:
+        img = render(rc4, m).astype(int)
+    a = img[..., 3]
+    edge = (a > 0) & (a < 255)
+    assert edge.any()
+    inside = img[S // 2, S // 2, :3]
+    # straight colour on partly covered pixels equals the interior colour
+    assert np.abs(img[edge][:, :3] - inside).max() <= 3
+
+
+def test_supersampling_path():
+    from renderer.offscreen import RenderContext
+
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    with RenderContext(size=S, aa=0, supersample=2) as rc2:
+        img = render(rc2, m)
+    assert img.shape == (S, S, 4) and tuple(img[S // 2, S // 2]) == (255, 255, 255, 255)
+    assert tuple(img[0, 0]) == (0, 0, 0, 0)
+
+
+def test_missing_texture_warns_once_and_uses_material_colour(rc, tmp_path, caplog):
+    parts = [(quad(-0.5, -0.5, 0.5, 0.5, 0), (0, 1, 0, 1), MaterialFlag.NONE, "nothere.bmp"),
+             (quad(-0.9, -0.9, -0.6, -0.6, 0), (0, 1, 0, 1), MaterialFlag.NONE, "..\\..\\etc\\passwd")]
+    with caplog.at_level(logging.WARNING, logger="thactl.renderer"):
+        img = render(rc, make_model(parts, path=tmp_path / "m.pmx"))
+    recs = [r for r in caplog.records if r.name == "thactl.renderer"]
+    assert len(recs) == 1 and "nothere.bmp" in recs[0].getMessage() and "outside" in recs[0].getMessage()
+    assert tuple(img[S // 2, S // 2]) == (0, 255, 0, 255)
+
+
+def test_toon_shading_and_edges(rc):
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.EDGE, None)])
+    m.materials[0].edge_size = 2.0
+    img = render(rc, m, shading="toon")
+    assert img[S // 2, S // 2, 3] == 255 and tuple(img[0, 0]) == (0, 0, 0, 0)
+
+
+def test_bad_inputs_raise_render_errors(rc):
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    with pytest.raises(RenderError):
+        rc.prepare(m, "cel")
+    with rc.prepare(m) as scene:
+        with pytest.raises(RenderError):
+            scene.render(mesh_of(m), Frame(0, 0, 0))
+        bad = SimpleNamespace(positions=np.zeros((3, 3), np.float32), normals=np.zeros((3, 3), np.float32),
+                              uvs=None, material_morph=None)
+        with pytest.raises(RenderError):
+            scene.render(bad, FULL)
+
+
+# ------------------------------------------------------------------ textures.py
+
+def test_resolve_texture_backslashes_case_and_escapes(tmp_path):
+    from renderer.textures import resolve_texture
+
+    (tmp_path / "Tex").mkdir()
+    (tmp_path / "Tex" / "Face.BMP").write_bytes(b"x")
+    assert resolve_texture(tmp_path, "tex\\face.bmp") == tmp_path / "Tex" / "Face.BMP"
+    assert resolve_texture(tmp_path, "TEX/FACE.bmp") == tmp_path / "Tex" / "Face.BMP"
+    assert resolve_texture(tmp_path, "tex\\..\\tex\\face.bmp") == tmp_path / "Tex" / "Face.BMP"
+    assert resolve_texture(tmp_path, "..\\secret.bmp") is None
+    assert resolve_texture(tmp_path, "C:\\Windows\\face.bmp") is None
+    assert resolve_texture(tmp_path, "/etc/passwd") is None
+    assert resolve_texture(tmp_path, "missing.bmp") is None
+
+
+def test_resolve_texture_shift_jis_mojibake(tmp_path):
+    from renderer.textures import resolve_texture
+
+    name = "顔テクスチャ.png"
+    mojibake = name.encode("cp932").decode("cp437")      # what many unzip tools produce
+    (tmp_path / mojibake).write_bytes(b"x")
+    assert resolve_texture(tmp_path, name) == tmp_path / mojibake
+    (tmp_path / "髪.png").write_bytes(b"x")
+    assert resolve_texture(tmp_path, "髪.png".encode("cp932").decode("cp437")) == tmp_path / "髪.png"
+
+
+def test_load_image_formats(tmp_path):
+    from renderer.textures import builtin_toon, load_image
+
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[0] = (255, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "a.bmp")
+    (tmp_path / "a.sph").write_bytes((tmp_path / "a.bmp").read_bytes())   # sphere map = BMP inside
+    Image.fromarray(rgb).save(tmp_path / "a.tga")
+    for f in ("a.bmp", "a.sph", "a.tga"):
+        arr = load_image(tmp_path / f)
+        assert arr.shape == (4, 6, 4) and tuple(arr[0, 0]) == (255, 0, 0, 255) and arr[1, 0, 0] == 0, f
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(Exception):
+        load_image(tmp_path / "bad.png")
+    t = builtin_toon(0)
+    assert t.shape == (32, 32, 4) and tuple(t[0, 0]) == (255, 255, 255, 255) and t[-1, 0, 0] < 255
+
+
+def test_unpremultiply():
+    from renderer.offscreen import unpremultiply
+
+    img = np.array([[[64, 32, 0, 128], [5, 5, 5, 0], [10, 20, 30, 255]]], np.uint8)
+    out = unpremultiply(img.copy())
+    assert tuple(out[0, 0]) == (128, 64, 0, 128)
+    assert tuple(out[0, 1]) == (0, 0, 0, 0)
+    assert tuple(out[0, 2]) == (10, 20, 30, 255)
