@@ -193,7 +193,8 @@ def resolve_weights(weights: str | Path | None = None, morpher: str | Path | Non
     for k in ("morpher", "rotator") + (("combiner",) if need_combiner else ()):
         if k not in out:
             where = f"{weights}: no {k}.safetensors" if weights is not None else f"no {k} weights given"
-            raise WeightsInputError(f"{where} (give --weights DIR or --{k} RUN)")
+            why = "--path full needs a combiner: " if k == "combiner" else ""
+            raise WeightsInputError(f"{why}{where} (give --weights DIR or --{k} RUN)")
     return out
 
 
