@@ -1,0 +1,156 @@
+"""Training throughput of the three THA1 networks: examples/s, peak memory, FLOPs per example.
+
+    .venv/bin/python bench/bench_train.py                    # CPU: 256 px, batch 2, 3 timed steps
+    .venv/bin/python bench/bench_train.py --device cuda      # GPU: bf16 autocast, channels_last, batch 25
+
+FLOPs are counted with torch.utils.flop_counter.FlopCounterMode on one example's forward +
+backward (matmul/conv FLOPs, 2 per multiply-add), so GPU runs can be compared against them.
+The combiner line is measured as trained: the frozen rotator's forward runs on the fly; its
+share of the step is printed separately ("rotator fwd").
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from models import Combiner, FaceMorpher, TwoAlgoFaceRotator  # noqa: E402
+from train.device import setup_device  # noqa: E402
+from train.losses import PerceptualLoss, l1_loss  # noqa: E402
+
+
+def flops_of(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def peak_mb(dev) -> float:
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch", type=int, help="default: 2 on the CPU, 25 on CUDA")
+    ap.add_argument("--steps", type=int, help="timed steps (default: 3 on the CPU, 30 on CUDA)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--perceptual", action="store_true", help="also time the rotator with the perceptual loss")
+    ap.add_argument("--nets", default="morpher,rotator,combiner")
+    a = ap.parse_args()
+    dev = setup_device(a.device, a.precision)
+    b = a.batch or (25 if dev.type == "cuda" else 2)
+    steps = a.steps or (30 if dev.type == "cuda" else 3)
+    s = a.size
+    print(f"device {dev.device} ({torch.cuda.get_device_name() if dev.type == 'cuda' else os.cpu_count()} "
+          f"{'GPU' if dev.type == 'cuda' else 'CPU threads'}), torch {torch.__version__}, precision {dev.precision}, "
+          f"channels_last {dev.channels_last}, {s}x{s}, batch {b}, {steps} timed steps")
+
+    # FLOPs per example (fp32, CPU, batch 1), forward + backward
+    x1, p1 = torch.rand(1, 4, s, s) * 2 - 1, torch.rand(1, 3)
+    flops = {}
+    with torch.device("cpu"):
+        for name, cls in (("morpher", FaceMorpher), ("rotator", TwoAlgoFaceRotator)):
+            net = cls(image_size=s)
+            flops[name] = flops_of(lambda: sum(o.float().mean() for o in net(x1, p1)[:2]).backward())
+            if name == "rotator":
+                with torch.no_grad():
+                    flops["rotator_fwd"] = flops_of(lambda: net(x1, p1))
+            del net
+        net = Combiner(image_size=s)
+        flops["combiner"] = flops_of(lambda: net(x1, x1, p1)[0].mean().backward())
+        del net
+
+    torch.manual_seed(0)
+    results = []
+    for name in a.nets.split(","):
+        cls = {"morpher": FaceMorpher, "rotator": TwoAlgoFaceRotator, "combiner": Combiner}[name]
+        net = dev.prepare_model(cls(image_size=s))
+        frozen = dev.prepare_model(TwoAlgoFaceRotator(image_size=s)).eval() if name == "combiner" else None
+        fwd = torch.compile(net) if a.compile else net
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
+        x, t, p = dev.to(torch.rand(b, 4, s, s) * 2 - 1), dev.to(torch.rand(b, 4, s, s) * 2 - 1), dev.to(torch.rand(b, 3))
+        rot_time = [0.0]
+
+        def step():
+            with dev.autocast():
+                if name == "combiner":
+                    t0 = time.perf_counter()
+                    with torch.no_grad():
+                        pu, zh = frozen(x, p)[:2]
+                    sync(dev)
+                    rot_time[0] += time.perf_counter() - t0
+                    loss = l1_loss(fwd(pu, zh, p)[0], t)
+                else:
+                    out = fwd(x, p)
+                    loss = sum(l1_loss(o, t) for o in out[:(2 if name == "rotator" else 1)])
+            opt.zero_grad(set_to_none=True)
+            dev.backward_step(loss, opt)
+
+        for _ in range(a.warmup):
+            step()
+        sync(dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        rot_time[0] = 0.0
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(dev)
+        dt = time.perf_counter() - t0
+        eps = steps * b / dt
+        gflop = flops[name] / 1e9
+        extra = f", rotator fwd {100 * rot_time[0] / dt:.0f}% of the step" if name == "combiner" else ""
+        results.append(name)
+        print(f"{name:9s} {eps:8.2f} examples/s  {dt / steps * 1000:8.1f} ms/step  peak {peak_mb(dev):8.0f} MiB  "
+              f"{gflop:7.1f} GFLOP/example (fwd+bwd{'; +' + format(flops['rotator_fwd'] / 1e9, '.1f') + ' frozen rotator fwd' if name == 'combiner' else ''})"
+              f"  {eps * gflop / 1e3:.2f} TFLOP/s{extra}")
+        del net, opt, frozen, fwd
+    if a.perceptual:
+        from models.vgg import load_vgg16_features
+        vgg = dev.prepare_model(load_vgg16_features(None, random_init=True))
+        perc = PerceptualLoss(vgg, 0.2)
+        bp = 8 if dev.type == "cuda" else b
+        net = dev.prepare_model(TwoAlgoFaceRotator(image_size=s))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
+        x, t, p = dev.to(torch.rand(bp, 4, s, s) * 2 - 1), dev.to(torch.rand(bp, 4, s, s) * 2 - 1), dev.to(torch.rand(bp, 3))
+
+        def pstep():
+            with dev.autocast():
+                out = net(x, p)
+                loss = sum(l1_loss(o, t) + perc(o.float(), t) for o in out[:2])
+            opt.zero_grad(set_to_none=True)
+            dev.backward_step(loss, opt)
+        pstep()
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            pstep()
+        sync(dev)
+        dt = time.perf_counter() - t0
+        print(f"rotator+perceptual (batch {bp}) {steps * bp / dt:8.2f} examples/s  peak {peak_mb(dev):8.0f} MiB")
+    print(f"per-example training FLOPs (fwd+bwd): morpher {flops['morpher'] / 1e9:.1f} G, rotator "
+          f"{flops['rotator'] / 1e9:.1f} G, combiner {flops['combiner'] / 1e9:.1f} G "
+          f"(+ {flops['rotator_fwd'] / 1e9:.1f} G frozen rotator forward when trained on the fly)")
+
+
+if __name__ == "__main__":
+    main()
