@@ -1,0 +1,77 @@
+"""The THA1 pose vector: names, ranges, the rest pose and the training-data sampling law.
+
+This module is numpy-only on purpose: training nodes import it (through
+dataset/torchdata.py) without OpenGL or the renderer, so the constants are
+defined here rather than re-exported from renderer.posing (they hold the same
+values; tests check that).
+
+Sampling (SPEC.md, "The pose vector"):
+  * eyes and mouth (indices 3, 4, 5): uniform on [0, 1];
+  * head values (indices 0, 1, 2): density proportional to |v| on [-1, 1],
+    i.e. |v| = sqrt(U) with U uniform on [0, 1] and an independent fair sign.
+    Large rotations are therefore as common as THA1 intended (P(|v| > 0.5) = 3/4).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+POSE_NAMES: tuple[str, ...] = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
+ANGLE_DEGREES: float = 15.0
+POSE_SIZE = 6
+HEAD_SLICE = slice(0, 3)
+EXPRESSION_SLICE = slice(3, 6)
+#: head straight, eyes open, mouth fully open: the networks' input image
+REST_POSE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0], dtype=np.float32)
+POSE_LOW = np.array([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+POSE_HIGH = np.ones(6, dtype=np.float32)
+
+
+def sample_poses(rng: np.random.Generator, n: int, one_eye_morphs: bool = True) -> np.ndarray:
+    """`n` poses, shape (n, 6) float32, drawn from the SPEC distribution.
+
+    The draws consumed from `rng` are fixed (one (n, 6) uniform block, then one
+    (n, 3) block for the head signs) so a given generator state always yields
+    the same poses.  With `one_eye_morphs=False` the right eye copies the left
+    one (a model without wink morphs only gets poses that are true of its
+    images, SPEC.md); the same draws are consumed either way.
+    """
+    n = int(n)
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    u = rng.random((n, 6))
+    signs = rng.random((n, 3)) < 0.5
+    poses = np.empty((n, 6), dtype=np.float64)
+    head = np.sqrt(u[:, 0:3])
+    poses[:, 0:3] = np.where(signs, -head, head)
+    poses[:, 3:6] = u[:, 3:6]
+    if not one_eye_morphs:
+        poses[:, 4] = poses[:, 3]
+    return np.clip(poses, POSE_LOW, POSE_HIGH).astype(np.float32)
+
+
+def head_cdf(v: np.ndarray) -> np.ndarray:
+    """CDF of one head component under the sampling law (density |v| on [-1, 1])."""
+    v = np.clip(np.asarray(v, dtype=np.float64), -1.0, 1.0)
+    return np.where(v < 0, (1.0 - v * v) / 2.0, (1.0 + v * v) / 2.0)
+
+
+def expected_fractions(component: int, edges: np.ndarray) -> np.ndarray:
+    """Fraction of samples the sampling law puts in each bin [edges[i], edges[i+1])."""
+    edges = np.asarray(edges, dtype=np.float64)
+    if component < 3:
+        cdf = head_cdf(edges)
+    else:
+        cdf = np.clip(edges, 0.0, 1.0)
+    return np.diff(cdf)
+
+
+def validate_pose(pose: np.ndarray) -> np.ndarray:
+    """Return `pose` as a (6,) or (n, 6) float32 array; ValueError if shaped or ranged wrongly."""
+    p = np.asarray(pose, dtype=np.float32)
+    if p.shape[-1:] != (6,) or p.ndim not in (1, 2):
+        raise ValueError(f"a pose has 6 numbers ({', '.join(POSE_NAMES)}), got shape {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("pose values must be finite")
+    if np.any(p < POSE_LOW - 1e-6) or np.any(p > POSE_HIGH + 1e-6):
+        raise ValueError("pose out of range: head values in [-1, 1], eyes and mouth in [0, 1]")
+    return p
