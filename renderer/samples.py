@@ -120,8 +120,8 @@ def _params(index: int, seed: int) -> _Params:
         jaw=u(0.28, 0.38), chin=u(0.45, 0.7),
         eye_th=u(0.4, 0.46), eye_ph=u(-0.2, -0.12), eye_a_th=u(0.22, 0.26),
         eye_a_ph=u(0.18, 0.23), eye_tilt=u(-0.08, 0.12),
-        mouth_ph=u(-0.72, -0.64), mouth_a_th=u(0.12, 0.15), mouth_a_ph=u(0.1, 0.12),
-        neck_r=u(0.33, 0.4), neck_len=u(0.45, 0.65), shoulder_w=u(1.9, 2.3), body_depth=u(0.8, 1.0),
+        mouth_ph=u(-0.7, -0.64), mouth_a_th=u(0.13, 0.16), mouth_a_ph=u(0.15, 0.17),
+        neck_r=u(0.33, 0.4), neck_len=u(0.35, 0.5), shoulder_w=u(1.9, 2.3), body_depth=u(0.8, 1.0),
         n_bangs=n_bangs, bang_tip_ph=u(0.02, 0.22, n_bangs), hairline_front=u(0.45, 0.6),
         side_len=u(0.3, 1.8), back_len=u(0.8, 2.6), ahoge=bool(index == 0 or u() < 0.6),
         skin=_hsv(skin_h, u(0.12, 0.22), u(0.95, 1.0)),
@@ -314,9 +314,9 @@ def _mouth_map(u, v, p: _Params, lift: float):
 def _torso_profile(y, p: _Params, y_top: float):
     """(x radius, z radius) of the body at height y (y <= y_top)."""
     d = np.clip(y_top - y, 0.0, None)
-    s = np.clip(d / 0.55, 0.0, 1.0)
-    grow = np.sin(s * np.pi / 2) ** 0.6
-    rx = p.neck_r * 1.12 + (p.shoulder_w - p.neck_r * 1.12) * grow - 0.12 * np.clip(d - 1.2, 0, None)
+    s = np.clip(d / 0.8, 0.0, 1.0)
+    grow = np.sin(s * np.pi / 2) ** 0.45
+    rx = p.neck_r * 1.12 + (p.shoulder_w - p.neck_r * 1.12) * grow - 0.15 * np.clip(d - 1.0, 0, None)
     rz = p.neck_r * 1.05 + (p.body_depth - p.neck_r * 1.05) * grow
     return rx, rz
 
@@ -333,8 +333,8 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     b = _Builder()
 
     # ---- head skin
-    th = np.linspace(-np.pi, np.pi, 73)
-    ph = np.linspace(-np.pi / 2, np.pi / 2, 45)
+    th = np.linspace(-np.pi, np.pi, 61)
+    ph = np.linspace(-np.pi / 2, np.pi / 2, 41)
     TH, PH = np.meshgrid(th, ph, indexing="ij")
     TH, PH = TH.T, PH.T                        # rows = latitude, cols = azimuth
     P = _head(TH, PH, p)
@@ -365,7 +365,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
 
     # ---- body with clothes
     y_top = neck_base[1] + 0.05
-    ys = y_top - np.concatenate([np.linspace(0, 0.6, 9)[:-1], np.linspace(0.6, 4.2, 12)])
+    ys = y_top - np.concatenate([np.linspace(0, 0.8, 9)[:-1], np.linspace(0.8, 3.0, 9)])
     a = np.linspace(0, TWO_PI, 49)
     sx, sz = _superellipse(a)
     rxs, rzs = _torso_profile(ys, p, y_top)
@@ -377,19 +377,17 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
           uv=np.stack(np.broadcast_arrays(a[None] / TWO_PI, np.linspace(0, 1, len(ys))[:, None]), -1))
 
     # ---- collar ring and tie
-    ang = np.linspace(0, TWO_PI, 41)
+    ang = np.linspace(0, TWO_PI, 33)
     ring_y = y_top - 0.03
     path = np.stack([np.sin(ang) * p.neck_r * 1.28, np.full_like(ang, ring_y),
                      z_neck - np.cos(ang) * p.neck_r * 1.2], 1)
-    T = np.stack([np.cos(ang), np.zeros_like(ang), np.sin(ang)], 1)
     path_c = np.concatenate([path[-2:-1], path, path[1:2]])          # periodic tangent
-    P, F, R, UV = _tube(path_c, np.full(43, 0.1), np.full(43, 0.07),
-                        np.tile([0, 1.0, 0], (43, 1)), nseg=10, tip=False)
-    keep = np.arange(1, 42)
-    P, R, UV = (x.reshape(43, 11, -1)[keep].reshape(-1, x.shape[-1]) for x in (P, R, UV))
-    F = _grid_tris(41, 11)
+    P, F, R, UV = _tube(path_c, np.full(35, 0.1), np.full(35, 0.07),
+                        np.tile([0, 1.0, 0], (35, 1)), nseg=8, tip=False)
+    keep = np.arange(1, 34)
+    P, R, UV = (x.reshape(35, 9, -1)[keep].reshape(-1, x.shape[-1]) for x in (P, R, UV))
+    F = _grid_tris(33, 9)
     b.add("collar", P, F, "襟", B_UPPER, ref=R, uv=UV)
-    del T
     tie_y = np.linspace(ring_y - 0.05, ring_y - 1.4, 10)
     rx_t, rz_t = _torso_profile(tie_y, p, y_top)
     tie = np.stack([np.zeros(10), tie_y, z_neck - rz_t - 0.05], 1)
@@ -434,7 +432,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         thick = 0.16 + 0.12 * outer
         r = np.linspace(0, 1, 3)[:, None]
         U = np.broadcast_to(u[None], (3, 19))
-        v_open = top[None] - 0.07 + thick[None] * r + 0.05 * outer[None] ** 2
+        v_open = top[None] - 0.1 + thick[None] * r + 0.05 * outer[None] ** 2
         centre = -0.5 - 0.22 * (1 - np.clip(u, -1, 1) ** 2)
         v_closed = centre[None] + (0.09 + 0.06 * outer[None]) * (r - 0.5)
         P, N = _eye_map(U, v_open, p, side, 0.03)
@@ -465,7 +463,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
           drop_degenerate=False)
     prof = np.sqrt(np.clip(1 - u ** 2, 0, 1))
     mouth_shapes = {
-        "あ": (0.85 * U, (0.12 + 0.06 * u ** 2) + (-1.9 * prof ** 0.8 - 0.12 - 0.06 * u ** 2) * r),
+        "あ": (0.9 * U, (0.15 + 0.05 * u ** 2) + (-2.2 * prof ** 0.7 - 0.15 - 0.05 * u ** 2) * r),
         "い": (1.3 * U, (0.15 * u ** 2 + 0.05) + (-0.55 * prof - 0.05) * r),
         "お": (0.6 * U, 0.5 * prof + (-1.3 * prof - 0.5 * prof) * r),
     }
@@ -553,7 +551,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
             return out
 
         strand(f"back{i}", th_path, ph_path, sc, lambda v: 0.62 * (1 - v) ** 0.4 + 0.02,
-               lambda v: 0.1 * (1 - v) + 0.02, extra=hang_back)
+               lambda v: 0.1 * (1 - v) + 0.02, extra=hang_back, nseg=8)
 
     # ahoge: a strand sticking up from the crown
     if p.ahoge:
@@ -706,8 +704,8 @@ def _face_texture(p: _Params) -> np.ndarray:
     v = (y + 0.5) / 128.0
     eye = np.array(p.eye)
     sclera = np.array([0.97, 0.97, 1.0]) - 0.25 * np.clip(1 - v / 0.3, 0, 1)[..., None]
-    di = ((u - 0.5) / 0.3) ** 2 + ((v - 0.55) / 0.4) ** 2
-    dp = ((u - 0.5) / 0.13) ** 2 + ((v - 0.55) / 0.19) ** 2
+    di = ((u - 0.5) / 0.37) ** 2 + ((v - 0.55) / 0.42) ** 2
+    dp = ((u - 0.5) / 0.16) ** 2 + ((v - 0.57) / 0.2) ** 2
     grad = (0.45 + 0.75 * np.clip(v, 0, 1))[..., None]
     iris = np.clip(eye[None, None] * grad, 0, 1)
     iris = np.where((di > 0.78)[..., None], iris * 0.45, iris)
