@@ -167,8 +167,23 @@ def _rgba(c) -> np.ndarray:
     return np.array([c.r, c.g, c.b, c.a], np.float32)
 
 
+def _check_finite(a: np.ndarray, what: str) -> None:
+    if a.size and not np.all(np.isfinite(a)):
+        raise _Bad(f"corrupt file ({int((~np.isfinite(a)).any(axis=-1).sum())} {what} are not "
+                   "finite numbers)")
+
+
+def _fix_normals(n: np.ndarray, warnings: list[str]) -> None:
+    """In place: non-finite normals become (0,0,-1) (facing the viewer); others untouched."""
+    bad = ~np.all(np.isfinite(n), axis=1)
+    if bad.any():
+        n[bad] = (0.0, 0.0, -1.0)
+        warnings.append(f"{int(bad.sum())} vertex normals were not finite (set to -z)")
+
+
 def _normalise_weights(idx: np.ndarray, w: np.ndarray, nbones: int, warnings: list[str]):
     """Drop references to missing bones, renormalise rows; rows with no weight → bone 0."""
+    w = np.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0)
     bad = (idx < 0) | (idx >= max(nbones, 1))
     w = np.where(bad, 0.0, w).astype(np.float32)
     idx = np.where(bad, 0, idx).astype(np.int32)
@@ -306,8 +321,37 @@ class _PmxReader(_ArrayMixin, pmx_reader.Reader):
             raise _Bad(f"corrupt file (face refers to vertex {int(idx.max())} of {nverts})")
         return idx.astype(np.uint32).reshape(-1, 3)
 
-    def read_deform(self):  # pymeshio's object path, with QDEF (PMX 2.1) added
+    def read_deform(self):  # never used: vertices are read in bulk by read_vertices
         raise NotImplementedError("vertices are read with read_vertices")
+
+    # pymeshio reads these two lists with an unchecked count; check it against the bytes left
+    # first, so a corrupt count fails at once instead of looping until the end of the file.
+    def read_ik(self):
+        bs = self.sizes["bone"]
+        self.need(bs + 8, "IK block")
+        start = self.ios.tell()
+        n = struct.unpack_from("<i", self.data, start + bs + 8)[0] if self.remaining() >= bs + 12 \
+            else 0
+        if n < 0 or n * (bs + 1) > self.remaining():
+            raise _Bad(f"corrupt or truncated file (IK link count {n} does not fit in the "
+                       f"{self.remaining()} bytes left)")
+        return super().read_ik()
+
+    def read_display_slot(self):
+        self.read_text()
+        self.read_text()
+        self.need(1, "display slot")
+        self.ios.read(1)
+        n = self.count("<i", 2, "display slot entry")
+        for _ in range(n):
+            kind = self.read_uint(1)
+            if kind == 0:
+                self.read_bone_index()
+            elif kind == 1:
+                self.read_morph_index()
+            else:
+                raise _Bad(f"corrupt file (display slot entry of unknown type {kind})")
+        return None
 
     def read_morgh(self):  # (sic: pymeshio's spelling) numpy offsets, every PMX 2.1 type
         name = self.read_text()
@@ -433,6 +477,10 @@ def _parse_pmx(path: Path, data: bytes) -> MMDModel:
 
     B, M = len(raw_bones), len(raw_mats)
     T = len(textures)
+    _check_finite(verts["positions"], "vertex positions")
+    _check_finite(np.array([[b.position.x, b.position.y, b.position.z] for b in raw_bones],
+                           np.float64).reshape(-1, 3), "bone positions")
+    _fix_normals(verts["normals"], warnings)
 
     def tex(i: int, what: str, mname: str) -> str | None:
         if i is None or i < 0:
@@ -624,6 +672,11 @@ def _parse_pmd(path: Path, data: bytes) -> MMDModel:
 
     # vertices
     positions = vrec["pos"].astype(np.float32)
+    normals = vrec["nrm"].astype(np.float32)
+    _check_finite(positions, "vertex positions")
+    _check_finite(np.array([[b.pos.x, b.pos.y, b.pos.z] for b in raw_bones],
+                           np.float64).reshape(-1, 3), "bone positions")
+    _fix_normals(normals, warnings)
     bidx = np.zeros((V, 4), np.int32)
     bw = np.zeros((V, 4), np.float32)
     bidx[:, :2] = vrec["b"]
@@ -731,7 +784,7 @@ def _parse_pmd(path: Path, data: bytes) -> MMDModel:
 
     return MMDModel(
         path=path, format=ModelFormat.PMD, version=1.0, name=name, name_en=name_en,
-        comment=comment, positions=positions, normals=vrec["nrm"].astype(np.float32),
+        comment=comment, positions=positions, normals=normals,
         uvs=vrec["uv"].astype(np.float32), extra_uvs=np.zeros((0, V, 4), np.float32),
         skin_type=skin, bone_indices=bidx, bone_weights=bw,
         sdef_c=np.zeros((V, 3), np.float32), sdef_r0=np.zeros((V, 3), np.float32),
