@@ -103,10 +103,18 @@ class _Params:
     accent: tuple
     wink_names: tuple = ("ウィンク", "ウィンク右")
     blink_group: bool = False
+    twin_tails: bool = False
 
 
 def _hsv(h: float, s: float, v: float) -> tuple:
     return tuple(float(c) for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
+
+
+# typical anime hair colours (h, s, v): black-blue, brown, blonde, pink, teal, silver, red, purple,
+# blue, green
+_HAIR_PALETTE = ((0.62, 0.35, 0.22), (0.07, 0.6, 0.45), (0.13, 0.5, 0.95), (0.93, 0.4, 0.95),
+                 (0.48, 0.65, 0.72), (0.6, 0.07, 0.85), (0.01, 0.75, 0.7), (0.78, 0.5, 0.6),
+                 (0.6, 0.6, 0.8), (0.3, 0.45, 0.6))
 
 
 def _params(index: int, seed: int) -> _Params:
@@ -114,7 +122,8 @@ def _params(index: int, seed: int) -> _Params:
     u = rng.uniform
     n_bangs = int(rng.integers(7, 11))
     skin_h = u(0.03, 0.08)
-    hair_h = u(0, 1)
+    hair_hsv = _HAIR_PALETTE[int(rng.integers(len(_HAIR_PALETTE)))]
+    eye_h = u(0, 1)
     return _Params(
         rx=u(1.38, 1.52), ry=u(1.55, 1.7), rz=u(1.42, 1.56), cy=18.6 + u(-0.3, 0.3),
         jaw=u(0.28, 0.38), chin=u(0.45, 0.7),
@@ -125,12 +134,13 @@ def _params(index: int, seed: int) -> _Params:
         n_bangs=n_bangs, bang_tip_ph=u(0.02, 0.22, n_bangs), hairline_front=u(0.45, 0.6),
         side_len=u(0.3, 1.8), back_len=u(0.8, 2.6), ahoge=bool(index == 0 or u() < 0.6),
         skin=_hsv(skin_h, u(0.12, 0.22), u(0.95, 1.0)),
-        hair=_hsv(hair_h, u(0.35, 0.8), u(0.35, 0.9)),
-        eye=_hsv(u(0, 1), u(0.5, 0.9), u(0.45, 0.8)),
+        hair=_hsv(hair_hsv[0] + u(-0.03, 0.03), hair_hsv[1] * u(0.85, 1.1), hair_hsv[2] * u(0.85, 1.05)),
+        eye=_hsv(eye_h, u(0.5, 0.9), u(0.45, 0.8)),
         clothes=_hsv(u(0, 1), u(0.2, 0.7), u(0.3, 0.9)),
         accent=_hsv(u(0, 1), u(0.5, 0.9), u(0.6, 0.9)),
         wink_names=("ウインク", "ウインク右") if index % 3 == 1 else ("ウィンク", "ウィンク右"),
         blink_group=bool(index % 2 == 1),
+        twin_tails=bool(index == 1 or (index > 2 and u() < 0.35)),
     )
 
 
@@ -442,10 +452,11 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         lash_closed[tag] = Pc
 
         # brow
-        u = np.linspace(-0.9, 1.0, 13)
+        u = np.linspace(-0.95, 0.95, 13)
+        us = u * side                                                    # + = outer end
         r = np.linspace(0, 1, 3)[:, None]
-        arc = 1.75 + 0.18 * (1 - ((u - 0.05) / 0.95) ** 2)
-        w = 0.16 * (1 - 0.6 * np.clip(u * side, 0, 1))
+        arc = 1.72 + 0.2 * (1 - ((us - 0.15) / 1.1) ** 2)
+        w = 0.16 * (1 - 0.6 * np.clip(us, 0, 1))
         V = arc[None] + w[None] * (r - 0.5)
         U = np.broadcast_to(u[None], V.shape)
         P, N = _eye_map(U, V, p, side, 0.015)
@@ -456,14 +467,14 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     u = np.linspace(-1, 1, cols)[None]
     r = np.linspace(0, 1, rows)[:, None]
     U = np.broadcast_to(u, (rows, cols))
-    rest_v = 0.18 * u ** 2 - 0.22 * r
+    rest_v = 0.18 * u ** 2 - 0.3 * r
     P, N = _mouth_map(U, rest_v, p, 0.012)
     uvm = np.stack(np.broadcast_arrays(0.75 + 0.22 * u, 0.04 + 0.9 * r), -1)
     b.add("mouth", P, _grid_tris(rows, cols), "口", B_HEAD, ref=N, normals=N, uv=uvm,
           drop_degenerate=False)
     prof = np.sqrt(np.clip(1 - u ** 2, 0, 1))
     mouth_shapes = {
-        "あ": (0.9 * U, (0.15 + 0.05 * u ** 2) + (-2.2 * prof ** 0.7 - 0.15 - 0.05 * u ** 2) * r),
+        "あ": (U, (0.15 + 0.05 * u ** 2) + (-2.2 * prof ** 0.55 - 0.15 - 0.05 * u ** 2) * r),
         "い": (1.3 * U, (0.15 * u ** 2 + 0.05) + (-0.55 * prof - 0.05) * r),
         "お": (0.6 * U, 0.5 * prof + (-1.3 * prof - 0.5 * prof) * r),
     }
@@ -553,6 +564,32 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         strand(f"back{i}", th_path, ph_path, sc, lambda v: 0.62 * (1 - v) ** 0.4 + 0.02,
                lambda v: 0.1 * (1 - v) + 0.02, extra=hang_back, nseg=8)
 
+    # twin tails: tied at the back of the head, hanging beside the body
+    if p.twin_tails:
+        for side in (1.0, -1.0):
+            root = _head(side * 1.95, 0.55, p, 1.0)
+            out = np.array([side, 0.0, 0.35])
+            tt = np.linspace(0, 1, 16)[:, None]
+            c1 = root + out * 0.9 + [0, 0.5, 0]
+            c2 = root + out * 1.1 + [0, -2.0, 0]
+            end = root + out * 0.8 + [0, -3.4 - p.back_len, 0.2]
+            path = ((1 - tt) ** 3 * root + 3 * (1 - tt) ** 2 * tt * c1 + 3 * (1 - tt) * tt ** 2 * c2
+                    + tt ** 3 * end)
+            v = tt[:, 0]
+            width = 0.22 + 0.3 * np.sin(np.clip(v * 2.2, 0, np.pi / 2)) * (1 - v) ** 0.8 + 0.2 * (1 - v) ** 8
+            width = width * (1 - v) ** 0.5 + 0.01
+            P, F, R, UV = _tube(path, width, width * 0.7, np.tile([0, 0, 1.0], (16, 1)), nseg=12)
+            b.add(f"tail{'LR'[side < 0]}", P, F, "髪", B_HEAD, ref=R, uv=UV * [0.3, 1])
+            # the hair tie
+            a = np.linspace(0, TWO_PI, 13)
+            ring = root + out * 0.3 + np.stack([np.zeros(13), np.sin(a) * 0.24, np.cos(a) * 0.2], 1)
+            ring_c = np.concatenate([ring[-2:-1], ring, ring[1:2]])
+            P, F, R, UV = _tube(ring_c, np.full(15, 0.08), np.full(15, 0.08),
+                                np.tile([0, 1.0, 0], (15, 1)), nseg=8, tip=False)
+            keep = np.arange(1, 14)
+            P, R = (x.reshape(15, 9, 3)[keep].reshape(-1, 3) for x in (P, R))
+            b.add(f"tie{'LR'[side < 0]}", P, _grid_tris(13, 9), "襟", B_HEAD, ref=R)
+
     # ahoge: a strand sticking up from the crown
     if p.ahoge:
         root = _head(0.3, 1.3, p, 1.0)
@@ -637,13 +674,15 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     ]
 
     # ---- materials
-    def mat(name, en, colour, tex=None, toon=1, edge=True, start=0):
-        c = np.asarray(colour, np.float32)
-        diffuse = np.array([0.8, 0.8, 0.8, 1.0], np.float32) if tex else np.append(c, 1.0)
+    def mat(name, en, colour, tex=None, toon=1, edge=True):
+        # as on real models: diffuse = 0.8 and ambient = 0.5 of the intended colour, so that
+        # MMD's light (0.6) gives 0.98 of it and THA's Phong (0.5 + 0.5 N.L) gives 0.8
+        c = np.ones(3, np.float32) if tex else np.asarray(colour, np.float32)
+        diffuse = np.append(0.8 * c, 1.0)
         flags = MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP | MaterialFlag.SELF_SHADOW
         if edge:
             flags |= MaterialFlag.EDGE
-        return Material(name, en, _q(diffuse), np.full(3, 0.1, np.float32), 8.0, _q(diffuse[:3] * 0.6),
+        return Material(name, en, _q(diffuse), np.full(3, 0.1, np.float32), 8.0, _q(0.5 * c),
                         flags, np.array([0.15, 0.1, 0.1, 1.0], np.float32), 0.6 if edge else 0.0,
                         tex, None, SphereMode.NONE, None, toon, 0, counts[name])
 
