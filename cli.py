@@ -86,8 +86,8 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, ambient, o
         Image.fromarray(img).save(output, format="PNG")
     except OSError as e:
         raise click.ClickException(f"cannot write {output}: {e}")
-    f = res.frame
-    click.echo(f"frame: {f.cx:.6g} {f.cy:.6g} {f.half:.6g}  (use --frame {f.cx:.6g} {f.cy:.6g} {f.half:.6g} to reproduce)")
+    box = str(res.frame)          # full precision: reproduces the exact camera
+    click.echo(f"frame: {box}  (use --frame {box} to reproduce)")
     click.echo(f"wrote {output}")
 
 

@@ -57,10 +57,18 @@ BOTH_EYES_BONE = "両目"
 
 @dataclass
 class Frame:
-    """Camera box: centre x, centre y and half-height in model units (half-width equal)."""
+    """Camera box: centre x, centre y and half-height in model units (half-width equal).
+
+    Values are rounded to float32 on creation: that is what the GPU and the shard's
+    `model_frame` dataset hold, so a box read back from either reproduces the camera
+    bit for bit.
+    """
     cx: float
     cy: float
     half: float
+
+    def __post_init__(self) -> None:
+        self.cx, self.cy, self.half = (float(np.float32(v)) for v in (self.cx, self.cy, self.half))
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (float(self.cx), float(self.cy), float(self.half))
@@ -72,7 +80,7 @@ class Frame:
         return cls(float(cx), float((head_top_y + chin_y) / 2.0), float(head_top_y - chin_y))
 
     def __str__(self) -> str:
-        return f"{self.cx:.6g} {self.cy:.6g} {self.half:.6g}"
+        return f"{float(self.cx)!r} {float(self.cy)!r} {float(self.half)!r}"
 
 
 @dataclass

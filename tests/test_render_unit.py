@@ -237,3 +237,52 @@ def test_unpremultiply():
     assert tuple(out[0, 0]) == (128, 64, 0, 128)
     assert tuple(out[0, 1]) == (0, 0, 0, 0)
     assert tuple(out[0, 2]) == (10, 20, 30, 255)
+
+
+# ------------------------------------------------------------------ context errors and the CLI
+
+def test_no_egl_gives_one_line_error_naming_packages(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, __EGL_VENDOR_LIBRARY_FILENAMES=str(tmp_path / "none.json"),
+               EGL_PLATFORM="surfaceless")
+    code = ("import sys, cli; sys.exit(cli.main(['preview', 'x.pmx', '-o', 'y.png']))\n")
+    # a model file that loads, so the failure is the context's
+    from renderer.samples import write_samples
+    (path,) = write_samples(tmp_path / "s", count=1, seed=0)
+    code = code.replace("x.pmx", str(path)).replace("y.png", str(tmp_path / "out.png"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=str(Path(__file__).resolve().parents[1]))
+    assert r.returncode == 1, r.stderr
+    assert "libegl-mesa0" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_preview_cli_single_sheet_frame_and_errors(tmp_path, capsys):
+    import cli
+    from renderer.samples import write_samples
+
+    (path,) = write_samples(tmp_path / "s", count=1, seed=0)
+    out = tmp_path / "one.png"
+    assert cli.main(["preview", str(path), "--pose", "0", "-0.5", "0", "1", "0", "0.2", "--size", "96",
+                     "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    line = next(l for l in printed.splitlines() if l.startswith("frame:"))
+    cx, cy, half = (float(v) for v in line.split()[1:4])
+    img = np.asarray(Image.open(out))
+    assert img.shape == (96, 96, 4) and tuple(img[0, 0]) == (0, 0, 0, 0)
+    # the printed box reproduces the exact same image
+    out2 = tmp_path / "two.png"
+    assert cli.main(["preview", str(path), "--pose", "0", "-0.5", "0", "1", "0", "0.2", "--size", "96",
+                     "--frame", repr(cx), repr(cy), repr(half), "-o", str(out2)]) == 0
+    assert np.abs(np.asarray(Image.open(out2)).astype(int) - img).max() <= 1
+    sheet = tmp_path / "sheet.png"
+    assert cli.main(["preview", str(path), "--sheet", "--size", "64", "-o", str(sheet)]) == 0
+    assert np.asarray(Image.open(sheet)).shape[1] == 4 * 64
+    capsys.readouterr()
+    assert cli.main(["preview", str(path), "--pose", "0", "0", "0", "2", "0", "0", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "out of range" in err and "Traceback" not in err
+    assert cli.main(["preview", str(tmp_path / "nope.pmx"), "-o", str(out)]) == 1
