@@ -422,7 +422,8 @@ def info_lines(model: MMDModel, rig: FaceRig) -> list[str]:
     lines.append(f"mouth:     {mname(rig.mouth)}")
     lines.append(f"neck root: {bname(rig.neck_root)}   neck tip: {bname(rig.neck_tip)}")
     for n in rig.notes:
-        lines.append(f"note:      {n}")
+        if not n.startswith(("left eye:", "right eye:")):      # already shown above
+            lines.append(f"note:      {n}")
     for w in model.warnings:
         lines.append(f"warning:   {w}")
     probs = rig.problems()

@@ -140,15 +140,18 @@ class ModelPoser:
                     local_rot[b] = quat_mul(qw, local_rot[b]) if b in local_rot else qw
             elif k == MorphKind.MATERIAL:
                 mat = self._apply_material_morph(mat, m, w)
-        for bone, q in ((self._neck("neck_root"), neck_root_quat),
-                        (self._neck("neck_tip"), neck_tip_quat)):
+        for which, q in (("neck_root", neck_root_quat), ("neck_tip", neck_tip_quat)):
+            bone = self._neck(which)
             if q is None:
                 continue
             q = np.asarray(q, float)
             if np.allclose(q[:3], 0.0):
                 continue
             if bone < 0:
-                raise ValueError("the model has no neck bone to rotate (see FaceRig.problems())")
+                from renderer.errors import RenderError
+                label = "neck root (首)" if which == "neck_root" else "neck tip (頭)"
+                raise RenderError(f"{self.model.path}: no {label} bone to rotate "
+                                  "(see FaceRig.problems())")
             local_rot[bone] = quat_mul(q, local_rot[bone]) if bone in local_rot else q
         positions, normals = self._skin(pos, local_rot, local_trans)
         if mat is not None:

@@ -203,3 +203,15 @@ def test_pose_speed(shared_models):
     # target: < 5 ms per pose on an idle machine (bench/bench_load_pose.py); the test machine
     # is shared, so allow headroom here
     assert np.median(times) < 0.015, f"median {np.median(times) * 1e3:.2f} ms"
+
+
+def test_rotating_a_missing_neck_is_a_render_error(shared_models):
+    from renderer.errors import RenderError
+
+    m, rig, _ = _setup(shared_models, MODELS[0])
+    broken = copy.copy(rig)
+    broken.neck_tip = -1
+    P = ModelPoser(m, broken)
+    P.pose([0, 0, 0.5, 1, 1, 1])                   # the neck root still works
+    with pytest.raises(RenderError, match="neck tip"):
+        P.pose([0.5, 0, 0, 0, 0, 0])
