@@ -14,9 +14,10 @@ that close through vertex morphs; brows; a mouth opened by あ.
 
 Morphs are named as on the Animasa Miku family: ウィンク closes the character's
 RIGHT eye (x < 0) and ウィンク右 the character's LEFT eye (x > 0); まばたき closes
-both (a vertex morph on even-numbered samples, a group morph of the two winks on
-odd ones); あ / い / お move the mouth. Sample 1 spells the winks ウインク /
-ウインク右, as many real models do.
+both (a vertex morph in sample-01, -03, ..., a group morph of the two winks in
+sample-02, -04, ...); あ / い / お move the mouth. sample-02, -05, -08, ... spell
+the winks ウインク / ウインク右, as many real models do. sample-01 always has an
+ahoge, sample-02 always twin tails.
 
 Bones: センター → 上半身 → 首 (neck base) → 頭 (head/neck joint) → 両目, 左目, 右目
 (the eye bones take 両目's rotation through an append transform, as on real
