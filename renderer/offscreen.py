@@ -208,6 +208,7 @@ class RenderContext:
 
 @dataclass
 class _MaterialDraw:
+    material: int          # index into model.materials (rows of PosedMesh.material_morph)
     first: int
     count: int
     double_sided: bool
@@ -277,7 +278,7 @@ class ModelScene:
         self._white = self._texture(np.full((1, 1, 4), 255, np.uint8), mipmap=False)
         self._draws: list[_MaterialDraw] = []
         total = idx.size
-        for mat in model.materials:
+        for mi, mat in enumerate(model.materials):
             first, count = int(mat.index_start), int(mat.index_count)
             if count <= 0:
                 continue
@@ -297,7 +298,7 @@ class ModelScene:
                 toon = self._texture(self.textures.toon(mat.toon, mat.toon_shared), mipmap=False, clamp=True)
             flags = MaterialFlag(int(mat.flags))
             self._draws.append(_MaterialDraw(
-                first=first, count=count, double_sided=bool(flags & MaterialFlag.DOUBLE_SIDED),
+                material=mi, first=first, count=count, double_sided=bool(flags & MaterialFlag.DOUBLE_SIDED),
                 edge=bool(flags & MaterialFlag.EDGE) and float(mat.edge_size) > 0,
                 diffuse=tuple(float(x) for x in mat.diffuse[:4]), ambient=tuple(float(x) for x in mat.ambient[:3]),
                 specular=tuple(float(x) for x in mat.specular[:3]), power=float(mat.specular_power),
@@ -407,8 +408,14 @@ class ModelScene:
         diffuse = p["u_diffuse"]
         tint = p["u_tex_tint"]
         mm = material_morph
+        if mm is not None:
+            mm = np.asarray(mm, np.float32)
+            if mm.shape != (len(self.model.materials), 28):
+                raise RenderError(f"{self.model.path}: material morph array has shape {mm.shape}, "
+                                  f"expected ({len(self.model.materials)}, 28)")
         culling = None
-        for i, d in enumerate(self._draws):
+        for d in self._draws:
+            i = d.material
             dif = d.diffuse
             ttint = (1.0, 1.0, 1.0, 1.0)
             if mm is not None:
@@ -461,7 +468,8 @@ class ModelScene:
         self.ctx.enable(mgl.CULL_FACE)
         self.ctx.cull_face = "front"
         px_ndc = 2.0 / self.rc.raster_size * self.rc.supersample * EDGE_PIXELS_PER_SIZE * (self.rc.size / 256.0)
-        for i, d in enumerate(self._draws):
+        for d in self._draws:
+            i = d.material
             size, color = d.edge_size, d.edge_color
             if mm is not None:
                 color = tuple(float(x) for x in mm[i, 11:15])

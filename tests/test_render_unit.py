@@ -286,3 +286,24 @@ def test_preview_cli_single_sheet_frame_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "out of range" in err and "Traceback" not in err
     assert cli.main(["preview", str(tmp_path / "nope.pmx"), "-o", str(out)]) == 1
+
+
+def test_material_morph_rows_follow_material_indices(rc):
+    # material 0 draws nothing (count 0) and must not shift the morph rows of material 1
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    empty = material((1, 1, 1, 1), 0, 0)
+    m.materials.insert(0, empty)
+    mm = np.zeros((2, 28), np.float32)
+    mm[:, 16:28] = 1.0
+    mm[1, 0:4] = (1, 0, 0, 1)                 # material 1 turns red
+    mm[0, 0:4] = (0, 0, 1, 1)
+    with rc.prepare(m) as scene:
+        mesh = mesh_of(m)
+        mesh.material_morph = mm
+        img = scene.render(mesh, FULL)
+        assert tuple(img[S // 2, S // 2]) == (255, 0, 0, 255)
+        mm[1, 3] = 0.0                        # alpha 0 hides the material (a common toggle)
+        assert not scene.render(mesh, FULL)[..., 3].any()
+        mesh.material_morph = np.zeros((1, 28), np.float32)
+        with pytest.raises(RenderError):
+            scene.render(mesh, FULL)
