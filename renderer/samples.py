@@ -325,9 +325,11 @@ def _mouth_map(u, v, p: _Params, lift: float):
 def _torso_profile(y, p: _Params, y_top: float):
     """(x radius, z radius) of the body at height y (y <= y_top)."""
     d = np.clip(y_top - y, 0.0, None)
-    s = np.clip(d / 0.8, 0.0, 1.0)
-    grow = np.sin(s * np.pi / 2) ** 0.45
-    rx = p.neck_r * 1.12 + (p.shoulder_w - p.neck_r * 1.12) * grow - 0.15 * np.clip(d - 1.0, 0, None)
+    n, W = p.neck_r * 1.12, p.shoulder_w
+    t1 = np.clip(d / 0.35, 0.0, 1.0)                  # sloping from the neck ...
+    t2 = np.clip((d - 0.35) / 0.6, 0.0, 1.0)          # ... to round shoulders
+    rx = n + (0.7 * W - n) * t1 + 0.3 * W * np.sin(t2 * np.pi / 2) ** 0.8 - 0.15 * np.clip(d - 1.2, 0, None)
+    grow = np.sin(np.clip(d / 0.6, 0.0, 1.0) * np.pi / 2) ** 0.6
     rz = p.neck_r * 1.05 + (p.body_depth - p.neck_r * 1.05) * grow
     return rx, rz
 
@@ -376,7 +378,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
 
     # ---- body with clothes
     y_top = neck_base[1] + 0.05
-    ys = y_top - np.concatenate([np.linspace(0, 0.8, 9)[:-1], np.linspace(0.8, 3.0, 9)])
+    ys = y_top - np.concatenate([np.linspace(0, 0.95, 11)[:-1], np.linspace(0.95, 3.0, 8)])
     a = np.linspace(0, TWO_PI, 49)
     sx, sz = _superellipse(a)
     rxs, rzs = _torso_profile(ys, p, y_top)
