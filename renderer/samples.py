@@ -277,13 +277,20 @@ class _Builder:
             F[flip] = F[flip][:, [0, 2, 1]]
         N = _smooth_normals(P, F) if normals is None else np.asarray(normals).reshape(-1, 3)
         V = len(P)
-        if uv is None:
-            uv = np.zeros((V, 2))
+        uv = np.zeros((V, 2)) if uv is None else np.asarray(uv, np.float64).reshape(-1, 2)
         if bones is None:
             bones = np.tile([bone, 0], (V, 1))
             w0 = np.ones(V)
-        part = _Part(P, F, N, np.asarray(uv, np.float64).reshape(-1, 2), material,
-                     np.asarray(bones), np.asarray(w0, np.float64), name, self.count)
+        bones, w0 = np.asarray(bones), np.asarray(w0, np.float64)
+        if drop_degenerate:                  # drop vertices only degenerate triangles used (poles)
+            used = np.zeros(V, bool)
+            used[F.ravel()] = True
+            if not used.all():
+                remap = np.cumsum(used) - 1
+                P, N, uv, bones, w0 = P[used], N[used], uv[used], bones[used], w0[used]
+                F = remap[F]
+                V = len(P)
+        part = _Part(P, F, N, uv, material, bones, w0, name, self.count)
         self.count += V
         self.parts.append(part)
         self.by_name[name] = part

@@ -146,6 +146,23 @@ def test_winding_and_normals_like_real_models(index):
     assert _face_vertex_normal_agreement(m) > 0.995
     assert np.allclose(np.linalg.norm(m.normals, axis=1), 1, atol=1e-3)
     assert np.isfinite(m.positions).all()
+    # no degenerate triangles, no unused vertices
+    P, F = m.positions.astype(np.float64), m.indices.astype(np.int64)
+    area = np.linalg.norm(np.cross(P[F[:, 1]] - P[F[:, 0]], P[F[:, 2]] - P[F[:, 0]]), axis=1) / 2
+    assert area.min() > 1e-6
+    assert np.bincount(F.ravel(), minlength=m.vertex_count).min() > 0
+
+
+def test_pymeshio_consumes_every_byte():
+    import io
+
+    import pymeshio.pmx.reader as reader
+
+    ch = build_sample(1, 0)
+    data = pmx_bytes(ch.model, ch.display_frames)
+    ios = io.BytesIO(data)
+    reader.read(ios)
+    assert ios.tell() == len(data)
 
 
 def test_face_is_toward_minus_z_and_eyes_on_both_sides():
