@@ -14,10 +14,13 @@ Rotations are the standard right-hand-rule matrices applied in MMD's own
   y, both in the axes of the neck root's frame): +head_x moves points in front
   of the face (z < 0) up, +head_y moves the nose toward -x.
 
-Skinning is a linear blend of bone matrices for every deform type: BDEF1/2/4
-exactly, SDEF and QDEF approximated as linear blends of their bones (the
-rotations are ±15°, where the difference is small). Normals are transformed
-by the blended 3×3 part and renormalised.
+Skinning: BDEF1/2/4 are linear blends of bone matrices; SDEF is evaluated as
+PMX defines it (blended rotation about the vertex's C point, see _skin_sdef;
+the rotation blend is a normalised quaternion lerp, within a fraction of a
+degree of slerp at these angles; `ModelPoser(..., sdef=False)` falls back to
+the linear blend); QDEF (PMX 2.1 dual quaternions) is evaluated as a linear
+blend of its four bones. Normals are transformed by the blended rotation and
+renormalised.
 
 Morphs (group/flip recursion, see renderer.morphs.flatten_morph_weights):
 vertex and UV morphs move positions/UVs (additional-UV morphs are not part of
@@ -32,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from renderer.model import MMDModel, MorphKind
+from renderer.model import MMDModel, MorphKind, SkinningType
 from renderer.morphs import flatten_morph_weights
-from renderer.skeleton import IDENTITY_QUAT, Skeleton, quat_axis_angle, quat_mul
+from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul
 
 POSE_NAMES = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
 ANGLE_DEGREES = 15.0
@@ -82,10 +85,22 @@ class ModelPoser:
     """Poses one model. `rig` (a FaceRig) maps the pose vector onto morphs and bones;
     without a rig only `pose_parts` with identity neck rotations is possible."""
 
-    def __init__(self, model: MMDModel, rig=None):
+    def __init__(self, model: MMDModel, rig=None, sdef: bool = True):
         self.model = model
         self.rig = rig
         self.skeleton = Skeleton(model)
+        # SDEF vertices: per-vertex rotation centre terms, precomputed once (see _skin_sdef)
+        self._sdef = np.zeros(model.vertex_count, bool)
+        if sdef:
+            self._sdef = (model.skin_type == SkinningType.SDEF) & (model.bone_weights[:, 1] > 0)
+        if self._sdef.any():
+            w0 = model.bone_weights[:, :1].astype(np.float64)
+            w1 = 1.0 - w0
+            c = model.sdef_c.astype(np.float64)
+            r0, r1 = model.sdef_r0.astype(np.float64), model.sdef_r1.astype(np.float64)
+            rw = w0 * r0 + w1 * r1
+            self._sdef_cr0 = (c + 0.5 * (r0 - rw)).astype(np.float32)   # (C + (C+R0-rw)) / 2
+            self._sdef_cr1 = (c + 0.5 * (r1 - rw)).astype(np.float32)
         self.rest_positions = np.ascontiguousarray(model.positions, np.float32)
         self.rest_normals = np.ascontiguousarray(model.normals, np.float32)
         self.rest_uvs = np.ascontiguousarray(model.uvs, np.float32)
@@ -175,24 +190,68 @@ class ModelPoser:
         if not moved.any():
             return pos, normals.copy()
         key = moved.tobytes()
-        sub = self._subset_cache.get(key)
-        if sub is None:
-            hit = moved[self._bidx] & self._bw_nonzero
-            sub = np.nonzero(hit.any(axis=1))[0]
+        cached = self._subset_cache.get(key)
+        if cached is None:
+            hit = (moved[self._bidx] & self._bw_nonzero).any(axis=1)
+            cached = (np.nonzero(hit & ~self._sdef)[0], np.nonzero(hit & self._sdef)[0])
             if len(self._subset_cache) > 64:
                 self._subset_cache.clear()
-            self._subset_cache[key] = sub
+            self._subset_cache[key] = cached
+        sub, sub_sdef = cached
         normals = normals.copy()
-        if sub.size == 0:
-            return pos, normals
-        w = self._bw[sub]
-        M = np.einsum("vk,vkij->vij", w, S[self._bidx[sub]])      # (n,3,4)
-        p = pos[sub]
-        pos[sub] = np.einsum("vij,vj->vi", M[:, :, :3], p) + M[:, :, 3]
-        n = np.einsum("vij,vj->vi", M[:, :, :3], normals[sub])
-        norm = np.linalg.norm(n, axis=1, keepdims=True)
-        normals[sub] = n / np.maximum(norm, 1e-12)
+        if sub_sdef.size:
+            # SDEF vertices whose two bones move as one rigid body: plain skinning is exact
+            b = self._bidx[sub_sdef, :2]
+            rigid = (S[b[:, 0]] == S[b[:, 1]]).all(axis=(1, 2))
+            if rigid.any():
+                sub = np.concatenate([sub, sub_sdef[rigid]])
+                sub_sdef = sub_sdef[~rigid]
+        if sub.size:
+            w = self._bw[sub]
+            M = np.einsum("vk,vkij->vij", w, S[self._bidx[sub]])      # (n,3,4)
+            p = pos[sub]
+            pos[sub] = np.einsum("vij,vj->vi", M[:, :, :3], p) + M[:, :, 3]
+            n = np.einsum("vij,vj->vi", M[:, :, :3], normals[sub])
+            normals[sub] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        if sub_sdef.size:
+            self._skin_sdef(sub_sdef, S, moved, pos, normals)
         return pos, normals
+
+    def _skin_sdef(self, sub, S, moved, pos, normals):
+        """SDEF (PMX spherical deform) for the vertices `sub`, in place.
+
+        With bones 0/1, weights w0/w1, the blended rotation R = nlerp(q0, q1; w1) of the two
+        bones' global rotations and the precomputed centres cr0 = (C + r0)/2, cr1 = (C + r1)/2
+        (r_k = C + R_k - (w0·R0 + w1·R1)):
+            x' = R·(x - C) + w0·M0(cr0) + w1·M1(cr1),   n' = R·n
+        which equals plain skinning whenever both bones move rigidly together.
+        """
+        b = self._bidx[sub, :2]
+        w0 = self._bw[sub, :1]
+        w1 = 1.0 - w0
+        bones = np.unique(b)
+        Q = np.zeros((S.shape[0], 4))
+        Q[:, 3] = 1.0
+        for i in bones[moved[bones]].tolist():
+            Q[i] = matrix_to_quat(S[i, :, :3])
+        q0, q1 = Q[b[:, 0]], Q[b[:, 1]]
+        q1 = np.where((np.einsum("vi,vi->v", q0, q1) < 0)[:, None], -q1, q1)
+        q = w0 * q0 + w1 * q1
+        q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+        R = np.stack([
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ], 1).astype(np.float32)                                         # (n,3,3)
+        M0, M1 = S[b[:, 0]], S[b[:, 1]]
+        cr0, cr1 = self._sdef_cr0[sub], self._sdef_cr1[sub]
+        c = self.model.sdef_c[sub]
+        t0 = np.einsum("vij,vj->vi", M0[:, :, :3], cr0) + M0[:, :, 3]
+        t1 = np.einsum("vij,vj->vi", M1[:, :, :3], cr1) + M1[:, :, 3]
+        pos[sub] = np.einsum("vij,vj->vi", R, pos[sub] - c) + w0 * t0 + w1 * t1
+        n = np.einsum("vij,vj->vi", R, normals[sub])
+        normals[sub] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
     def _apply_material_morph(self, acc, m, w):
         M = len(self.model.materials)

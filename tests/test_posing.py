@@ -215,3 +215,28 @@ def test_rotating_a_missing_neck_is_a_render_error(shared_models):
     P.pose([0, 0, 0.5, 1, 1, 1])                   # the neck root still works
     with pytest.raises(RenderError, match="neck tip"):
         P.pose([0.5, 0, 0, 0, 0, 0])
+
+
+def test_sdef_rotates_about_its_centre():
+    """An SDEF vertex split 50/50 between 頭 (turned 15°) and 首 (still), centred on the 頭
+    joint, turns by exactly half the angle about C and keeps its distance from C, where the
+    linear blend would pull it inward."""
+    from test_modelfile import build_pmx
+
+    from renderer.model import SkinningType
+    from renderer.morphs import FaceRig
+
+    m = load_model("s.pmx", data=build_pmx())
+    v = 3
+    assert m.skin_type[v] == SkinningType.SDEF
+    head = m.bones[2].position.astype(float)
+    m.bone_indices[v, :2] = [2, 1]
+    m.bone_weights[v, :2] = [0.5, 0.5]
+    m.sdef_c[v] = m.sdef_r0[v] = m.sdef_r1[v] = head
+    m.positions[v] = head + np.array([0.0, 0.5, -1.0])
+    rig = FaceRig(None, None, None, None, neck_root=1, neck_tip=2, notes=[])
+    got = ModelPoser(m, rig).pose([1, 0, 0, 0, 0, 0]).positions[v]
+    want = head + Rx(math.radians(ANGLE_DEGREES) / 2) @ np.array([0.0, 0.5, -1.0])
+    assert np.abs(got - want).max() < 1e-5
+    lbs = ModelPoser(m, rig, sdef=False).pose([1, 0, 0, 0, 0, 0]).positions[v]
+    assert np.linalg.norm(lbs - head) < np.linalg.norm(got - head) - 1e-4
