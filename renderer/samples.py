@@ -129,7 +129,7 @@ def _params(index: int, seed: int) -> _Params:
         rx=u(1.38, 1.52), ry=u(1.55, 1.7), rz=u(1.42, 1.56), cy=18.6 + u(-0.3, 0.3),
         jaw=u(0.28, 0.38), chin=u(0.45, 0.7),
         eye_th=u(0.4, 0.46), eye_ph=u(-0.2, -0.12), eye_a_th=u(0.22, 0.26),
-        eye_a_ph=u(0.18, 0.23), eye_tilt=u(-0.08, 0.12),
+        eye_a_ph=u(0.18, 0.23), eye_tilt=u(-0.1, 0.06),
         mouth_ph=u(-0.7, -0.64), mouth_a_th=u(0.13, 0.16), mouth_a_ph=u(0.15, 0.17),
         neck_r=u(0.33, 0.4), neck_len=u(0.35, 0.5), shoulder_w=u(1.9, 2.3), body_depth=u(0.8, 1.0),
         n_bangs=n_bangs, bang_tip_ph=u(0.02, 0.22, n_bangs), hairline_front=u(0.45, 0.6),
@@ -465,7 +465,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         u = np.linspace(-0.95, 0.95, 13)
         us = u * side                                                    # + = outer end
         r = np.linspace(0, 1, 3)[:, None]
-        arc = 1.72 + 0.2 * (1 - ((us - 0.15) / 1.1) ** 2)
+        arc = 1.75 + 0.2 * (1 - ((us + 0.1) / 1.1) ** 2)
         w = 0.16 * (1 - 0.6 * np.clip(us, 0, 1))
         V = arc[None] + w[None] * (r - 0.5)
         U = np.broadcast_to(u[None], V.shape)
