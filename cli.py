@@ -108,6 +108,98 @@ def info_cmd(model, overrides):
 
 # ---------------------------------------------------------------- render / inspect (dataset)
 
+def _ambient_range(text: str) -> tuple[float, float]:
+    from dataset.errors import DatasetError
+
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2:
+        raise DatasetError(f"--ambient must be LOW,HIGH (e.g. 0.5,1.2) or one value, got {text!r}")
+    return vals[0], vals[1]
+
+
+@thactl.command("render")
+@click.option("--models", type=click.Path(path_type=str), default=None,
+              help="Folder of .pmx/.pmd models (searched recursively, .zip archives too). "
+                   "Default: the built-in sample characters (a quick demo).")
+@click.option("--out", required=True, type=click.Path(path_type=str),
+              help="Output folder: OUT/<split>/shard-NNNNN.h5 and OUT/manifest.json.")
+@click.option("--count", type=int, default=None,
+              help="Training examples (required with --models; 200 for the samples).")
+@click.option("--val-count", type=int, default=None,
+              help="Validation examples [default: min(10000, COUNT, max(COUNT/50, 10 per model))].")
+@click.option("--test-count", type=int, default=None, help="Test examples [default: as --val-count].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Everything derives from it.")
+@click.option("--size", type=int, default=256, show_default=True, help="Image size in pixels.")
+@click.option("--aa", type=int, default=4, show_default=True, help="Multisample anti-aliasing (0 = off).")
+@click.option("--shard-size", type=int, default=1000, show_default=True, help="Examples per shard.")
+@click.option("--group-size", type=int, default=16, show_default=True,
+              help="Examples per model row (one rest image and one ambient level each).")
+@click.option("--ambient", default="0.5,1.2", show_default=True,
+              help="Ambient light magnitude range LOW,HIGH (one value = fixed).")
+@click.option("--split-ratios", default="0.9,0.05,0.05", show_default=True,
+              help="train,validation,test shares of the model sources (top-level folders).")
+@click.option("--split-file", type=click.Path(path_type=str), default=None,
+              help='JSON {"train": [paths or folders], "validation": [...], "test": [...]}.')
+@click.option("--overrides", type=click.Path(path_type=str), default=None,
+              help="JSON mapping model paths (relative to --models) to face-rig/frame overrides.")
+@click.option("--workers", type=int, default=None, help="Render processes [default: CPU count].")
+@click.option("--part", default=None, help="Render only part i of n (i/n, 1-based): every n-th shard.")
+@click.option("--force", is_flag=True, help="Replace data in OUT made with different settings.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_size, group_size,
+               ambient, split_ratios, split_file, overrides, workers, part, force, quiet) -> None:
+    """Render training data (HDF5 shards) from MMD models; re-run to resume.
+
+    \b
+    Examples:
+      thactl render --out demo-data                       # built-in samples, ~1 minute
+      thactl render --models ./pmx --out ./data --count 500000
+      thactl render --models ./pmx --out ./data --count 500000 --part 2/8   # machine 2 of 8
+    """
+    import logging
+    from pathlib import Path
+
+    from dataset.generate import RenderRequest, run_render, summary_lines
+
+    logging.basicConfig(level=logging.WARNING, format="thactl: %(message)s")
+    req = RenderRequest(
+        out=Path(out), models=Path(models) if models else None, count=count, val_count=val_count,
+        test_count=test_count, seed=seed, size=size, aa=aa, shard_size=shard_size,
+        group_size=group_size, ambient=_ambient_range(ambient), split_ratios=split_ratios,
+        split_file=Path(split_file) if split_file else None,
+        overrides=Path(overrides) if overrides else None, workers=workers, part=part, force=force,
+        progress=not quiet)
+    man = run_render(req)
+    n = man.get("_rendered_examples", 0)
+    dt = man.get("_elapsed_s", 0.0)
+    for line in summary_lines(man):
+        click.echo(line)
+    rate = f" ({n / dt:.1f} examples/s overall)" if n and dt > 0 else ""
+    click.echo(f"rendered {n} examples in {dt:.1f} s{rate} -> {out}")
+
+
+@thactl.command("inspect")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--sheet", type=click.Path(path_type=str), default=None,
+              help="Write a contact sheet PNG of random examples (rest | morphed | posed).")
+@click.option("--examples", type=int, default=8, show_default=True, help="Examples on the sheet.")
+@click.option("--verify", is_flag=True,
+              help="Read every shard fully: complete, readable, counts match, no duplicates.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which random examples to show.")
+def inspect_cmd(path, sheet, examples, verify, seed) -> None:
+    """Summarise a data folder or one shard: counts, models, pose statistics, rejections."""
+    from dataset.inspect import inspect_path
+
+    ok = inspect_path(path, sheet=sheet, examples=examples, verify=verify, seed=seed, echo=click.echo)
+    if not ok:
+        raise click.exceptions.Exit(1)
+
+
 # ---------------------------------------------------------------- train (train)
 
 

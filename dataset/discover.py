@@ -1,0 +1,264 @@
+"""Finding models under --models (folders and .zip archives) and assigning splits.
+
+Every model gets a stable relative name (`rel_path`, '/' separators): the file's
+path relative to --models, or for a zip member `<zip path>/<member path>`
+(member names decoded as UTF-8 when the archive says so, else as Shift-JIS
+(cp932), the encoding of Japanese Windows zips, else cp437).  Zip archives are
+extracted once, safely (absolute paths, drive letters and `..` members are
+refused), into a cache folder keyed by the archive's hash, so the loader finds
+the textures beside the model as usual.
+
+Splits are by model *source*: the first path component under --models (a
+top-level folder or archive); every model of one source lands in the same
+split, so variants of one character never straddle train and test.  The
+default rule hashes the source name to a number u in [0, 1) and cuts at the
+cumulative --split-ratios; with three or more sources, validation and test are
+guaranteed at least one source each (taken from train, the ones whose u is
+closest to the cut).  A --split-file JSON fixes the assignment explicitly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from dataset.errors import DatasetError
+from dataset.shards import SPLITS
+
+log = logging.getLogger("thactl.dataset")
+
+MODEL_SUFFIXES = (".pmx", ".pmd")
+MAX_ZIP_BYTES = 4 << 30          # refuse archives that would extract to more than this
+
+
+@dataclass
+class ModelSource:
+    rel_path: str                 # relative name, '/' separators (zip members: "a.zip/x/y.pmx")
+    path: Path | None             # file on disk (extracted for zip members); None if unusable
+    source: str                   # first component of rel_path: the split unit
+    error: str | None = None      # discovery problem (corrupt zip, unsafe member, ...)
+    sha256: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def decode_member_name(info: zipfile.ZipInfo) -> str:
+    """The member's real name: UTF-8 if flagged, else try cp932 (Shift-JIS), else cp437."""
+    name = info.filename
+    if info.flag_bits & 0x800:
+        return name
+    try:
+        raw = name.encode("cp437")
+    except UnicodeEncodeError:
+        return name
+    for enc in ("utf-8", "cp932"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return name
+
+
+def safe_member_path(name: str) -> PurePosixPath | None:
+    """Relative, normalised member path, or None when unsafe (absolute, drive, '..')."""
+    n = name.replace("\\", "/")
+    if n.startswith("/") or (len(n) >= 2 and n[1] == ":"):
+        return None
+    parts = [p for p in n.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        return None
+    return PurePosixPath(*parts)
+
+
+def extract_zip(zip_path: Path, cache_root: Path) -> tuple[Path, list[str], list[str]]:
+    """Extract `zip_path` into `cache_root/<name>-<hash12>/`; returns (folder, model members,
+    skipped unsafe names).  Raises DatasetError for a corrupt or absurd archive."""
+    digest = _sha256(zip_path)
+    dest = cache_root / f"{zip_path.stem[:40]}-{digest[:12]}"
+    done = dest / ".thactl-extracted"
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise DatasetError(f"{zip_path}: corrupt or unreadable zip archive ({e})") from None
+    with zf:
+        members, unsafe = [], []
+        total = 0
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            real = decode_member_name(info)
+            rel = safe_member_path(real)
+            if rel is None:
+                unsafe.append(real)
+                continue
+            members.append((info, rel))
+            total += info.file_size
+        if total > MAX_ZIP_BYTES:
+            raise DatasetError(f"{zip_path}: archive would extract to {total >> 20} MiB; refused")
+        models = sorted(str(rel) for _, rel in members if rel.suffix.lower() in MODEL_SUFFIXES)
+        if done.is_file():
+            return dest, models, unsafe
+        tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            for info, rel in members:
+                target = tmp.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        except (zipfile.BadZipFile, zlib_error(), OSError, EOFError, RuntimeError,
+                NotImplementedError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DatasetError(f"{zip_path}: corrupt zip archive ({e})") from None
+        (tmp / ".thactl-extracted").write_text(digest)
+        if dest.exists():
+            shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    return dest, models, unsafe
+
+
+def zlib_error():
+    import zlib
+    return zlib.error
+
+
+def discover_models(models_dir: str | Path, cache_dir: str | Path | None = None,
+                    exclude: list[Path] | None = None) -> list[ModelSource]:
+    """Every .pmx/.pmd under `models_dir` (recursively, and inside .zip archives), sorted by
+    rel_path.  Unusable archives appear as entries with `error` set (the run goes on).
+    Hidden folders (".name") and `exclude` folders are skipped.  Raises DatasetError if
+    the folder is missing or holds no model at all."""
+    root = Path(models_dir)
+    if not root.exists():
+        raise DatasetError(f"{root}: models folder does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder (give the folder holding .pmx/.pmd files or .zip archives)")
+    cache = Path(cache_dir) if cache_dir else root / ".thactl-cache"
+    excl = [Path(e).resolve() for e in (exclude or [])]
+    found: list[ModelSource] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        d = Path(dirpath)
+        keep = []
+        for name in sorted(dirnames):
+            full = (d / name).resolve()
+            if name.startswith(".") or any(full == e for e in excl):
+                continue
+            keep.append(name)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            p = d / name
+            rel = p.relative_to(root).as_posix()
+            source = rel.split("/")[0]
+            low = name.lower()
+            if low.endswith(MODEL_SUFFIXES):
+                found.append(ModelSource(rel, p, source))
+            elif low.endswith(".zip"):
+                try:
+                    dest, models, unsafe = extract_zip(p, cache / "zips")
+                except DatasetError as e:
+                    found.append(ModelSource(rel, None, source, error=str(e).split(": ", 1)[-1]))
+                    continue
+                for u in unsafe:
+                    log.warning("%s: skipped unsafe member name %r", p, u)
+                if not models and unsafe:
+                    found.append(ModelSource(rel, None, source,
+                                             error=f"only unsafe member paths ({unsafe[0]!r})"))
+                for m in models:
+                    found.append(ModelSource(f"{rel}/{m}", dest.joinpath(*m.split("/")), source,
+                                             extra={"archive": rel}))
+    found.sort(key=lambda m: m.rel_path)
+    if not found:
+        raise DatasetError(f"{root}: no .pmx/.pmd models (or .zip archives of them) found")
+    return found
+
+
+# ------------------------------------------------------------------------------ splits
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        vals = [float(v) for v in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 3 or any(v < 0 for v in vals) or sum(vals) <= 0 or vals[0] <= 0:
+        raise DatasetError(f"--split-ratios must be three non-negative numbers train,validation,test "
+                           f"with train > 0 (e.g. 0.9,0.05,0.05), got {text!r}")
+    s = sum(vals)
+    return (vals[0] / s, vals[1] / s, vals[2] / s)
+
+
+def source_hash(source: str) -> float:
+    """A stable number in [0, 1) for a source name."""
+    h = hashlib.sha256(("thactl-split:" + source).encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "big") / 2.0 ** 64
+
+
+def assign_splits(sources: list[str], ratios=(0.9, 0.05, 0.05)) -> dict[str, str]:
+    """source -> split by hashing (see module doc)."""
+    uniq = sorted(set(sources))
+    r_train, r_val, r_test = ratios
+    u = {s: source_hash(s) for s in uniq}
+    out = {}
+    for s in uniq:
+        out[s] = "train" if u[s] < r_train else ("validation" if u[s] < r_train + r_val else "test")
+    if len(uniq) >= 3:
+        for split, ratio in (("test", r_test), ("validation", r_val)):
+            if ratio <= 0 or any(v == split for v in out.values()):
+                continue
+            train = [s for s in uniq if out[s] == "train"]
+            if len(train) <= 1:
+                continue
+            # the train source nearest the cut (highest u) moves
+            out[max(train, key=lambda s: u[s])] = split
+    return out
+
+
+def load_split_file(path: str | Path) -> dict[str, str]:
+    """A split file: {"train": [names...], "validation": [...], "test": [...]} or
+    {"name": "train", ...}; names are model rel_paths or source names."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"{p}: split file not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"{p}: not a readable JSON split file ({e})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{p}: split file must be a JSON object")
+    table: dict[str, str] = {}
+    if data and all(k in SPLITS for k in data):
+        for split, names in data.items():
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise DatasetError(f"{p}: {split!r} must be a list of model paths or folders")
+            for n in names:
+                n = n.replace("\\", "/").strip("/")
+                if n in table and table[n] != split:
+                    raise DatasetError(f"{p}: {n!r} is listed in both {table[n]} and {split}")
+                table[n] = split
+    else:
+        for n, split in data.items():
+            if split not in SPLITS:
+                raise DatasetError(f"{p}: {n!r} has split {split!r}; expected one of {', '.join(SPLITS)}")
+            table[n.replace("\\", "/").strip("/")] = split
+    return table
+
+
+def split_from_table(rel_path: str, table: dict[str, str]) -> str | None:
+    """Longest matching entry: the model's rel_path itself or one of its parent folders."""
+    parts = rel_path.split("/")
+    for i in range(len(parts), 0, -1):
+        key = "/".join(parts[:i])
+        if key in table:
+            return table[key]
+    return None

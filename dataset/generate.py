@@ -1,0 +1,653 @@
+"""`thactl render`: training data (HDF5 shards + manifest.json) from MMD models.
+
+Pipeline: discover (folders, zips) -> validate every model (load, face rig,
+probe render; cached in OUT/.cache/validation.json) -> assign splits by source
+-> plan every shard -> render the shards that are not complete yet -> manifest.
+
+Determinism.  Everything derives from --seed and the list of accepted models
+of a split (rel_path + sha256, sorted):
+  * example j of a split (0-based, over the whole split) belongs to model
+    floor(j * n_models / count): models get contiguous, equal-sized blocks;
+  * shard k holds examples [k * shard_size, (k + 1) * shard_size);
+  * inside a shard, the consecutive examples of one model are cut into groups of
+    at most --group-size examples; each group is one model row of the shard
+    (rest image + model path + frame) with its own ambient light magnitude,
+    drawn uniformly from --ambient (default [0.5, 1.2]) by a generator seeded
+    with (seed, split, "ambient", first example of the group).  The rest image
+    and every example of the row are rendered with that same ambient, so the
+    network input (rest) and its targets (morphed, posed) are lit alike; the
+    per-example `ambient` dataset records it.
+  * the pose of example j comes from a generator seeded with (seed, split,
+    "pose", j): eyes and mouth uniform on [0, 1], head values with density
+    |v| (dataset.poses.sample_poses); models without one-eye morphs get
+    right_eye = left_eye.
+So shard k is a pure function of (settings, seed, k, model list): shards can be
+rendered in any order, on any machine (--part i/n), and a resumed run equals an
+uninterrupted one.
+
+Images: rest = REST_POSE (0,0,0,0,0,1); morphed = the example's eyes/mouth with
+head 0,0,0; posed = the full pose.  Rendering happens in --workers processes
+(spawn, one GL context each); the main process writes shards (temporary name,
+renamed when complete) and the manifest (atomically).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from dataset.discover import (ModelSource, assign_splits, discover_models, load_split_file,
+                              parse_ratios, split_from_table)
+from dataset.errors import DatasetError
+from dataset.poses import REST_POSE, sample_poses
+from dataset.shards import SPLITS, ShardWriter, shard_name, sha256_file, tmp_glob, verify_shard
+from dataset.validate import VALIDATION_VERSION, ModelCheck
+
+log = logging.getLogger("thactl.dataset")
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "thactl-manifest"
+MANIFEST_VERSION = 1
+SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
+THA1_EVAL_COUNT = 10_000
+SAMPLE_MODELS = 6
+SAMPLE_COUNT = 200
+
+
+def default_eval_count(count: int, n_models: int) -> int:
+    """Default --val-count / --test-count: THA1's 10,000, scaled down for small runs.
+
+    min(10000, count, max(ceil(count / 50), 10 per model of the split)); 0 without models.
+    THA1 (500,000 training examples) gets exactly 10,000."""
+    if n_models <= 0 or count <= 0:
+        return 0
+    return int(min(THA1_EVAL_COUNT, count, max(math.ceil(count / 50), 10 * n_models)))
+
+
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    if text in (None, ""):
+        return None
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        i = n = 0
+    if n < 1 or not 1 <= i <= n:
+        raise DatasetError(f"--part must be i/n with 1 <= i <= n (e.g. 1/4), got {text!r}")
+    return i, n
+
+
+def _json_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _file_hash(path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{p}: file not found")
+    return sha256_file(p)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ------------------------------------------------------------------------------ plan
+
+@dataclass
+class Group:
+    """One model row of one shard: a model, its ambient, a run of examples."""
+    split: str
+    shard: int
+    model: int                    # index into the split's model list
+    first: int                    # first example index (over the split)
+    poses: np.ndarray             # (g, 6) float32
+    ambient: float
+    last_of_shard: bool = False
+
+
+@dataclass
+class ShardPlan:
+    split: str
+    index: int
+    first: int
+    count: int
+    global_index: int = 0
+
+    @property
+    def rel(self) -> str:
+        return f"{self.split}/{shard_name(self.index)}"
+
+
+@dataclass
+class SplitPlan:
+    split: str
+    count: int
+    models: list[ModelCheck] = field(default_factory=list)
+
+    def model_of(self, j: np.ndarray | int):
+        return (np.asarray(j, dtype=np.int64) * len(self.models)) // self.count
+
+
+def pose_for(seed: int, split: str, j: int, one_eye: bool) -> np.ndarray:
+    rng = np.random.default_rng([int(seed), SPLIT_IDS[split], 0, int(j)])
+    return sample_poses(rng, 1, one_eye_morphs=one_eye)[0]
+
+
+def ambient_for(seed: int, split: str, first: int, lo: float, hi: float) -> float:
+    if hi <= lo:
+        return float(lo)
+    rng = np.random.default_rng([int(seed), SPLIT_IDS[split], 1, int(first)])
+    return float(np.float32(rng.uniform(lo, hi)))
+
+
+def shard_groups(sp: SplitPlan, shard: ShardPlan, seed: int, group_size: int,
+                 ambient: tuple[float, float]) -> list[Group]:
+    js = np.arange(shard.first, shard.first + shard.count)
+    owners = sp.model_of(js)
+    groups: list[Group] = []
+    start = 0
+    while start < len(js):
+        m = int(owners[start])
+        end = start
+        while end < len(js) and owners[end] == m and end - start < group_size:
+            end += 1
+        one_eye = sp.models[m].one_eye_morphs
+        poses = np.stack([pose_for(seed, sp.split, int(j), one_eye) for j in js[start:end]])
+        groups.append(Group(sp.split, shard.index, m, int(js[start]), poses,
+                            ambient_for(seed, sp.split, int(js[start]), *ambient)))
+        start = end
+    if groups:
+        groups[-1].last_of_shard = True
+    return groups
+
+
+# ------------------------------------------------------------------------------ workers
+
+_W: dict[str, Any] = {}
+
+
+def _worker_init(size: int, aa: int, shading: str, overrides: str | None, models_root: str,
+                 lp_threads: int | None, log_level: int) -> None:
+    if lp_threads:
+        os.environ.setdefault("LP_NUM_THREADS", str(lp_threads))
+    logging.getLogger("thactl").setLevel(log_level)
+    _W.clear()
+    _W.update(size=size, aa=aa, shading=shading, overrides=overrides, models_root=models_root,
+              rc=None, probe=None, cache=None)
+
+
+def _render_ctx():
+    if _W.get("rc") is None:
+        from renderer.offscreen import RenderContext
+        _W["rc"] = RenderContext(size=_W["size"], aa=_W["aa"])
+    return _W["rc"]
+
+
+def _model_state(path: str):
+    """(poser, scene) for a model, cached for the last model used by this process."""
+    cached = _W.get("cache")
+    if cached is not None and cached[0] == path:
+        return cached[1], cached[2]
+    if cached is not None:
+        cached[2].release()
+        _W["cache"] = None
+    from renderer.modelfile import load_model
+    from renderer.morphs import load_override, resolve_face_rig
+    from renderer.posing import ModelPoser
+
+    model = load_model(path)
+    override = load_override(path, _W["overrides"], _W["models_root"])
+    rig = resolve_face_rig(model, override)
+    poser = ModelPoser(model, rig)
+    scene = _render_ctx().prepare(model, _W["shading"])
+    _W["cache"] = (path, poser, scene)
+    return poser, scene
+
+
+def _validate_task(task: tuple[str, str, str]) -> dict:
+    from renderer.offscreen import RenderContext
+
+    from dataset.validate import PROBE_SIZE, validate_model
+
+    path, rel, sha = task
+    if _W.get("probe") is None:
+        _W["probe"] = RenderContext(size=PROBE_SIZE, aa=0)
+    return validate_model(Path(path), rel, _W["probe"], _W["overrides"], _W["models_root"],
+                          sha256=sha).to_json()
+
+
+def _render_task(task: dict) -> dict:
+    from renderer.framing import Frame
+
+    poser, scene = _model_state(task["path"])
+    frame = Frame(*task["frame"])
+    amb = task["ambient"]
+    rest = scene.render(poser.pose(REST_POSE), frame, ambient=amb)
+    morphed, posed = [], []
+    for p in task["poses"]:
+        expr = p.copy()
+        expr[:3] = 0.0
+        morphed.append(scene.render(poser.pose(expr), frame, ambient=amb))
+        posed.append(scene.render(poser.pose(p), frame, ambient=amb))
+    return dict(rest=rest, morphed=np.stack(morphed), posed=np.stack(posed))
+
+
+class _Runner:
+    """Runs tasks in-process (workers <= 1) or in a spawn pool; ordered results."""
+
+    def __init__(self, workers: int, init_args: tuple):
+        self.workers = workers
+        self.init_args = init_args
+        self.pool = None
+        if workers > 1:
+            ctx = mp.get_context("spawn")
+            self.pool = ctx.Pool(workers, initializer=_worker_init, initargs=init_args)
+        else:
+            args = list(init_args)
+            args[5] = None  # keep llvmpipe's own thread count in-process
+            _worker_init(*args)
+
+    def imap(self, fn, tasks) -> Iterator:
+        if self.pool is None:
+            for t in tasks:
+                yield fn(t)
+        else:
+            yield from self.pool.imap(fn, tasks, chunksize=1)
+
+    def close(self, terminate: bool = False) -> None:
+        if self.pool is not None:
+            if terminate:
+                self.pool.terminate()
+            else:
+                self.pool.close()
+            self.pool.join()
+            self.pool = None
+        cached = _W.get("cache")
+        if cached is not None:
+            try:
+                cached[2].release()
+            except Exception:
+                pass
+            _W["cache"] = None
+
+
+# ------------------------------------------------------------------------------ main entry
+
+@dataclass
+class RenderRequest:
+    out: Path
+    models: Path | None = None
+    count: int | None = None
+    val_count: int | None = None
+    test_count: int | None = None
+    seed: int = 0
+    size: int = 256
+    aa: int = 4
+    shading: str = "phong"
+    shard_size: int = 1000
+    group_size: int = 16
+    ambient: tuple[float, float] = (0.5, 1.2)
+    split_ratios: str = "0.9,0.05,0.05"
+    split_file: Path | None = None
+    overrides: Path | None = None
+    workers: int | None = None
+    part: str | None = None
+    force: bool = False
+    progress: bool = True
+
+
+def _check_request(r: RenderRequest) -> None:
+    if r.size < 16 or r.size > 4096:
+        raise DatasetError(f"--size must be between 16 and 4096, got {r.size}")
+    if r.aa not in (0, 1, 2, 4, 8, 16):
+        raise DatasetError(f"--aa must be 0, 1, 2, 4, 8 or 16, got {r.aa}")
+    if r.count is not None and r.count < 1:
+        raise DatasetError(f"--count must be >= 1, got {r.count}")
+    for name, v in (("--val-count", r.val_count), ("--test-count", r.test_count)):
+        if v is not None and v < 0:
+            raise DatasetError(f"{name} must be >= 0, got {v}")
+    if r.shard_size < 1:
+        raise DatasetError(f"--shard-size must be >= 1, got {r.shard_size}")
+    if r.group_size < 1:
+        raise DatasetError(f"--group-size must be >= 1, got {r.group_size}")
+    lo, hi = r.ambient
+    if not (0 <= lo <= hi <= 10):
+        raise DatasetError(f"--ambient must be LOW,HIGH with 0 <= LOW <= HIGH, got {lo},{hi}")
+    if r.workers is not None and r.workers < 1:
+        raise DatasetError(f"--workers must be >= 1, got {r.workers}")
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def request_settings(r: RenderRequest, models_label: str) -> dict:
+    """What must match between runs writing into the same OUT."""
+    return dict(
+        models=models_label, count=r.count, val_count=r.val_count, test_count=r.test_count,
+        seed=r.seed, size=r.size, aa=r.aa, shading=r.shading, shard_size=r.shard_size,
+        group_size=r.group_size, ambient=[float(r.ambient[0]), float(r.ambient[1])],
+        split_ratios=list(parse_ratios(r.split_ratios)) if r.split_file is None else None,
+        split_file_sha256=_file_hash(r.split_file), overrides_sha256=_file_hash(r.overrides),
+    )
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+def _clear_outputs(out: Path) -> None:
+    for split in SPLITS:
+        d = out / split
+        if d.is_dir():
+            for f in list(d.glob("shard-*.h5")) + list(d.glob(".shard-*.tmp")):
+                f.unlink()
+    m = out / MANIFEST
+    if m.exists():
+        m.unlink()
+    shutil.rmtree(out / ".cache" / "validation", ignore_errors=True)
+
+
+def _load_manifest(out: Path) -> dict | None:
+    p = out / MANIFEST
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{p}: unreadable manifest ({e}); use --force to start over") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise DatasetError(f"{p}: not a thactl render manifest; use --force to replace it "
+                           "or choose another --out")
+    return data
+
+
+def _override_fingerprint(path: Path) -> str:
+    beside = path.with_name(path.name + ".thactl.json")
+    return sha256_file(beside) if beside.is_file() else ""
+
+
+def _progress(total: int, desc: str, enabled: bool, unit: str = "ex"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True,
+                smoothing=0.1, file=sys.stderr)
+
+
+def run_render(r: RenderRequest) -> dict:
+    """Do the whole `thactl render`; returns the manifest written."""
+    _check_request(r)
+    out = Path(r.out)
+    part = parse_part(r.part)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a folder")
+    if r.models is None:
+        models_label = "(built-in samples)"
+        if r.count is None:
+            r.count = SAMPLE_COUNT
+    else:
+        models_root = Path(r.models)
+        if not models_root.is_dir():
+            raise DatasetError(f"{models_root}: models folder does not exist"
+                               if not models_root.exists() else f"{models_root}: not a folder")
+        models_label = str(models_root.resolve())
+        if r.count is None:
+            raise DatasetError("--count is required with --models (the number of training "
+                               "examples; THA1 used 500000)")
+    settings = request_settings(r, models_label)
+    old = _load_manifest(out)
+    if old is not None and old.get("request") != settings:
+        if not r.force:
+            raise DatasetError(f"{out}: holds data made with different settings "
+                               f"({_diff(old.get('request') or {}, settings)}); "
+                               "use --force to replace it, or another --out")
+        log.warning("--force: removing the old shards and manifest in %s", out)
+        _clear_outputs(out)
+        old = None
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / ".cache"
+    if r.models is None:
+        from renderer.samples import write_samples
+
+        models_root = out / "samples"
+        write_samples(models_root, count=SAMPLE_MODELS, seed=0)
+    workers = r.workers or _default_workers()
+    t_start = time.time()
+
+    # -- discover + validate ------------------------------------------------------------
+    found = discover_models(models_root, cache, exclude=[out])
+    rejected: list[dict] = [dict(path=m.rel_path, reason=m.error) for m in found if m.error]
+    usable = [m for m in found if not m.error]
+    for m in usable:
+        m.sha256 = sha256_file(m.path)
+    ov_hash = settings["overrides_sha256"] or ""
+    vcache_path = cache / "validation.json"
+    try:
+        vcache = json.loads(vcache_path.read_text(encoding="utf-8")) if vcache_path.is_file() else {}
+    except (OSError, ValueError):
+        vcache = {}
+    keys = {m.rel_path: "|".join([m.rel_path, m.sha256, _override_fingerprint(m.path), ov_hash,
+                                  str(VALIDATION_VERSION), str(r.shading)]) for m in usable}
+    todo = [m for m in usable if keys[m.rel_path] not in vcache]
+    init_args = (r.size, r.aa, r.shading, str(r.overrides) if r.overrides else None,
+                 str(models_root), 1 if workers > 1 else None, logging.getLogger("thactl").level)
+    runner = None
+    try:
+        if todo:
+            runner = _Runner(min(workers, len(todo)), init_args)
+            bar = _progress(len(todo), "validate", r.progress, unit="model")
+            tasks = [(str(m.path), m.rel_path, m.sha256) for m in todo]
+            for m, res in zip(todo, runner.imap(_validate_task, tasks)):
+                vcache[keys[m.rel_path]] = res
+                bar.update(1)
+            bar.close()
+            runner.close()
+            runner = None
+            cache.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(vcache_path, vcache)
+        checks = {m.rel_path: ModelCheck.from_json(vcache[keys[m.rel_path]]) for m in usable}
+        by_rel = {m.rel_path: m for m in usable}
+        for rel, c in checks.items():
+            if not c.ok:
+                rejected.append(dict(path=rel, reason=c.reason))
+        accepted = [c for c in checks.values() if c.ok]
+
+        # -- splits ---------------------------------------------------------------------
+        split_of: dict[str, str] = {}
+        if r.split_file is not None:
+            table = load_split_file(r.split_file)
+            for c in accepted:
+                s = split_from_table(c.rel_path, table)
+                if s is None:
+                    rejected.append(dict(path=c.rel_path, reason=f"not listed in split file {r.split_file}"))
+                else:
+                    split_of[c.rel_path] = s
+        else:
+            by_source = assign_splits([by_rel[c.rel_path].source for c in accepted],
+                                      parse_ratios(r.split_ratios))
+            for c in accepted:
+                split_of[c.rel_path] = by_source[by_rel[c.rel_path].source]
+        rejected.sort(key=lambda d: d["path"])
+        plans: dict[str, SplitPlan] = {}
+        for split in SPLITS:
+            models = sorted((c for c in accepted if split_of.get(c.rel_path) == split),
+                            key=lambda c: c.rel_path)
+            if split == "train":
+                count = r.count if models else 0
+            else:
+                given = r.val_count if split == "validation" else r.test_count
+                count = default_eval_count(r.count, len(models)) if given is None else given
+                count = count if models else 0
+            plans[split] = SplitPlan(split, int(count), models)
+        if not plans["train"].models:
+            detail = "; ".join(f"{d['path']}: {d['reason']}" for d in rejected[:5])
+            raise DatasetError(f"{models_root}: no usable model for training "
+                               f"({len(rejected)} rejected: {detail})")
+        for split in ("validation", "test"):
+            if not plans[split].models:
+                log.warning("no model in the %s split: it gets no examples", split)
+
+        # -- shards ---------------------------------------------------------------------
+        shards: list[ShardPlan] = []
+        g = 0
+        for split in SPLITS:
+            sp = plans[split]
+            for k in range(math.ceil(sp.count / r.shard_size)):
+                first = k * r.shard_size
+                shards.append(ShardPlan(split, k, first, min(r.shard_size, sp.count - first), g))
+                g += 1
+        model_list = {s: [[c.rel_path, c.sha256] for c in plans[s].models] for s in SPLITS}
+        if old is not None and old.get("model_list") not in (None, model_list):
+            if not r.force:
+                raise DatasetError(f"{out}: was rendered from a different set of models (models "
+                                   "added, removed, changed or re-assigned); use --force to "
+                                   "replace it, or another --out")
+            _clear_outputs(out)
+        shard_settings = {s: dict(settings, split=s, split_count=plans[s].count,
+                                  models_sha256=_json_hash(model_list[s]), tool="thactl",
+                                  format="thactl-render/1")
+                          for s in SPLITS}
+        for s in shard_settings.values():
+            s.pop("models", None)  # the models folder may move; its content is hashed above
+
+        def shard_ok(sh: ShardPlan) -> bool:
+            path = out / sh.rel
+            if not path.is_file():
+                return False
+            probs = verify_shard(path, deep=False, expected_examples=sh.count,
+                                 expected={"seed": r.seed, "split": sh.split, "image_size": r.size,
+                                           "settings": shard_settings[sh.split]})
+            if probs:
+                log.warning("re-rendering %s: %s", path, probs[0])
+            return not probs
+
+        def manifest(done: set[str]) -> dict:
+            models = []
+            for split in SPLITS:
+                sp = plans[split]
+                owners = sp.model_of(np.arange(sp.count)) if sp.count else np.zeros(0, int)
+                per = np.bincount(owners, minlength=len(sp.models)) if sp.models else []
+                for i, c in enumerate(sp.models):
+                    models.append(dict(path=c.rel_path, sha256=c.sha256, split=split,
+                                       source=by_rel[c.rel_path].source, examples=int(per[i]),
+                                       frame=c.frame, one_eye_morphs=c.one_eye_morphs,
+                                       morphs=c.morphs))
+            return dict(
+                format=MANIFEST_FORMAT, format_version=MANIFEST_VERSION, seed=r.seed,
+                request=settings, model_list=model_list,
+                settings={s: shard_settings[s] for s in SPLITS},
+                complete=all(sh.rel in done for sh in shards),
+                splits={s: dict(examples=plans[s].count, models=len(plans[s].models),
+                                shards=[dict(file=sh.rel, examples=sh.count, complete=sh.rel in done)
+                                        for sh in shards if sh.split == s]) for s in SPLITS},
+                models=models, rejected=rejected,
+            )
+
+        done = {sh.rel for sh in shards if shard_ok(sh)}
+        todo_shards = [sh for sh in shards if sh.rel not in done
+                       and (part is None or sh.global_index % part[1] == part[0] - 1)]
+        write_json_atomic(out / MANIFEST, manifest(done))
+        total = sum(sh.count for sh in todo_shards)
+        if todo_shards:
+            log.info("rendering %d shards (%d examples) with %d workers", len(todo_shards), total, workers)
+            runner = _Runner(workers, init_args)
+            bar = _progress(total, "render", r.progress)
+            bar.set_postfix(rejected=len(rejected))
+            paths = {rel: m.path for rel, m in by_rel.items()}
+            _render_shards(runner, out, plans, todo_shards, r, shard_settings, done, bar, paths)
+            bar.close()
+            runner.close()
+            runner = None
+        man = manifest(done)
+        write_json_atomic(out / MANIFEST, man)
+        man["_elapsed_s"] = time.time() - t_start
+        man["_rendered_examples"] = total
+        return man
+    except OSError as e:
+        raise DatasetError(f"{out}: cannot write ({e.strerror or e})") from None
+    finally:
+        if runner is not None:
+            runner.close(terminate=True)
+
+
+def _render_shards(runner: _Runner, out: Path, plans: dict[str, SplitPlan],
+                   todo: list[ShardPlan], r: RenderRequest, shard_settings: dict,
+                   done: set[str], bar, c_path: dict[str, Path]) -> None:
+    def tasks() -> Iterator[dict]:
+        for sh in todo:
+            sp = plans[sh.split]
+            for grp in shard_groups(sp, sh, r.seed, r.group_size, r.ambient):
+                c = sp.models[grp.model]
+                yield dict(path=str(c_path[c.rel_path]), frame=c.frame, ambient=grp.ambient,
+                           poses=grp.poses, _group=grp, _shard=sh)
+
+    task_list = list(tasks())
+    strip = [{k: v for k, v in t.items() if not k.startswith("_")} for t in task_list]
+    writer: ShardWriter | None = None
+    current: ShardPlan | None = None
+    try:
+        for t, res in zip(task_list, runner.imap(_render_task, strip)):
+            sh: ShardPlan = t["_shard"]
+            grp: Group = t["_group"]
+            if current is not sh:
+                for stale in (out / sh.split).glob(tmp_glob(shard_name(sh.index))):
+                    stale.unlink()
+                writer = ShardWriter(out / sh.rel, r.size, sh.split, r.seed, shard_settings[sh.split])
+                current = sh
+            sp = plans[sh.split]
+            c = sp.models[grp.model]
+            row = writer.add_model(c.rel_path, c.sha256, c.frame, res["rest"])
+            for p, mo, po in zip(grp.poses, res["morphed"], res["posed"]):
+                writer.add_example(row, p, mo, po, grp.ambient)
+            bar.update(len(grp.poses))
+            if grp.last_of_shard:
+                writer.finish()
+                done.add(sh.rel)
+                writer = None
+                current = None
+    finally:
+        if writer is not None:
+            writer.abort()
+
+
+def summary_lines(man: dict) -> list[str]:
+    lines = []
+    for s in SPLITS:
+        sp = man["splits"][s]
+        done = sum(1 for x in sp["shards"] if x["complete"])
+        lines.append(f"{s:10s} {sp['examples']:>8d} examples  {sp['models']:>4d} models  "
+                     f"{done}/{len(sp['shards'])} shards complete")
+    rej = man.get("rejected", [])
+    if rej:
+        lines.append(f"rejected {len(rej)} model(s):")
+        lines += [f"  {d['path']}: {d['reason']}" for d in rej]
+    if not man.get("complete"):
+        lines.append("not complete yet: re-run the same command (without --part) to finish")
+    return lines

@@ -1,0 +1,176 @@
+"""Per-model checks before any data is written; a failed check is a rejection with a reason.
+
+A model is accepted when:
+  1. it loads (renderer.modelfile.load_model) and its override (if any) is valid;
+  2. its face rig is complete (FaceRig.problems() empty: neck root and tip bones,
+     eye-closing morphs (a wink pair or a both-eyes morph), a mouth-open morph);
+  3. a camera box can be estimated (or is given by the override);
+  4. a quick low-resolution probe render (PROBE_SIZE px, no AA) shows that
+     - the head is visible in the middle strip,
+     - each eye morph changes pixels inside the head strip (and a one-eye morph
+       changes mostly the correct half of the face: the character's left eye is on
+       the image's right),
+     - the mouth morph changes pixels inside the head strip,
+     - rotating the head (head_y = 1) changes pixels.
+A morph that moves nothing visible would silently produce wrong examples, so
+it is a rejection, not a warning.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("thactl.dataset")
+
+PROBE_SIZE = 128
+#: a pixel "changed" when some channel moved by more than this (uint8 units)
+DIFF_THRESHOLD = 8
+#: minimum changed pixels inside the head strip, as a fraction of the image
+MIN_CHANGED_FRACTION = 2.0 / (128 * 128)
+#: one-eye morphs: reject when more than this share of the change is on the wrong half
+WRONG_SIDE_SHARE = 0.8
+VALIDATION_VERSION = 1
+
+
+@dataclass
+class ModelCheck:
+    rel_path: str
+    ok: bool
+    reason: str = ""
+    sha256: str = ""
+    frame: list[float] | None = None
+    one_eye_morphs: bool = False
+    morphs: dict = field(default_factory=dict)     # which morph names were used
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelCheck":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (np.abs(a.astype(np.int16) - b.astype(np.int16)) > DIFF_THRESHOLD).any(axis=-1)
+
+
+def _strip(mask: np.ndarray) -> np.ndarray:
+    """The mask restricted to the head strip (rows S/4 .. 3S/4, a little margin)."""
+    s = mask.shape[0]
+    out = np.zeros_like(mask)
+    lo, hi = s // 4 - s // 16, 3 * s // 4 + s // 16
+    out[max(lo, 0):min(hi, s)] = mask[max(lo, 0):min(hi, s)]
+    return out
+
+
+def probe_images(scene, poser, frame, poses: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: scene.render(poser.pose(p), frame, ambient=1.0) for k, p in poses.items()}
+
+
+def check_probe(imgs: dict[str, np.ndarray], one_eye: bool, frame_cx_col: float | None = None) -> list[str]:
+    """Problems found in probe renders (keys: rest, left_eye, right_eye, both_eyes, mouth, head_y)."""
+    rest = imgs["rest"]
+    s = rest.shape[0]
+    problems = []
+    visible = _strip(rest[..., 3] > 0).sum()
+    if visible < 0.05 * s * s:
+        return ["probe render: the head is not visible in the middle of the image (framing failed?)"]
+    need = max(2, int(MIN_CHANGED_FRACTION * s * s))
+    centre = s / 2.0 if frame_cx_col is None else frame_cx_col
+    keys = ["left_eye", "right_eye"] if one_eye else ["both_eyes"]
+    for key in keys + ["mouth"]:
+        m = _strip(_changed(rest, imgs[key]))
+        n = int(m.sum())
+        what = key.replace("_", " ")
+        if n < need:
+            problems.append(f"the {what} morph changes no pixels of the face in a probe render "
+                            f"({n} px changed)")
+            continue
+        if key in ("left_eye", "right_eye"):
+            cols = np.nonzero(m)[1] + 0.5
+            # character's left eye (+x) is on the image's right (larger column)
+            wrong = (cols < centre).mean() if key == "left_eye" else (cols > centre).mean()
+            if wrong > WRONG_SIDE_SHARE:
+                problems.append(f"the {what} morph changes mostly the other eye "
+                                f"({wrong:.0%} of the change on the wrong side)")
+    if int(_changed(rest, imgs["head_y"]).sum()) < 4 * need:
+        problems.append("rotating the neck (head_y = 1) barely changes the image; neck bones do not move the head")
+    return problems
+
+
+def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, models_root=None,
+                   sha256: str = "") -> ModelCheck:
+    """Run every check on one model (needs a GL RenderContext `probe_rc`); never raises for a
+    bad model, returns a rejection instead."""
+    from renderer.errors import RendererError
+    from renderer.framing import estimate_frame
+    from renderer.modelfile import load_model
+    from renderer.morphs import load_override, resolve_face_rig
+    from renderer.posing import ModelPoser
+
+    from dataset.poses import REST_POSE
+
+    res = ModelCheck(rel_path, False, sha256=sha256)
+    try:
+        model = load_model(path)
+    except RendererError as e:
+        res.reason = "cannot load: " + _strip_path(str(e), path)
+        return res
+    except Exception as e:  # noqa: BLE001 - any failure on a user's file is a rejection
+        res.reason = f"cannot load: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return res
+    try:
+        override = load_override(path, overrides_file, models_root)
+        rig = resolve_face_rig(model, override)
+        probs = rig.problems()
+        res.notes = [str(n) for n in (rig.notes or [])]
+        res.one_eye_morphs = bool(rig.has_one_eye_morphs)
+        names = {}
+        for key in ("left_eye", "right_eye", "both_eyes", "mouth"):
+            i = getattr(rig, key)
+            names[key] = model.morphs[i].name if i is not None else None
+        res.morphs = names
+        if probs:
+            res.reason = "; ".join(probs)
+            return res
+        poser = ModelPoser(model, rig)
+        rest = poser.pose(REST_POSE)
+        frame = estimate_frame(model, rig, rest.positions, override)
+        res.frame = [float(frame.cx), float(frame.cy), float(frame.half)]
+        poses = {
+            "rest": REST_POSE,
+            "left_eye": np.array([0, 0, 0, 1, 0, 1], np.float32),
+            "right_eye": np.array([0, 0, 0, 0, 1, 1], np.float32),
+            "both_eyes": np.array([0, 0, 0, 1, 1, 1], np.float32),
+            "mouth": np.array([0, 0, 0, 0, 0, 0], np.float32),
+            "head_y": np.array([0, 1, 0, 0, 0, 1], np.float32),
+        }
+        if not res.one_eye_morphs:
+            del poses["left_eye"], poses["right_eye"]
+        with probe_rc.prepare(model, "phong") as scene:
+            imgs = probe_images(scene, poser, frame, poses)
+        probs = check_probe(imgs, res.one_eye_morphs)
+        if probs:
+            res.reason = "; ".join(probs)
+            return res
+    except RendererError as e:
+        res.reason = _strip_path(str(e), path)
+        return res
+    except Exception as e:  # noqa: BLE001
+        log.debug("validation of %s failed", rel_path, exc_info=True)
+        res.reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return res
+    res.ok = True
+    return res
+
+
+def _strip_path(msg: str, path: Path) -> str:
+    """Drop a leading '<path>: ' from an error message (the manifest names the model already)."""
+    for p in (str(path), path.as_posix()):
+        if msg.startswith(p + ": "):
+            return msg[len(p) + 2:]
+    return msg
