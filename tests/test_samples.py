@@ -350,8 +350,8 @@ def _tiny_model(nverts: int = 4, nbones: int = 3) -> MMDModel:
                     bones, morphs)
 
 
-@pytest.mark.parametrize("nverts, vsize", [(4, 1), (300, 2), (70000, 4)])
-@pytest.mark.parametrize("utf8", [False, True])
+@pytest.mark.parametrize("nverts, vsize, utf8", [(4, 1, False), (4, 1, True), (300, 2, True),
+                                                 (300, 2, False), (66000, 4, False)])
 def test_writer_roundtrip_pymeshio(tmp_path, nverts, vsize, utf8):
     import pymeshio.pmx.reader as reader
 
@@ -404,3 +404,18 @@ def test_writer_rejects_inconsistent_models():
     model.skin_type[:] = SkinningType.QDEF
     with pytest.raises(PmxWriteError, match="2.1"):
         pmx_bytes(model)
+
+
+def test_index_sizes_follow_the_counts(tmp_path):
+    import pymeshio.pmx.reader as reader
+
+    from renderer.pmxwriter import _signed_size, _vertex_index_size
+
+    assert [_vertex_index_size(n) for n in (1, 255, 256, 65535, 65536)] == [1, 1, 2, 2, 4]
+    assert [_signed_size(n) for n in (0, 127, 128, 32767, 32768)] == [1, 1, 2, 2, 4]
+    model = _tiny_model(256, nbones=200)
+    model.bone_indices[0, 0] = 199
+    data = pmx_bytes(model)
+    assert data[11] == 2 and data[14] == 2
+    m = reader.read_from_file(str(write_pmx(tmp_path / "b.pmx", model)))
+    assert len(m.bones) == 200 and m.vertices[0].deform.index0 == 199
