@@ -120,7 +120,7 @@ def main() -> None:
         gflop = flops[name] / 1e9
         extra = f", rotator fwd {100 * rot_time[0] / dt:.0f}% of the step" if name == "combiner" else ""
         results.append(name)
-        print(f"{name:9s} {eps:8.2f} examples/s  {dt / steps * 1000:8.1f} ms/step  peak {peak_mb(dev):8.0f} MiB  "
+        print(f"{name:9s} {eps:8.2f} examples/s  {dt / steps * 1000:8.1f} ms/step  {'peak' if dev.type == 'cuda' else 'RSS max'} {peak_mb(dev):8.0f} MiB  "
               f"{gflop:7.1f} GFLOP/example (fwd+bwd{'; +' + format(flops['rotator_fwd'] / 1e9, '.1f') + ' frozen rotator fwd' if name == 'combiner' else ''})"
               f"  {eps * gflop / 1e3:.2f} TFLOP/s{extra}")
         del net, opt, frozen, fwd

@@ -174,7 +174,7 @@ def test_run_folder_layout_and_rerun_continues(synthetic_data, tmp_path, capsys)
     val = metrics(run, "validation")
     assert val[0]["examples"] == 0 and "l1_identity" in val[0]
     # same command with a larger budget continues from 32 examples
-    assert run_cli(*common, "--examples", 64) == 0
+    assert run_cli(*common, "--examples", 64, "--workers", 2) == 0  # DataLoader worker processes
     ck = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ck["examples_seen"] == 64 and ck["step"] == 16
     assert [r["examples"] for r in metrics(run, "train")] == [16, 32, 48, 64]
@@ -295,3 +295,19 @@ def test_torchrun_two_processes_match_a_single_process(synthetic_data, tmp_path)
     a, b = _weights(single), _weights(ddp)
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(synthetic_data, tmp_path):
+    run = tmp_path / "term"
+    budget = 4000
+    proc = subprocess.Popen(_train_cmd(synthetic_data, run, budget), env=_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (run / "checkpoint.pt").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "re-run the same command to continue" in err and "Traceback" not in err
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert 0 < ck["examples_seen"] < budget
+    assert metrics(run, "train")[-1]["examples"] <= ck["examples_seen"]

@@ -244,13 +244,19 @@ class Trainer:
 
     # -- run
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self._close()
+
+    def _run(self) -> dict:
         cfg, dev = self.cfg, self.dev
         if self._given[0] is not None:
             train_ds, val_ds = self._given
         else:
             train_ds = _open_split(cfg.data, "train", required=True)
             val_ds = _open_split(cfg.data, "validation", required=False)
-        image_size = int(train_ds[0]["rest_image"].shape[-1])
+        image_size = getattr(train_ds, "image_size", None) or int(train_ds[0]["rest_image"].shape[-1])
         self._resolve(image_size)
 
         resume = None
@@ -317,7 +323,8 @@ class Trainer:
         self.model, self.task, self.optimizer = model, task, optimizer
 
         if dev.is_main:
-            self.metrics_file = open(self.out / "metrics.jsonl", "a", encoding="utf-8")
+            # a fresh run (no checkpoint) drops lines of an earlier attempt killed before its first checkpoint
+            self.metrics_file = open(self.out / "metrics.jsonl", "a" if resume is not None else "w", encoding="utf-8")
             self._open_tensorboard()
             nparams = sum(p.numel() for p in model.parameters())
             log.info("%s: %d parameters, %s, %s, %d train / %s validation examples, batch %d, budget %d",
@@ -496,10 +503,12 @@ class Trainer:
             self.metrics_file = None
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
         h = getattr(self, "_log_handler", None)
         if h is not None:
             logging.getLogger("thactl").removeHandler(h)
             h.close()
+            self._log_handler = None
 
     def _val_indices(self, val_ds) -> list[int]:
         if val_ds is None:
