@@ -47,7 +47,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from pymeshio import common as pm_common
 from pymeshio.pmd import reader as pmd_reader
 from pymeshio.pmx import reader as pmx_reader
 
@@ -802,5 +801,3 @@ def _pmd_texture_list(materials: list[Material]) -> list[str]:
                 seen.append(t)
     return seen
 
-
-_ = pm_common  # pymeshio's ParseException is caught through the generic handler above

@@ -37,7 +37,7 @@ import numpy as np
 
 from renderer.model import MMDModel, MorphKind, SkinningType
 from renderer.morphs import flatten_morph_weights
-from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul
+from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul, quat_pow
 
 POSE_NAMES = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
 ANGLE_DEGREES = 15.0
@@ -147,7 +147,6 @@ class ModelPoser:
                 else:
                     uvs[m.indices] += w * m.offsets[:, :2]
             elif k == MorphKind.BONE:
-                from renderer.skeleton import quat_pow
                 for b, t, q in zip(m.indices.tolist(), m.translations, m.rotations):
                     if np.any(t):
                         local_trans[b] = local_trans.get(b, 0.0) + w * t.astype(float)
