@@ -298,3 +298,25 @@ def test_facerig_fields_match_contract():
                   neck_tip=2, notes=[])
     assert not rig.has_one_eye_morphs and rig.problems() == []
     assert rig.morph_weights(np.array([0, 0, 0, 1, 0, 0.5], np.float32)) == {3: 1.0, 4: 0.5}
+
+
+def test_cli_info(shared_models, capsys, tmp_path):
+    import cli
+
+    p = shared_models / "mmd_default_pmd" / "kaito.pmd"
+    if not p.is_file():
+        pytest.skip("kaito missing")
+    assert cli.main(["info", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "format:    PMD 1.0" in out and "7133 vertices" in out
+    assert "left eye:  ウィンク右" in out and "right eye: ウィンク " in out
+    assert "neck root: 首" in out and "status:    OK" in out
+    low = shared_models / "lowpoly_miku_gumi_pmd" / "gumi.pmd"
+    assert cli.main(["info", str(low)]) == 0
+    assert "NOT USABLE" in capsys.readouterr().out
+    bad = tmp_path / "bad.pmx"
+    bad.write_bytes(p.read_bytes()[:300].replace(b"Pmd", b"PMX ", 1))
+    assert cli.main(["info", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"thactl: error: {bad}: ") and err.count("\n") == 1
+    assert "Traceback" not in err
