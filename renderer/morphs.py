@@ -369,8 +369,9 @@ def load_override(model_path, overrides_file=None, models_root=None) -> dict | N
             except ValueError:
                 rel = None
         for key, val in table.items():
-            k = str(key).replace("\\", "/").lstrip("./") if not str(key).startswith("../") \
-                else str(key).replace("\\", "/")
+            k = str(key).replace("\\", "/")
+            while k.startswith("./"):
+                k = k[2:]
             hit = (rel == k) if rel is not None else (mp == k or mp.endswith("/" + k))
             if hit:
                 out.update(_check_override(val, f"{of} [{key}]"))
