@@ -306,9 +306,19 @@ MATERIALS = ("肌", "服", "襟", "目", "まぶた", "睫毛", "眉", "口", "�
 
 @dataclass
 class SampleCharacter:
+    """One generated character and the ground truth a framing test can check against.
+
+    `chin_y` is the lowest point of the face, `head_top_y` the top of the hair cap
+    (skull plus flat hair, the ahoge excluded: what THA1's author annotated by hand),
+    `skull_top_y` the top of the bare skull; all in model units at the rest pose
+    (mouth open does not move the chin).
+    """
     model: MMDModel
     display_frames: list[DisplayFrame]
     textures: dict[str, np.ndarray] = field(default_factory=dict)   # relative path -> RGB uint8
+    chin_y: float = 0.0
+    head_top_y: float = 0.0
+    skull_top_y: float = 0.0
 
 
 def _eye_outline(u, p: _Params, side: float):
@@ -427,8 +437,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         V = top[None] + (bot - top)[None] * r
         U = np.broadcast_to(u[None], V.shape)
         P, N = _eye_map(U, V, p, side, 0.012)
-        uv = np.stack([0.25 + 0.24 * U, 0.5 - 0.26 * V], -1)
-        uv[..., 0] *= 1.0                                                      # atlas: left half
+        uv = np.stack([0.25 + 0.24 * U, 0.5 - 0.26 * V], -1)                # atlas: left half
         b.add("eye" + tag, P, _grid_tris(*V.shape), "目", bone, ref=N, normals=N, uv=uv,
               drop_degenerate=False)
 
@@ -493,7 +502,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     # ---- hair cap
     th = np.linspace(-np.pi, np.pi, 73)
     s_back = (1 - np.cos(th)) / 2
-    hairline = p.hairline_front * (1 - s_back) - 0.95 * s_back ** 1.3 - 0.1 * np.sin(th * 2) ** 2 * 0
+    hairline = p.hairline_front * (1 - s_back) - 0.95 * s_back ** 1.3
     rows = 22
     k = np.linspace(0, 1, rows)[:, None]
     k2 = np.concatenate([[0.0], 0.03 + 0.97 * np.linspace(0, 1, rows - 1) ** 0.9])[:, None]
@@ -734,7 +743,12 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         DisplayFrame("目", "Eyes", 0, [(0, B_EYES), (0, B_LEYE), (0, B_REYE)]),
     ]
     textures = {FACE_TEXTURE: _face_texture(p), "tex/hair.png": _hair_texture(p, rng)}
-    return SampleCharacter(model, frames, textures)
+    head_part, cap = b.by_name["head"], b.by_name["hair_cap"]
+    ys = posq[:, 1]
+    return SampleCharacter(model, frames, textures,
+                           chin_y=float(ys[head_part.start:head_part.start + len(head_part.P)].min()),
+                           head_top_y=float(ys[cap.start:cap.start + len(cap.P)].max()),
+                           skull_top_y=float(ys[head_part.start:head_part.start + len(head_part.P)].max()))
 
 
 # --------------------------------------------------------------------------------- textures

@@ -419,3 +419,16 @@ def test_index_sizes_follow_the_counts(tmp_path):
     assert data[11] == 2 and data[14] == 2
     m = reader.read_from_file(str(write_pmx(tmp_path / "b.pmx", model)))
     assert len(m.bones) == 200 and m.vertices[0].deform.index0 == 199
+
+
+def test_ground_truth_for_framing():
+    for index in range(3):
+        ch = build_sample(index, 0)
+        m = ch.model
+        assert ch.chin_y < ch.skull_top_y < ch.head_top_y < ch.skull_top_y + 0.3
+        assert 2.8 < ch.head_top_y - ch.chin_y < 4.0
+        # the chin is the face's lowest point, in front of the head joint
+        head = m.bones[m.bone_index("頭")].position
+        assert ch.chin_y < head[1] < ch.chin_y + 0.5
+        # hair hangs below the chin and (sample-01) an ahoge sticks up above the cap
+        assert m.positions[:, 1].max() > ch.head_top_y + (0.5 if index == 0 else 0.0)
