@@ -240,3 +240,20 @@ def test_sdef_rotates_about_its_centre():
     assert np.abs(got - want).max() < 1e-5
     lbs = ModelPoser(m, rig, sdef=False).pose([1, 0, 0, 0, 0, 0]).positions[v]
     assert np.linalg.norm(lbs - head) < np.linalg.norm(got - head) - 1e-4
+
+
+def test_evaluation_order_layers_parents_and_append_parents():
+    from test_modelfile import build_pmx
+
+    from renderer.skeleton import evaluation_order
+
+    m = load_model("s.pmx", data=build_pmx())
+    # layers: センター 0, 首 0, 頭 0, 付与 1 (appends from 頭), IK 2
+    assert evaluation_order(m) == [0, 1, 2, 3, 4]
+    m.bones[1].deform_layer = 5           # 首 deforms late: its child 頭 must wait for it
+    m.bones[3].append_parent = 2
+    order = evaluation_order(m)
+    assert order.index(1) < order.index(2) and order.index(2) < order.index(3)
+    assert order[0] == 0
+    m.bones[0].parent, m.bones[1].parent = 1, 0      # a parent loop (corrupt file): no hang
+    assert sorted(evaluation_order(m)) == [0, 1, 2, 3, 4]
