@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +49,21 @@ EDGE_PIXELS_PER_SIZE = 0.6
 TOON_LIGHT_DIR = (-0.5, -1.0, 0.5)
 
 _GL_CONTEXT = None
+_GL_PID = None
 _SYSTEM_PACKAGES = "libegl1, libegl-mesa0 and libgl1-mesa-dri (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
 
 
 def gl_context():
-    """The process-wide moderngl context (created on first use)."""
-    global _GL_CONTEXT
+    """The process-wide moderngl context (created on first use).
+
+    A context cannot cross fork(): Mesa hangs when a forked child of a process that
+    already initialised EGL starts its own. Such a child gets a RenderError asking
+    for the 'spawn' start method (or for creating contexts only in the workers).
+    """
+    global _GL_CONTEXT, _GL_PID
+    if _GL_PID is not None and _GL_PID != os.getpid():
+        raise RenderError("this process was forked from one that already used OpenGL; start render workers "
+                          "with multiprocessing's 'spawn' method, or create RenderContext only inside the workers")
     if _GL_CONTEXT is None:
         try:
             import moderngl
@@ -61,6 +71,7 @@ def gl_context():
             raise ContextError(f"moderngl is not importable ({e}); install thactl's dependencies") from e
         try:
             _GL_CONTEXT = moderngl.create_standalone_context(backend="egl", require=330)
+            _GL_PID = os.getpid()
         except Exception as e:
             raise ContextError(
                 f"cannot create a headless OpenGL (EGL) context: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
@@ -229,6 +240,20 @@ class ModelScene:
     """One model's GPU resources on a RenderContext; render many poses cheaply."""
 
     def __init__(self, rc: RenderContext, model: MMDModel, shading: str = "phong"):
+        # robustness: a model that fails half-way (bad texture, GL error) releases what it
+        # already created, and a GL failure becomes a RenderError naming the model
+        self._own: list = []
+        try:
+            self._setup(rc, model, shading)
+        except BaseException as e:
+            self.release()
+            if isinstance(e, Exception) and not isinstance(e, RenderError):
+                detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                raise RenderError(f"{getattr(model, 'path', '?')}: cannot prepare the model for "
+                                  f"rendering ({detail})") from e
+            raise
+
+    def _setup(self, rc: RenderContext, model: MMDModel, shading: str) -> None:
         if shading not in SHADINGS:
             raise RenderError(f"unknown shading {shading!r} (choose from {', '.join(SHADINGS)})")
         import moderngl

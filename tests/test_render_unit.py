@@ -307,3 +307,24 @@ def test_material_morph_rows_follow_material_indices(rc):
         mesh.material_morph = np.zeros((1, 28), np.float32)
         with pytest.raises(RenderError):
             scene.render(mesh, FULL)
+
+
+
+def test_forked_worker_after_gl_gets_an_error_not_a_hang(rc):
+    import multiprocessing as mp
+
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    render(rc, m)                                     # the parent has a live context
+    with mp.get_context("fork").Pool(1) as pool:
+        msg = pool.apply(_context_in_child, ())
+    assert "spawn" in msg
+
+
+def _context_in_child():
+    from renderer.offscreen import RenderContext
+
+    try:
+        RenderContext(size=32, aa=0)
+    except RenderError as e:
+        return str(e)
+    return "no error"
