@@ -18,9 +18,12 @@ How the chin and the top of the skull are estimated (rest pose, model units):
    head bone's x otherwise).
 3. Top of skull: the head vertices above the eyes are cut into thin horizontal
    slices; a slice counts as skull/flat hair when its width (2nd..98th
-   percentile of x) is at least `TOP_WIDTH_FRACTION` of the widest slice. The
-   top is the upper edge of the highest such slice, so a thin ahoge (or any
-   narrow strand pointing up) is ignored while a flat hair cap is kept.
+   percentile of x) is at least `TOP_WIDTH_FRACTION` (45 %) of the widest
+   slice. From the highest such slice the estimate climbs on through the
+   slices that stay at least `DOME_TAIL_FRACTION` (20 %) as wide (the rounded
+   top of the hair cap) and stops at the first thinner one; the top is that
+   slice's upper edge. A thin ahoge (or any narrow strand pointing up) is
+   ignored while a flat or rounded hair cap is kept.
 4. Chin: the lowest vertex weighted >= 0.75 to the head bones in a narrow
    column around the centre x (half width = 0.3 x the eye-bone spacing, at
    least 4 % of the head width), in front of the head bone (z below it: the
@@ -46,6 +49,7 @@ log = logging.getLogger("thactl.renderer")
 
 TOP_WIDTH_FRACTION = 0.45
 TOP_SLICES = 64
+DOME_TAIL_FRACTION = 0.2
 CHIN_FALLBACK_RATIO = 0.75
 CHIN_COLUMN_EYE_FRACTION = 0.3
 CHIN_COLUMN_HEAD_FRACTION = 0.04
@@ -169,9 +173,16 @@ def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
                 lo, hi = np.percentile(xs, [2, 98]) if xs.size >= 20 else (xs.min(), xs.max())
                 widths[k] = hi - lo
     if widths.max() > 0:
-        wide = np.flatnonzero(widths >= TOP_WIDTH_FRACTION * widths.max())
-        top = float(edges[wide[-1] + 1])
         head_w = float(widths.max())
+        wide = np.flatnonzero(widths >= TOP_WIDTH_FRACTION * head_w)
+        top = float(edges[wide[-1] + 1])
+        # the cap is a dome whose width shrinks toward its top, so the last wide slice
+        # sits below the real top: keep climbing while the slices stay at least
+        # DOME_TAIL_FRACTION as wide as the widest (an ahoge is thinner than that).
+        k = int(wide[-1])
+        while k + 1 < TOP_SLICES and widths[k + 1] >= DOME_TAIL_FRACTION * head_w:
+            k += 1
+        top = float(edges[k + 1])
     else:
         top = ytop_all
         head_w = float(np.ptp(H[:, 0])) or 1.0

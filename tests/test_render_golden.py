@@ -85,3 +85,26 @@ def test_golden(renders, name):
     assert (a & b).sum() >= 0.98 * (a | b).sum()
     # and the output conventions hold
     assert tuple(img[0, 0]) == (0, 0, 0, 0) and not img[img[..., 3] == 0, :3].any()
+
+
+def test_framing_estimate_matches_sample_ground_truth(tmp_path):
+    """The samples know their true chin and top of hair cap (ahoge excluded): the estimate
+    must put both within 4 px of rows 191.5 / 64 of a 256 image."""
+    from renderer.framing import estimate_frame
+    from renderer.modelfile import load_model
+    from renderer.morphs import resolve_face_rig
+    from renderer.posing import REST_POSE, ModelPoser
+    from renderer.samples import build_sample, write_samples
+
+    for i, path in enumerate(write_samples(tmp_path, count=4, seed=3)):
+        truth = build_sample(i, 3)
+        model = load_model(path)
+        rig = resolve_face_rig(model)
+        fr = estimate_frame(model, rig, ModelPoser(model, rig).pose(REST_POSE).positions)
+
+        def row(y):
+            return (fr.cy + fr.half - y) / (2 * fr.half) * 256
+
+        assert abs(row(truth.chin_y) - 192) <= 4, (path.name, row(truth.chin_y))
+        assert abs(row(truth.head_top_y) - 64) <= 4, (path.name, row(truth.head_top_y))
+        assert abs(fr.cx) < 1e-3 * fr.half
