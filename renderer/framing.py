@@ -219,18 +219,28 @@ def estimate_frame(model, rig, rest_positions: np.ndarray, override: dict | None
         return Frame(cx, cy, half)
     chin_o, top_o = override.get("chin_y"), override.get("head_top_y")
     if chin_o is not None and top_o is not None:
-        est_cx = None
         try:
             est_cx = estimate_head(model, rig, rest_positions).cx
         except RenderError:
             est_cx = 0.0
-        return _checked(model, Frame.from_head(est_cx, float(chin_o), float(top_o)))
+        return _checked(model, _from_head(model, est_cx, chin_o, top_o))
     est = estimate_head(model, rig, rest_positions)
     for n in est.notes:
         log.info("%s: framing: %s", model.path, n)
-    chin = float(chin_o) if chin_o is not None else est.chin_y
-    top = float(top_o) if top_o is not None else est.head_top_y
-    return _checked(model, Frame.from_head(est.cx, chin, top))
+    chin = chin_o if chin_o is not None else est.chin_y
+    top = top_o if top_o is not None else est.head_top_y
+    return _checked(model, _from_head(model, est.cx, chin, top))
+
+
+def _from_head(model, cx, chin, top) -> Frame:
+    try:
+        chin, top = float(chin), float(top)
+    except (TypeError, ValueError) as e:
+        raise RenderError(f"{model.path}: override chin_y/head_top_y must be numbers, got {chin!r}/{top!r}") from e
+    if not top > chin:
+        raise RenderError(f"{model.path}: head top y {top:g} must be above chin y {chin:g} "
+                          "(check chin_y / head_top_y in the model's override)")
+    return Frame.from_head(cx, chin, top)
 
 
 def _checked(model, frame: Frame) -> Frame:

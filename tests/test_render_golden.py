@@ -108,3 +108,27 @@ def test_framing_estimate_matches_sample_ground_truth(tmp_path):
         assert abs(row(truth.chin_y) - 192) <= 4, (path.name, row(truth.chin_y))
         assert abs(row(truth.head_top_y) - 64) <= 4, (path.name, row(truth.head_top_y))
         assert abs(fr.cx) < 1e-3 * fr.half
+
+
+def test_framing_overrides(tmp_path):
+    from renderer.errors import RenderError
+    from renderer.framing import Frame, estimate_frame, estimate_head
+    from renderer.modelfile import load_model
+    from renderer.morphs import resolve_face_rig
+    from renderer.posing import REST_POSE, ModelPoser
+    from renderer.samples import write_samples
+
+    (path,) = write_samples(tmp_path, count=1, seed=0)
+    model = load_model(path)
+    rig = resolve_face_rig(model)
+    rest = ModelPoser(model, rig).pose(REST_POSE).positions
+    est = estimate_head(model, rig, rest)
+    assert estimate_frame(model, rig, rest, {"frame": [0.5, 18.0, 2.0]}) == Frame(0.5, 18.0, 2.0)
+    f = estimate_frame(model, rig, rest, {"chin_y": 16.0, "head_top_y": 20.0})
+    assert (f.cy, f.half) == (18.0, 4.0) and f.cx == Frame(est.cx, 0, 1).cx
+    f = estimate_frame(model, rig, rest, {"chin_y": est.chin_y - 1.0})      # one key: the other is estimated
+    assert abs(f.half - (est.head_top_y - est.chin_y + 1.0)) < 1e-4
+    for bad in ({"chin_y": 21.0, "head_top_y": 20.0}, {"frame": [0, 0, -1]}, {"frame": "wide"}):
+        with pytest.raises(RenderError) as e:
+            estimate_frame(model, rig, rest, bad)
+        assert str(path) in str(e.value)
