@@ -219,3 +219,18 @@ def test_toon_shading_renders_real_model(rc):
     assert (toon[..., 3] > 0).mean() > 0.2
     assert np.abs(toon.astype(int) - phong.astype(int)).mean() > 1     # really a different recipe
     assert not toon[toon[..., 3] == 0, :3].any()
+
+
+@pytest.mark.parametrize("rel", ["lowpoly_miku_gumi_pmd/gumi.pmd", "mokou_pmd/mokou_A.pmd",
+                                 "appearance_miku_pmx/index.pmx", "mmd_default_pmd/miku_m.pmd"])
+def test_real_textures_tga_spa_sph_load_without_warnings(rc, rel, caplog):
+    """TGA (lowpoly, mokou), .spa/.sph sphere maps (appearance, miku_m) and custom toons all resolve."""
+    from renderer.modelfile import load_model
+
+    model = load_model(_model(rel))
+    with caplog.at_level(logging.WARNING, logger="thactl.renderer"):
+        for shading in ("phong", "toon"):
+            scene = rc.prepare(model, shading)
+            assert not scene.textures.missing, scene.textures.missing
+            scene.release()
+    assert not [r for r in caplog.records if r.name == "thactl.renderer"]
