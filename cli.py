@@ -67,10 +67,12 @@ def samples_cmd(out_dir, count, seed):
               help="Camera box in model units (centre x, centre y, half-height); default: estimated.")
 @click.option("--sheet", is_flag=True, help="Write a labelled contact sheet (rest, eyes, mouth, +/- rotations).")
 @click.option("--aa", default=4, show_default=True, type=click.IntRange(0, 16), help="Multisample count (0 = off).")
-@click.option("--ambient", default=0.5, show_default=True, type=float, help="Ambient light magnitude (phong).")
+@click.option("--supersample", default=1, show_default=True, type=click.IntRange(1, 4),
+              help="Render at K times the size and box-filter down (combine with --aa 0 for pure SSAA).")
+@click.option("--ambient", default=0.5, show_default=True, type=float, help="Ambient light magnitude (phong; in toon mode the light is 1.2x this).")
 @click.option("--overrides", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON file of per-model overrides (see README).")
-def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, ambient, overrides):
+def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersample, ambient, overrides):
     """Render MODEL (.pmx/.pmd) as THA training data would: one pose, or a contact sheet."""
     from PIL import Image
 
@@ -78,7 +80,7 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, ambient, o
 
     poses = list(SHEET_POSES) if sheet else [("pose", pose)]
     res = render_preview(model, poses, size=size, shading=shading, frame=frame or None, aa=aa,
-                         ambient=ambient, overrides_file=overrides)
+                         ambient=ambient, overrides_file=overrides, supersample=supersample)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     img = contact_sheet(res.images, res.labels) if sheet else res.images[0]

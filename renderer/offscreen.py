@@ -576,7 +576,7 @@ class PreviewResult:
 
 
 def render_preview(model_path, poses, size: int = 256, shading: str = "phong", frame=None, aa: int = 4,
-                   ambient: float = 0.5, overrides_file=None) -> PreviewResult:
+                   ambient: float = 0.5, overrides_file=None, supersample: int = 1) -> PreviewResult:
     """Load a model, resolve its face rig and camera box, render each (label, pose6)."""
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
@@ -597,7 +597,7 @@ def render_preview(model_path, poses, size: int = 256, shading: str = "phong", f
         if not frame.half > 0:
             raise RenderError(f"--frame half-height must be > 0, got {frame.half}")
     images = []
-    with RenderContext(size=size, aa=aa) as rc, rc.prepare(model, shading) as scene:
+    with RenderContext(size=size, aa=aa, supersample=supersample) as rc, rc.prepare(model, shading) as scene:
         for _, p in poses:
             images.append(scene.render(poser.pose(p), frame, ambient=ambient))
     return PreviewResult(images, [label for label, _ in poses], frame, notes)
