@@ -111,7 +111,7 @@ def resolve_texture(model_dir: str | os.PathLike, name: str | None) -> Path | No
     base = Path(model_dir)
     exact = base.joinpath(*parts)
     if exact.is_file():
-        return exact
+        return exact if _inside(base, exact) else None
     cur = base
     for i, comp in enumerate(parts):
         want = _variants(comp)
@@ -126,7 +126,21 @@ def resolve_texture(model_dir: str | os.PathLike, name: str | None) -> Path | No
         if found is None:
             return None
         cur = found
-    return cur
+    return cur if _inside(base, cur) else None
+
+
+def _inside(base: Path, path: Path) -> bool:
+    """True when `path`, symlinks resolved, lies inside `base` (symlinks resolved too).
+
+    Refuses texture files (or folders on the way) that are symlinks pointing out of the
+    model's folder; a model folder that is itself a symlink is fine.
+    """
+    try:
+        real_base = os.path.realpath(base)
+        real = os.path.realpath(path)
+        return os.path.commonpath([real_base, real]) == real_base
+    except (OSError, ValueError):
+        return False
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -134,6 +148,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
+        _check_texture_size(path, im.size)
         im.load()
         if im.mode == "P" and "transparency" in im.info:
             im = im.convert("RGBA")
@@ -147,6 +162,17 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 4 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{path}: unexpected image shape {arr.shape}")
     return np.ascontiguousarray(arr)
+
+
+# Images with more pixels than this are refused before decoding (a corrupt or hostile
+# header must not make one texture cost gigabytes); what Pillow reads is then capped too.
+MAX_TEXTURE_PIXELS = 8192 * 8192
+
+
+def _check_texture_size(path, size) -> None:
+    w, h = (int(v) for v in size)
+    if w <= 0 or h <= 0 or w * h > MAX_TEXTURE_PIXELS:
+        raise ValueError(f"{path}: image size {w}x{h} refused (more than {MAX_TEXTURE_PIXELS} pixels or empty)")
 
 
 # Built-in toon ramps: (shadow colour, where the shadow starts (0..1 from the top), softness).
