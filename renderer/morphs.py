@@ -155,9 +155,10 @@ def morph_side(model: MMDModel, index: int, poser=None, x_ref: float = 0.0):
         from renderer.posing import ModelPoser
         poser = ModelPoser(model, None)
     mesh = poser.pose_parts({index: 1.0})
-    d = np.linalg.norm(mesh.positions - poser.rest_positions, axis=1)
+    with np.errstate(all="ignore"):
+        d = np.linalg.norm(mesh.positions.astype(np.float64) - poser.rest_positions, axis=1)
     total = float(d.sum())
-    if total <= 1e-9:
+    if not np.isfinite(total) or total <= 1e-9:     # moves nothing (or absurdly: odd file)
         return 0.5, 0.0
     x = poser.rest_positions[:, 0] - x_ref
     left = float(d[x > 0].sum()) + 0.5 * float(d[x == 0].sum())

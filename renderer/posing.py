@@ -94,13 +94,14 @@ class ModelPoser:
         if sdef:
             self._sdef = (model.skin_type == SkinningType.SDEF) & (model.bone_weights[:, 1] > 0)
         if self._sdef.any():
-            w0 = model.bone_weights[:, :1].astype(np.float64)
-            w1 = 1.0 - w0
-            c = model.sdef_c.astype(np.float64)
-            r0, r1 = model.sdef_r0.astype(np.float64), model.sdef_r1.astype(np.float64)
-            rw = w0 * r0 + w1 * r1
-            self._sdef_cr0 = (c + 0.5 * (r0 - rw)).astype(np.float32)   # (C + (C+R0-rw)) / 2
-            self._sdef_cr1 = (c + 0.5 * (r1 - rw)).astype(np.float32)
+            with np.errstate(all="ignore"):         # absurd values in odd files: no warnings
+                w0 = model.bone_weights[:, :1].astype(np.float64)
+                w1 = 1.0 - w0
+                c = model.sdef_c.astype(np.float64)
+                r0, r1 = model.sdef_r0.astype(np.float64), model.sdef_r1.astype(np.float64)
+                rw = w0 * r0 + w1 * r1
+                self._sdef_cr0 = (c + 0.5 * (r0 - rw)).astype(np.float32)  # (C + r0) / 2
+                self._sdef_cr1 = (c + 0.5 * (r1 - rw)).astype(np.float32)
         self.rest_positions = np.ascontiguousarray(model.positions, np.float32)
         self.rest_normals = np.ascontiguousarray(model.normals, np.float32)
         self.rest_uvs = np.ascontiguousarray(model.uvs, np.float32)
@@ -167,7 +168,8 @@ class ModelPoser:
                 raise RenderError(f"{self.model.path}: no {label} bone to rotate "
                                   "(see FaceRig.problems())")
             local_rot[bone] = quat_mul(q, local_rot[bone]) if bone in local_rot else q
-        positions, normals = self._skin(pos, local_rot, local_trans)
+        with np.errstate(over="ignore", invalid="ignore"):
+            positions, normals = self._skin(pos, local_rot, local_trans)
         if mat is not None:
             mat = self._finish_material(mat)
         return PosedMesh(positions=positions, normals=normals,
