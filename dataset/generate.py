@@ -51,7 +51,8 @@ from dataset.discover import (ModelSource, assign_splits, discover_models, load_
                               parse_ratios, split_from_table)
 from dataset.errors import DatasetError
 from dataset.poses import REST_POSE, sample_poses
-from dataset.shards import SPLITS, ShardWriter, shard_name, sha256_file, tmp_glob, verify_shard
+from dataset.shards import (SPLITS, ShardWriter, compress_image, shard_name, sha256_file, tmp_glob,
+                            verify_shard)
 from dataset.validate import VALIDATION_VERSION, ModelCheck
 
 log = logging.getLogger("thactl.dataset")
@@ -245,14 +246,15 @@ def _render_task(task: dict) -> dict:
     poser, scene = _model_state(task["path"])
     frame = Frame(*task["frame"])
     amb = task["ambient"]
-    rest = scene.render(poser.pose(REST_POSE), frame, ambient=amb)
+    # images leave the worker already compressed into their final HDF5 chunk bytes
+    rest = compress_image(scene.render(poser.pose(REST_POSE), frame, ambient=amb))
     morphed, posed = [], []
     for p in task["poses"]:
         expr = p.copy()
         expr[:3] = 0.0
-        morphed.append(scene.render(poser.pose(expr), frame, ambient=amb))
-        posed.append(scene.render(poser.pose(p), frame, ambient=amb))
-    return dict(rest=rest, morphed=np.stack(morphed), posed=np.stack(posed))
+        morphed.append(compress_image(scene.render(poser.pose(expr), frame, ambient=amb)))
+        posed.append(compress_image(scene.render(poser.pose(p), frame, ambient=amb)))
+    return dict(rest=rest, morphed=morphed, posed=posed)
 
 
 class _Runner:
@@ -570,6 +572,7 @@ def run_render(r: RenderRequest) -> dict:
                 models=models, rejected=rejected,
             )
 
+        t_validated = time.time()
         done = {sh.rel for sh in shards if shard_ok(sh)}
         todo_shards = [sh for sh in shards if sh.rel not in done
                        and (part is None or sh.global_index % part[1] == part[0] - 1)]
@@ -588,6 +591,8 @@ def run_render(r: RenderRequest) -> dict:
         man = manifest(done)
         write_json_atomic(out / MANIFEST, man)
         man["_elapsed_s"] = time.time() - t_start
+        man["_render_s"] = time.time() - t_validated
+        man["_workers"] = workers
         man["_rendered_examples"] = total
         return man
     except OSError as e:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import socket
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -86,6 +87,16 @@ def sha256_file(path: str | Path, data: bytes | None = None) -> str:
     return h.hexdigest()
 
 
+def compress_image(img: np.ndarray, compression=IMAGE_COMPRESSION) -> bytes | np.ndarray:
+    """Pre-compress one (S, S, 4) uint8 image into the exact chunk bytes the shard's gzip
+    filter would store (a zlib stream), so render workers can do the compression in
+    parallel and the writer only copies bytes.  Other filters: the array is returned."""
+    a = np.ascontiguousarray(img, dtype=np.uint8)
+    if compression and compression[0] == "gzip":
+        return zlib.compress(a.tobytes(), int(compression[1] if compression[1] is not None else 4))
+    return a
+
+
 def _shape(trailing: tuple, size: int) -> tuple:
     return tuple(size if d == "S" else d for d in trailing)
 
@@ -125,6 +136,7 @@ class ShardWriter:
         f.attrs["complete"] = False
         f.attrs["settings"] = json.dumps(settings or {}, sort_keys=True)
         comp, opts = compression if compression else (None, None)
+        self._comp = (comp, opts)
         s = self.image_size
         for name, (kind, trailing) in LAYOUT.items():
             shape = _shape(trailing, s)
@@ -137,7 +149,11 @@ class ShardWriter:
             f.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape, dtype=dtype, **kw)
 
     # -- writing -------------------------------------------------------------------------
-    def _check_image(self, img: np.ndarray, what: str) -> np.ndarray:
+    def _check_image(self, img, what: str):
+        if isinstance(img, (bytes, bytearray, memoryview)):
+            if self._comp[0] != "gzip":
+                raise ValueError(f"{what}: pre-compressed bytes need gzip compression")
+            return bytes(img)
         a = np.asarray(img)
         s = self.image_size
         if a.dtype != np.uint8 or a.shape != (s, s, 4):
@@ -148,10 +164,14 @@ class ShardWriter:
         ds = self._file[name]
         if ds.shape[0] <= index:
             ds.resize(max(index + 1, ds.shape[0] * 2, 16), axis=0)
-        ds[index] = value
+        if isinstance(value, bytes):  # a pre-compressed image chunk (compress_image)
+            ds.id.write_direct_chunk((index, 0, 0, 0), value)
+        else:
+            ds[index] = value
 
     def add_model(self, rel_path: str, sha256: str, frame, rest_image: np.ndarray) -> int:
-        """Add one model row (its rest image and camera box); returns the row index."""
+        """Add one model row (its rest image and camera box); returns the row index.
+        Images may be uint8 (S, S, 4) arrays or bytes from compress_image()."""
         rest = self._check_image(rest_image, "rest_image")
         frame = np.asarray(frame, dtype=np.float32).reshape(3)
         row = self._m

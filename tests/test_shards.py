@@ -163,3 +163,20 @@ def test_verify_expectations_and_corrupt_chunk(tmp_path):
     p.write_bytes(bytes(raw))
     assert verify_shard(p, deep=False) == []
     assert any("posed_image[3]" in s for s in verify_shard(p, deep=True))
+
+
+def test_precompressed_chunks_read_back_identically(tmp_path):
+    from dataset.shards import compress_image
+
+    rng = np.random.default_rng(0)
+    imgs = [_img(rng) for _ in range(3)]
+    p = tmp_path / "c.h5"
+    with ShardWriter(p, S, "test", 1, {}) as w:
+        w.add_model("m.pmx", "0" * 64, (0, 0, 1), compress_image(imgs[0]))
+        w.add_example(0, np.zeros(6), compress_image(imgs[1]), imgs[2], 0.7)
+        w.finish()
+    with ShardReader(p) as r:
+        assert np.array_equal(r.rest_image(0), imgs[0])
+        assert np.array_equal(r.morphed_image(0), imgs[1])
+        assert np.array_equal(r.posed_image(0), imgs[2])
+    assert verify_shard(p) == []
