@@ -390,3 +390,41 @@ def test_missing_file_is_a_load_error(tmp_path):
         load_model(tmp_path / "nope.pmx")
     with pytest.raises(ModelLoadError, match="cannot read"):
         load_model(tmp_path)
+
+
+def test_every_byte_corrupted_quick_sample():
+    """Overwrite bytes of the small PMX (every 7th offset, two values): loading either fails
+    with ModelLoadError or gives a model that the rig and the poser handle."""
+    _every_byte(step=7, values=(0xFF, 0x80))
+
+
+@pytest.mark.slow
+def test_every_byte_corrupted_exhaustive():
+    _every_byte(step=1, values=(0x00, 0xFF, 0x7F, 0x80, 0x01, 0x40))
+
+
+def _every_byte(step, values):
+    import warnings
+
+    from renderer.morphs import resolve_face_rig
+    from renderer.posing import ModelPoser
+
+    for data in (build_pmx(), build_pmx(version=2.0, extra_uv=0, utf8=False)):
+        for i in range(0, len(data), step):
+            for v in values:
+                b = bytearray(data)
+                b[i] = v
+                t = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    try:
+                        m = load_model("f.pmx", data=bytes(b))
+                    except ModelLoadError:
+                        continue
+                    rig = resolve_face_rig(m)
+                    poser = ModelPoser(m, rig)
+                    if rig.neck_root >= 0 and rig.neck_tip >= 0:
+                        poser.pose([0.5, 0.5, 0.5, 1, 1, 1])
+                    else:
+                        poser.pose_parts(rig.morph_weights([0, 0, 0, 1, 1, 1]))
+                assert time.perf_counter() - t < 1.0
