@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import ContextError, RenderError
+from renderer.errors import ContextError, RenderError, RendererError
 from renderer.framing import Frame
 from renderer.model import MaterialFlag, MMDModel, SphereMode
 from renderer.textures import TextureSet, builtin_toon
@@ -263,11 +263,24 @@ class ModelScene:
         self.model = model
         self.shading = shading
         self._mgl = moderngl
+        self._own: list = []
+        try:
+            self._build()
+        except RendererError:
+            self.release()
+            raise
+        except Exception as e:  # GL out of memory, driver errors, absurd data
+            self.release()
+            raise RenderError(f"{model.path}: cannot prepare the model for rendering: "
+                              f"{type(e).__name__}: {e}") from e
+
+    def _build(self) -> None:
+        """Create every GPU resource of the model (buffers, VAOs, textures, uniforms)."""
+        model, shading, rc = self.model, self.shading, self.rc
         ctx = self.ctx
         V = model.vertex_count
         if V == 0 or model.triangle_count == 0:
             raise RenderError(f"{model.path}: model has no triangles to draw")
-        self._own: list = []
         pos = np.ascontiguousarray(model.positions, np.float32)
         self._vbo_pos = self._keep(ctx.buffer(pos.tobytes(), dynamic=True))
         self._vbo_nrm = self._keep(ctx.buffer(np.ascontiguousarray(model.normals, np.float32).tobytes(), dynamic=True))

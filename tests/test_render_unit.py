@@ -328,3 +328,14 @@ def _context_in_child():
     except RenderError as e:
         return str(e)
     return "no error"
+
+
+def test_bad_model_data_raise_render_errors_naming_the_file(rc):
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    m.materials[0].index_count = 999                      # runs past the index buffer
+    with pytest.raises(RenderError, match="handmade.pmx"):
+        rc.prepare(m)
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    m.indices = m.indices + 100                           # faces point at missing vertices
+    with pytest.raises(RenderError, match="vertex count"):
+        rc.prepare(m)
