@@ -28,7 +28,9 @@ How the chin and the top of the skull are estimated (rest pose, model units):
    column around the centre x (half width = 0.3 x the eye-bone spacing, at
    least 4 % of the head width), in front of the head bone (z below it: the
    character faces -z) and below the eyes. The neck's top ring (blended
-   between neck and head) and the jaw's sides stay out of that column.
+   between neck and head) and the jaw's sides stay out of that column. When
+   eye-to-chin is not 0.25..1.1 times eye-to-top (0.35..0.71 on every test
+   model), the chin is set to 0.55 x eye-to-top below the eyes and a note says so.
    Long hair hanging below the chin is either behind the head bone or outside
    the column, so it does not count. When the column holds nothing, the chin
    falls back to eye_y - 0.75·(top - eye_y).
@@ -50,7 +52,9 @@ log = logging.getLogger("thactl.renderer")
 TOP_WIDTH_FRACTION = 0.45
 TOP_SLICES = 64
 DOME_TAIL_FRACTION = 0.2
-CHIN_FALLBACK_RATIO = 0.75
+# (eye - chin) / (top - eye): 0.35 .. 0.71 on the real test models and the samples.
+CHIN_FALLBACK_RATIO = 0.55
+CHIN_RATIO_RANGE = (0.25, 1.1)
 CHIN_COLUMN_EYE_FRACTION = 0.3
 CHIN_COLUMN_HEAD_FRACTION = 0.04
 CHIN_MIN_WEIGHT = 0.75
@@ -202,6 +206,13 @@ def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
         span = max(top - eye_y, head_w * 0.5, 1e-3)
         top = eye_y + span
         chin = eye_y - CHIN_FALLBACK_RATIO * span
+    else:
+        ratio = (eye_y - chin) / (top - eye_y)
+        if not CHIN_RATIO_RANGE[0] <= ratio <= CHIN_RATIO_RANGE[1]:
+            # e.g. a neck skinned entirely to the head bone drags the "chin" down to the collar
+            notes.append(f"chin estimate implausible (eye-to-chin {ratio:.2f} x eye-to-top); "
+                         f"using {CHIN_FALLBACK_RATIO} x eye-to-top below the eyes — set chin_y in the override")
+            chin = eye_y - CHIN_FALLBACK_RATIO * (top - eye_y)
     return HeadEstimate(cx=cx, chin_y=chin, head_top_y=top, eye_y=eye_y, notes=notes)
 
 

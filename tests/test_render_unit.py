@@ -339,3 +339,39 @@ def test_bad_model_data_raise_render_errors_naming_the_file(rc):
     m.indices = m.indices + 100                           # faces point at missing vertices
     with pytest.raises(RenderError, match="vertex count"):
         rc.prepare(m)
+
+
+def _head_model(neck_on_head: bool):
+    """A ball head (radius 1 at y=18) plus a thin neck column in front, from y=15 up to the head."""
+    from renderer.model import Bone, BoneFlag
+
+    u, v = np.meshgrid(np.linspace(0, np.pi, 24), np.linspace(0, 2 * np.pi, 24))
+    ball = np.stack([np.sin(u) * np.cos(v), 18 + np.cos(u), np.sin(u) * np.sin(v)], -1).reshape(-1, 3)
+    t = np.linspace(0, 1, 40)
+    neck = np.stack([0.02 * np.cos(t * 20), 15 + 2.2 * t, -0.3 + 0 * t], -1)
+    P = np.concatenate([ball, neck]).astype(np.float32)
+    V = len(P)
+    bones = [Bone("首", "neck", np.array([0, 16.8, 0], np.float32), -1, 0, BoneFlag.NONE),
+             Bone("頭", "head", np.array([0, 17.2, 0], np.float32), 0, 0, BoneFlag.NONE),
+             Bone("左目", "eye_L", np.array([0.3, 17.8, -0.8], np.float32), 1, 0, BoneFlag.NONE),
+             Bone("右目", "eye_R", np.array([-0.3, 17.8, -0.8], np.float32), 1, 0, BoneFlag.NONE)]
+    bi = np.zeros((V, 4), np.int32)
+    bi[:, 0] = 1
+    if not neck_on_head:
+        bi[len(ball):, 0] = 0
+    m = make_model([(quad(-0.5, -0.5, 0.5, 0.5, 0), (1, 1, 1, 1), MaterialFlag.NONE, None)])
+    m.positions, m.bones = P, bones
+    m.bone_indices = bi
+    m.bone_weights = np.tile(np.array([[1, 0, 0, 0]], np.float32), (V, 1))
+    return m
+
+
+def test_framing_on_a_ball_head_and_the_implausible_chin_fallback():
+    from renderer.framing import estimate_head
+
+    good = estimate_head(_head_model(False), None, _head_model(False).positions)
+    assert abs(good.chin_y - 17.0) < 0.05 and abs(good.head_top_y - 19.0) < 0.15 and not good.notes
+    m = _head_model(True)                     # the whole neck skinned to 頭: chin would drop to y=15
+    bad = estimate_head(m, None, m.positions)
+    assert bad.notes and "chin" in bad.notes[0]
+    assert abs(bad.chin_y - (17.8 - 0.55 * (bad.head_top_y - 17.8))) < 1e-4
