@@ -216,8 +216,12 @@ def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
     return HeadEstimate(cx=cx, chin_y=chin, head_top_y=top, eye_y=eye_y, notes=notes)
 
 
-def estimate_frame(model, rig, rest_positions: np.ndarray, override: dict | None = None) -> Frame:
-    """Camera box for `model` from its REST-pose vertices; override keys win (see module doc)."""
+def estimate_frame(model, rig, rest_positions: np.ndarray, override: dict | None = None,
+                   notes: list | None = None) -> Frame:
+    """Camera box for `model` from its REST-pose vertices; override keys win (see module doc).
+
+    `notes`, when given, receives human-readable remarks about fallbacks the estimate used.
+    """
     override = override or {}
     fr = override.get("frame")
     if fr is not None:
@@ -238,6 +242,8 @@ def estimate_frame(model, rig, rest_positions: np.ndarray, override: dict | None
     est = estimate_head(model, rig, rest_positions)
     for n in est.notes:
         log.info("%s: framing: %s", model.path, n)
+        if notes is not None:
+            notes.append(f"framing: {n}")
     chin = chin_o if chin_o is not None else est.chin_y
     top = top_o if top_o is not None else est.head_top_y
     return _checked(model, _from_head(model, est.cx, chin, top))

@@ -604,7 +604,7 @@ def render_preview(model_path, poses, size: int = 256, shading: str = "phong", f
     poser = ModelPoser(model, rig)
     if frame is None:
         rest = poser.pose(REST_POSE)
-        frame = estimate_frame(model, rig, rest.positions, override)
+        frame = estimate_frame(model, rig, rest.positions, override, notes=notes)
     else:
         frame = Frame(*(float(v) for v in frame))
         if not frame.half > 0:
