@@ -197,9 +197,11 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
     """Summarise a data folder or one shard: counts, models, pose statistics, rejections."""
     from dataset.inspect import inspect_path
 
+    from dataset.errors import DatasetError
+
     ok = inspect_path(path, sheet=sheet, examples=examples, verify=verify, seed=seed, echo=click.echo)
     if not ok:
-        raise click.exceptions.Exit(1)
+        raise DatasetError(f"{path}: problems found (listed above)")
 
 
 # ---------------------------------------------------------------- train (train)

@@ -38,7 +38,6 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -194,6 +193,10 @@ def _worker_init(size: int, aa: int, shading: str, overrides: str | None, models
                  lp_threads: int | None, log_level: int) -> None:
     if lp_threads:
         os.environ.setdefault("LP_NUM_THREADS", str(lp_threads))
+    if mp.current_process().name != "MainProcess":
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
     logging.getLogger("thactl").setLevel(log_level)
     _W.clear()
     _W.update(size=size, aa=aa, shading=shading, overrides=overrides, models_root=models_root,
@@ -374,7 +377,6 @@ def _clear_outputs(out: Path) -> None:
     m = out / MANIFEST
     if m.exists():
         m.unlink()
-    shutil.rmtree(out / ".cache" / "validation", ignore_errors=True)
 
 
 def _load_manifest(out: Path) -> dict | None:
@@ -466,8 +468,11 @@ def run_render(r: RenderRequest) -> dict:
             runner = _Runner(min(workers, len(todo)), init_args)
             bar = _progress(len(todo), "validate", r.progress, unit="model")
             tasks = [(str(m.path), m.rel_path, m.sha256) for m in todo]
+            n_bad = len(rejected)
             for m, res in zip(todo, runner.imap(_validate_task, tasks)):
                 vcache[keys[m.rel_path]] = res
+                n_bad += not res["ok"]
+                bar.set_postfix(rejected=n_bad, refresh=False)
                 bar.update(1)
             bar.close()
             runner.close()

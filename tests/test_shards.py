@@ -21,7 +21,7 @@ def _img(rng, s=S):
     return a
 
 
-def write_synthetic(path: Path, n=7, models=2, seed=3, split="train", s=S) -> dict:
+def write_synthetic(path: Path, n=7, models=2, seed=3, split="train", s=S, prefix="folder") -> dict:
     rng = np.random.default_rng(seed)
     poses = sample_poses(rng, n)
     rec = dict(rest=[], morphed=[], posed=[], poses=poses, rows=[], ambient=[])
@@ -29,7 +29,7 @@ def write_synthetic(path: Path, n=7, models=2, seed=3, split="train", s=S) -> di
         for m in range(models):
             rest = _img(rng, s)
             rec["rest"].append(rest)
-            assert w.add_model(f"folder/m{m}.pmx", f"{m:064x}", (0.1 * m, 15.0, 1.2), rest) == m
+            assert w.add_model(f"{prefix}/m{m}.pmx", f"{m:064x}", (0.1 * m, 15.0, 1.2), rest) == m
         for i in range(n):
             mo, po = _img(rng, s), _img(rng, s)
             row = i % models
