@@ -1,0 +1,257 @@
+"""Resource hygiene of long renders (issue 7): one RenderContext, many models in turn.
+
+* 60 load -> prepare -> render -> release cycles over the real models at 64 px: every GL
+  object a ModelScene creates is released with it (counted by tracking what the context
+  hands out: buffers, textures, vertex arrays, programs, framebuffers, renderbuffers),
+  and process RSS stays flat after a warm-up pass (bounded growth), while the first
+  model renders to the same pixels at the start and at the end (no state leaks).
+* Models that make the renderer fail are rejected cleanly: a texture Pillow cannot
+  decode and a texture whose header claims an absurd size fall back to the material
+  colour with a warning; a material outside the index buffer or a broken material
+  flag raises RenderError naming the model, leaves no GL object behind, and the same
+  context keeps rendering other models identically.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from renderer.errors import RenderError, RendererError
+
+from conftest import real_model_paths
+
+SIZE = 64
+CYCLES = 60
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _trim() -> None:
+    gc.collect()
+    try:  # give freed heap pages back so RSS reflects live memory
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class GLTracker:
+    """Wraps the object factories of the shared moderngl context and tracks what they made."""
+
+    FACTORIES = ("buffer", "texture", "vertex_array", "program", "framebuffer", "renderbuffer",
+                 "depth_renderbuffer", "simple_vertex_array", "sampler")
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.made: list = []
+        self._saved = {}
+
+    def __enter__(self):
+        for name in self.FACTORIES:
+            orig = getattr(self.ctx, name)
+            self._saved[name] = orig
+
+            def wrapped(*a, _orig=orig, _name=name, **kw):
+                obj = _orig(*a, **kw)
+                self.made.append((_name, obj))
+                return obj
+            setattr(self.ctx, name, wrapped)       # instance attribute shadows the method
+        return self
+
+    def __exit__(self, *exc):
+        for name in self._saved:
+            delattr(self.ctx, name)
+
+    def live(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, obj in self.made:
+            if type(obj.mglo).__name__ != "InvalidObject":
+                out[name] = out.get(name, 0) + 1
+        return out
+
+
+def _prepared_models():
+    """(model, poser, frame) for every usable real model (loaded once here; the cycle test
+    loads them again itself)."""
+    from renderer.framing import estimate_frame
+    from renderer.modelfile import load_model
+    from renderer.morphs import resolve_face_rig
+    from renderer.posing import REST_POSE, ModelPoser
+
+    out = []
+    for p in real_model_paths():
+        m = load_model(p)
+        rig = resolve_face_rig(m)
+        if rig.problems():
+            continue
+        poser = ModelPoser(m, rig)
+        out.append((p, estimate_frame(m, rig, poser.pose(REST_POSE).positions)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(shared_models):
+    got = _prepared_models()
+    if len(got) < 3:
+        pytest.skip("need at least 3 usable real models")
+    return got
+
+
+@pytest.fixture(scope="module")
+def rc():
+    from renderer.errors import ContextError
+    from renderer.offscreen import RenderContext
+
+    try:
+        ctx = RenderContext(size=SIZE, aa=4)
+    except ContextError as e:
+        pytest.skip(str(e))
+    yield ctx
+    ctx.release()
+
+
+def _cycle(rc, path, frame, pose):
+    """One full model lifetime: load, rig, pose, prepare, render twice, release."""
+    from renderer.modelfile import load_model
+    from renderer.morphs import resolve_face_rig
+    from renderer.posing import REST_POSE, ModelPoser
+
+    m = load_model(path)
+    poser = ModelPoser(m, resolve_face_rig(m))
+    with rc.prepare(m, "toon" if hash(path.name) % 2 else "phong") as scene:
+        a = scene.render(poser.pose(REST_POSE), frame)
+        b = scene.render(poser.pose(pose), frame, ambient=0.8)
+    return a, b
+
+
+def test_many_model_cycles_release_gl_objects_and_keep_rss_flat(rc, models):
+    rng = np.random.default_rng(0)
+    order = [models[i % len(models)] for i in range(CYCLES)]
+    poses = np.concatenate([rng.uniform(-1, 1, (CYCLES, 3)), rng.uniform(0, 1, (CYCLES, 3))], 1)
+    first_img = None
+    rss: list[float] = []
+    with GLTracker(rc.ctx) as tr:
+        base_live = tr.live()
+        for i, ((path, frame), pose) in enumerate(zip(order, poses)):
+            a, b = _cycle(rc, path, frame, pose.astype(np.float32))
+            assert a[..., 3].any() and b[..., 3].any(), f"{path}: nothing rendered"
+            if i == 0:
+                first_img = a
+            live = tr.live()
+            # everything made for the scene is gone; at most the context's cached programs remain
+            extra = {k: v for k, v in live.items() if k != "program" and v != base_live.get(k, 0)}
+            assert not extra, f"cycle {i} ({path.name}): GL objects still alive after release: {extra}"
+            assert live.get("program", 0) <= 4, live
+            _trim()
+            rss.append(_rss_mb())
+        made = len(tr.made)
+    # same model, same pose, same context, 60 models later: identical pixels
+    again, _ = _cycle(rc, order[0][0], order[0][1], poses[0].astype(np.float32))
+    assert np.array_equal(again, first_img)
+    assert made > CYCLES * 5            # the tracker did see the scenes' objects
+    warm = len(models)                 # after one pass over every model
+    after_warmup = rss[warm - 1]
+    growth = max(rss[warm:]) - after_warmup
+    print(f"RSS MB: start {rss[0]:.0f}, after warm-up {after_warmup:.0f}, end {rss[-1]:.0f}, "
+          f"max growth after warm-up {growth:.1f}; GL objects made {made}")
+    # transient plateaus of ~20 MB (allocator / llvmpipe caches) come and go; a leak of one
+    # model's data per cycle would add up to hundreds of MB over the run
+    assert growth < 64, f"RSS grew {growth:.1f} MB after warm-up: {[round(r) for r in rss]}"
+    # and no trend: the last quarter is not above the second quarter by more than noise
+    q = len(rss) // 4
+    assert np.median(rss[-q:]) - np.median(rss[q:2 * q]) < 16, [round(r) for r in rss]
+
+
+# ---------------------------------------------------------------- models that make rendering fail
+
+def _copy_model(tmp_path: Path, shared_models: Path) -> Path:
+    """A private copy of a real PMD model folder (its textures can then be broken)."""
+    src = shared_models / "mokou_pmd"
+    dst = tmp_path / "m"
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.suffix.lower() in (".bmp", ".tga") or f.name == "mokou_A.pmd":
+            shutil.copy(f, dst / f.name)
+    return dst / "mokou_A.pmd"
+
+
+def _png_header(w: int, h: int) -> bytes:
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+
+
+def _render(rc, path):
+    from renderer.framing import estimate_frame
+    from renderer.modelfile import load_model
+    from renderer.morphs import resolve_face_rig
+    from renderer.posing import REST_POSE, ModelPoser
+
+    m = load_model(path)
+    rig = resolve_face_rig(m)
+    poser = ModelPoser(m, rig)
+    rest = poser.pose(REST_POSE)
+    frame = estimate_frame(m, rig, rest.positions)
+    with rc.prepare(m, "toon") as scene:
+        return scene.render(rest, frame), list(scene.textures.missing)
+
+
+def test_undecodable_and_absurd_textures_fall_back_cleanly(rc, shared_models, tmp_path, caplog):
+    path = _copy_model(tmp_path, shared_models)
+    good, missing = _render(rc, path)
+    assert not missing
+    from renderer.modelfile import load_model
+    texs = [m.texture for m in load_model(path).materials if m.texture and (path.parent / m.texture).is_file()]
+    texs = list(dict.fromkeys(texs))
+    assert len(texs) >= 2, texs
+    (path.parent / texs[0]).write_bytes(b"BM" + os.urandom(200))        # Pillow cannot decode it
+    (path.parent / texs[1]).write_bytes(_png_header(9000, 9000))          # claims 81 M pixels
+    with GLTracker(rc.ctx) as tr:
+        caplog.clear()
+        img, missing = _render(rc, path)
+        assert not {k: v for k, v in tr.live().items() if k != "program"}
+    assert img[..., 3].any()
+    assert len(missing) == 2 and all("unreadable" in m for m in missing), missing
+    assert any("texture(s) missing or unreadable" in r.getMessage() for r in caplog.records)
+    # only the textured parts differ; the silhouette is the same
+    assert np.array_equal(img[..., 3] > 0, good[..., 3] > 0)
+
+
+def test_broken_model_rejected_without_leaking_and_context_survives(rc, models):
+    from renderer.model import MaterialFlag
+    from renderer.modelfile import load_model
+
+    path, frame = models[0]
+    before, _ = _cycle(rc, path, frame, np.array([0, 0, 0, 0, 0, 1], np.float32))
+
+    bad_range = load_model(path)
+    last = bad_range.materials[-1]
+    last.index_count = int(bad_range.indices.size) + 3       # runs past the index buffer
+    bad_flag = load_model(path)
+    bad_flag.materials[0].flags = "not a flag"                 # breaks half-way through preparing
+    bad_empty = load_model(path)
+    bad_empty.indices = np.zeros((0, 3), np.uint32)
+
+    with GLTracker(rc.ctx) as tr:
+        for m, what in ((bad_range, "outside the index buffer"), (bad_flag, "cannot prepare"),
+                        (bad_empty, "no triangles")):
+            with pytest.raises(RenderError, match=what) as ei:
+                rc.prepare(m, "toon")
+            assert str(path) in str(ei.value) and "\n" not in str(ei.value)
+            leaked = {k: v for k, v in tr.live().items() if k != "program"}
+            assert not leaked, f"{what}: GL objects left behind: {leaked}"
+    assert issubclass(RenderError, RendererError)
+    del MaterialFlag
+    after, _ = _cycle(rc, path, frame, np.array([0, 0, 0, 0, 0, 1], np.float32))
+    assert np.array_equal(before, after)
