@@ -447,10 +447,14 @@ def run_render(r: RenderRequest) -> dict:
 
     # -- discover + validate ------------------------------------------------------------
     found = discover_models(models_root, cache, exclude=[out])
+    for m in found:
+        if not m.error:
+            try:
+                m.sha256 = sha256_file(m.path)
+            except OSError as e:
+                m.error = f"cannot read file ({e.strerror or e})"
     rejected: list[dict] = [dict(path=m.rel_path, reason=m.error) for m in found if m.error]
     usable = [m for m in found if not m.error]
-    for m in usable:
-        m.sha256 = sha256_file(m.path)
     ov_hash = settings["overrides_sha256"] or ""
     vcache_path = cache / "validation.json"
     try:

@@ -356,3 +356,17 @@ def test_disk_full_leaves_no_final_shard(tmp_path):
     assert r.stderr.startswith("thactl: error:") and "Traceback" not in r.stderr, r.stderr
     assert not _shards(out)
     assert not list(out.rglob(".shard-*.tmp"))
+
+
+def test_unreadable_model_is_a_rejection(tmp_path, capsys):
+    from renderer.samples import write_samples
+
+    write_samples(tmp_path / "m", count=1, seed=0)
+    (tmp_path / "m" / "gone").mkdir()
+    (tmp_path / "m" / "gone" / "dangling.pmx").symlink_to(tmp_path / "nowhere.pmx")
+    assert main(["render", "--models", str(tmp_path / "m"), "--out", str(tmp_path / "o"),
+                 "--count", "4", "--size", "32", "--aa", "0", "--workers", "1", "-q"]) == 0
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert man["rejected"] == [{"path": "gone/dangling.pmx",
+                                "reason": man["rejected"][0]["reason"]}]
+    assert "cannot read" in man["rejected"][0]["reason"]
