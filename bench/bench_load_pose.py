@@ -138,7 +138,7 @@ def main(argv=None) -> int:
             poser.pose(q)
             times.append(time.perf_counter() - t)
         times = np.array(times) * 1e3
-        posed_v = max((sum(len(part) for part in v) for v in poser._subset_cache.values()),
+        posed_v = max((len(v[0]) + len(v[3]) for v in poser._subset_cache.values()),
                       default=0)
         print(f"{name:48s} {model.vertex_count:6d} {t_load * 1e3:7.1f} {pm} {t_rig * 1e3:6.1f} "
               f"{np.median(times):8.2f} {np.percentile(times, 95):7.2f} {posed_v:8d}  {note}")

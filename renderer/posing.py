@@ -113,7 +113,7 @@ class ModelPoser:
             if m.kind in (MorphKind.VERTEX, MorphKind.UV) and m.indices.size:
                 self._dup[i] = np.unique(m.indices).size != m.indices.size
         self._mat_base = None
-        self._subset_cache: dict[bytes, np.ndarray] = {}
+        self._subset_cache: dict[bytes, tuple] = {}
 
     # ------------------------------------------------------------ public
     def pose(self, pose6) -> PosedMesh:
@@ -184,39 +184,63 @@ class ModelPoser:
         return -1 if v is None else int(v)
 
     def _skin(self, pos, local_rot, local_trans):
+        """Skin `pos` (morphed rest positions) in place; returns (positions, normals).
+
+        Bones fall into a few classes that share one matrix (see Skeleton.skin_matrices);
+        per class structure the vertices that move, and their weight per class, are cached,
+        so a pose costs a handful of (n,3)·(3,3) products over the moving vertices only.
+        """
         normals = self.rest_normals
         if not local_rot and not local_trans or self.skeleton.count == 0:
             return pos, normals.copy()
-        S, moved = self.skeleton.skin_matrices(local_rot, local_trans)
+        S, moved, cls = self.skeleton.skin_matrices(local_rot, local_trans, with_classes=True)
         if not moved.any():
             return pos, normals.copy()
-        key = moved.tobytes()
+        key = cls.tobytes()
         cached = self._subset_cache.get(key)
         if cached is None:
-            hit = (moved[self._bidx] & self._bw_nonzero).any(axis=1)
-            cached = (np.nonzero(hit & ~self._sdef)[0], np.nonzero(hit & self._sdef)[0])
+            cached = self._plan(cls)
             if len(self._subset_cache) > 64:
                 self._subset_cache.clear()
             self._subset_cache[key] = cached
-        sub, sub_sdef = cached
+        sub, W, rep, sub_sdef = cached
         normals = normals.copy()
-        if sub_sdef.size:
-            # SDEF vertices whose two bones move as one rigid body: plain skinning is exact
-            b = self._bidx[sub_sdef, :2]
-            rigid = (S[b[:, 0]] == S[b[:, 1]]).all(axis=(1, 2))
-            if rigid.any():
-                sub = np.concatenate([sub, sub_sdef[rigid]])
-                sub_sdef = sub_sdef[~rigid]
         if sub.size:
-            w = self._bw[sub]
-            M = np.einsum("vk,vkij->vij", w, S[self._bidx[sub]])      # (n,3,4)
-            p = pos[sub]
-            pos[sub] = np.einsum("vij,vj->vi", M[:, :, :3], p) + M[:, :, 3]
-            n = np.einsum("vij,vj->vi", M[:, :, :3], normals[sub])
-            normals[sub] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+            x, n = pos[sub], normals[sub]
+            Sc = S[rep]                                        # (C,3,4) one matrix per class
+            if len(rep) <= 8:
+                px = np.zeros_like(x)
+                nx = np.zeros_like(n)
+                for c in range(len(rep)):
+                    w = W[:, c:c + 1]
+                    R = Sc[c, :, :3]
+                    px += w * (x @ R.T + Sc[c, :, 3])
+                    nx += w * (n @ R.T)
+            else:
+                M = (W @ Sc.reshape(len(rep), 12)).reshape(-1, 3, 4)
+                px = np.einsum("vij,vj->vi", M[:, :, :3], x) + M[:, :, 3]
+                nx = np.einsum("vij,vj->vi", M[:, :, :3], n)
+            pos[sub] = px
+            normals[sub] = nx / np.maximum(np.linalg.norm(nx, axis=1, keepdims=True), 1e-12)
         if sub_sdef.size:
             self._skin_sdef(sub_sdef, S, moved, pos, normals)
         return pos, normals
+
+    def _plan(self, cls):
+        """Vertices to re-skin for a class structure, their (n,C) class weights, one
+        representative bone per class, and the SDEF vertices needing the SDEF formula."""
+        vcls = cls[self._bidx]                                 # (V,4)
+        hit = ((vcls != 0) & self._bw_nonzero).any(axis=1)
+        # SDEF vertices whose two bones share a matrix move rigidly: plain skinning is exact
+        sdef = hit & self._sdef & (vcls[:, 0] != vcls[:, 1])
+        sub = np.nonzero(hit & ~sdef)[0]
+        classes, rep = np.unique(cls, return_index=True)
+        lookup = np.zeros(int(classes.max()) + 1, np.intp)
+        lookup[classes] = np.arange(classes.size)
+        W = np.zeros((sub.size, classes.size), np.float32)
+        rows = np.repeat(np.arange(sub.size), 4)
+        np.add.at(W, (rows, lookup[vcls[sub]].ravel()), self._bw[sub].ravel())
+        return sub, W, rep, np.nonzero(sdef)[0]
 
     def _skin_sdef(self, sub, S, moved, pos, normals):
         """SDEF (PMX spherical deform) for the vertices `sub`, in place.

@@ -164,19 +164,25 @@ class Skeleton:
         return out
 
     def skin_matrices(self, local_rot: dict[int, np.ndarray],
-                      local_trans: dict[int, np.ndarray]):
+                      local_trans: dict[int, np.ndarray], with_classes: bool = False):
         """Skinning matrices for the given local transforms.
 
         local_rot: bone → quaternion (x,y,z,w); local_trans: bone → (3,) offset.
         Returns (S (B,3,4) float32 with S[i] = [R_i | P_i - R_i·rest_i], moved (B,) bool).
         Bones not moved keep the identity matrix.
+
+        with_classes=True adds `cls` (B,) int32: bones with the same class have the same
+        matrix by construction (0 = identity; a bone with no transform of its own shares its
+        parent's class, since then S_i = S_parent). A head pose has only a few classes.
         """
         B = self.count
         S = np.zeros((max(B, 1), 3, 4), np.float32)
         S[:, 0, 0] = S[:, 1, 1] = S[:, 2, 2] = 1.0
         moved = np.zeros(max(B, 1), bool)
+        cls = np.zeros(max(B, 1), np.int32)
         if not local_rot and not local_trans:
-            return S, moved
+            return (S, moved, cls) if with_classes else (S, moved)
+        n_cls = 0
         eff_rot: dict[int, np.ndarray] = dict(local_rot)
         eff_trans: dict[int, np.ndarray] = dict(local_trans)
         R: dict[int, np.ndarray] = {}
@@ -214,6 +220,11 @@ class Skeleton:
                 Ri = Rl if has_rot else eye
             R[i], P[i] = Ri, Pi
             moved[i] = True
+            if has_rot or has_t:
+                n_cls += 1
+                cls[i] = n_cls
+            else:
+                cls[i] = cls[p]
             S[i, :, :3] = Ri
             S[i, :, 3] = Pi - Ri @ rest[i]
-        return S, moved
+        return (S, moved, cls) if with_classes else (S, moved)

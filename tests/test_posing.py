@@ -257,3 +257,39 @@ def test_evaluation_order_layers_parents_and_append_parents():
     assert order[0] == 0
     m.bones[0].parent, m.bones[1].parent = 1, 0      # a parent loop (corrupt file): no hang
     assert sorted(evaluation_order(m)) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("n_bones", [2, 12])
+def test_fast_skinning_matches_a_plain_linear_blend(shared_models, n_bones):
+    """The class-grouped skinning equals Σ w·S[bone] evaluated naively over every vertex,
+    with a few (≤ 8 classes) or many (> 8 classes) independently moving bones."""
+    from renderer.model import Morph, MorphKind, MorphPanel
+    from renderer.posing import neck_quaternions
+    from renderer.skeleton import quat_axis_angle
+
+    base, rig, _ = _setup(shared_models, MODELS[0])
+    m = copy.copy(base)
+    rng = np.random.default_rng(n_bones)
+    bones = rng.choice(len(m.bones), n_bones, replace=False).astype(np.int32)
+    rots = np.array([quat_axis_angle(rng.normal(size=3), 0.3) for _ in bones], np.float32)
+    m.morphs = list(base.morphs) + [Morph(
+        "bones", "", MorphPanel.OTHER, MorphKind.BONE, bones,
+        translations=rng.normal(0, 0.1, (n_bones, 3)).astype(np.float32), rotations=rots)]
+    P = ModelPoser(m, rig, sdef=False)
+    k = len(m.morphs) - 1
+    for pose in rng.uniform(-1, 1, (3, 6)):
+        q_root, q_tip = neck_quaternions(pose)
+        mesh = P.pose_parts({k: 0.8}, q_root, q_tip)
+        # reference: same local transforms, naive blend over all vertices
+        lr, lt = {}, {}
+        from renderer.skeleton import quat_mul, quat_pow
+        for b, t, q in zip(bones.tolist(), m.morphs[k].translations, m.morphs[k].rotations):
+            lr[b] = quat_pow(q, 0.8)
+            if np.any(t):
+                lt[b] = 0.8 * t.astype(float)
+        for b, q in ((rig.neck_root, q_root), (rig.neck_tip, q_tip)):
+            lr[b] = quat_mul(q, lr[b]) if b in lr else q
+        S, _ = P.skeleton.skin_matrices(lr, lt)
+        M = np.einsum("vk,vkij->vij", m.bone_weights, S[m.bone_indices])
+        want = np.einsum("vij,vj->vi", M[:, :, :3], m.positions) + M[:, :, 3]
+        assert np.abs(mesh.positions - want).max() < 1e-4
