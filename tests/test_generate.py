@@ -370,3 +370,21 @@ def test_unreadable_model_is_a_rejection(tmp_path, capsys):
     assert man["rejected"] == [{"path": "gone/dangling.pmx",
                                 "reason": man["rejected"][0]["reason"]}]
     assert "cannot read" in man["rejected"][0]["reason"]
+
+
+def test_split_file(tmp_path, capsys):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["sample-01", "sample-02/sample-02.pmx"],
+                                 "validation": ["sample-03"], "test": ["sample-04"]}))
+    out = tmp_path / "o"
+    assert main(["render", "--out", str(out), "--split-file", str(split), "--workers", "1", *SMALL]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert {m["path"].split("/")[0]: m["split"] for m in man["models"]} == {
+        "sample-01": "train", "sample-02": "train", "sample-03": "validation", "sample-04": "test"}
+    assert {d["path"] for d in man["rejected"]} == {"sample-05/sample-05.pmx", "sample-06/sample-06.pmx"}
+    assert all("split file" in d["reason"] for d in man["rejected"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train": ["sample-01"], "test": ["sample-01"]}))
+    capsys.readouterr()
+    _one_line_error(capsys, ["render", "--out", str(tmp_path / "o2"), "--split-file", str(bad),
+                             "--workers", "1", *SMALL], "both")
