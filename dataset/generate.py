@@ -425,6 +425,15 @@ def run_render(r: RenderRequest) -> dict:
         if r.count is None:
             raise DatasetError("--count is required with --models (the number of training "
                                "examples; THA1 used 500000)")
+    if r.overrides is not None:
+        try:
+            table = json.loads(Path(r.overrides).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DatasetError(f"{r.overrides}: overrides file not found") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise DatasetError(f"{r.overrides}: not a readable JSON file ({e})") from None
+        if not isinstance(table, dict):
+            raise DatasetError(f"{r.overrides}: must be a JSON object mapping model paths to overrides")
     settings = request_settings(r, models_label)
     old = _load_manifest(out)
     if old is not None and old.get("request") != settings:

@@ -156,6 +156,9 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
                                   rows=Counter(r.model_path), amb=r.ambient)
         except ShardError as e:
             problems.append(str(e))
+    if not readers and problems and man is None:
+        raise DatasetError(problems[0] if len(problems) == 1
+                           else f"{path}: no readable shard ({problems[0]})")
     if single is not None:
         echo(f"shard {shards[0][1]}: split {single['split']}, {single['size']}x{single['size']}, "
              f"seed {single['seed']}, {single['models']} model rows")
