@@ -240,9 +240,12 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
 @click.option("--workers", type=int, help="DataLoader worker processes (default: 8 on CUDA, 0 on the CPU).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--skip-bad-shards", is_flag=True,
+              help="Leave out corrupt or unreadable shards (each is named in a warning) instead of stopping.")
 def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, batch_size, examples, lr, seed,
               checkpoint_every, val_every, val_examples, num_samples, log_every, image_size, base_channels,
-              num_downsample, num_res_blocks, device, precision, channels_last, compile_, workers, quiet):
+              num_downsample, num_res_blocks, device, precision, channels_last, compile_, workers, quiet,
+              skip_bad_shards):
     """Train the face MORPHER, the ROTATOR or the COMBINER on rendered shards.
 
     \b
@@ -269,7 +272,7 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, bat
                       base_channels=base_channels, num_downsample=num_downsample, num_res_blocks=num_res_blocks,
                       device=device, precision=precision, channels_last=channels_last, compile=compile_,
                       workers=workers, vgg_weights=vgg_weights, random_vgg=random_vgg, init=init, rotator=rotator,
-                      quiet=quiet)
+                      quiet=quiet, skip_bad_shards=skip_bad_shards)
     summary = train(cfg)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         click.echo(f"trained {kind}: {summary['examples']} examples; weights in {summary['weights']}")

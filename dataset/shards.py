@@ -145,7 +145,10 @@ class ShardWriter:
             if name in IMAGE_DATASETS:
                 kw = dict(chunks=(1,) + shape, compression=comp, compression_opts=opts)
             else:
-                kw = dict(chunks=(256,) + shape)
+                # checksummed (fletcher32): a flipped byte in poses/indices/frames is an error
+                # on read, never a silently wrong value (image chunks are zlib streams, whose
+                # adler32 already catches corruption)
+                kw = dict(chunks=(256,) + shape, fletcher32=kind != "str")
             f.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape, dtype=dtype, **kw)
 
     # -- writing -------------------------------------------------------------------------
@@ -364,18 +367,29 @@ class ShardReader:
                                   or self.model_index.max() >= self.num_models):
             self.file.close()
             raise ShardError(f"{self.path}: model_index out of range 0..{self.num_models - 1}")
+        bad = pose_problem(self.pose)
+        if bad:
+            self.file.close()
+            raise ShardError(f"{self.path}: {bad}")
 
     def __len__(self) -> int:
         return self.num_examples
 
     def rest_image(self, row: int) -> np.ndarray:
-        return self.file["rest_image"][row]
+        return self._image("rest_image", row)
 
     def morphed_image(self, i: int) -> np.ndarray:
-        return self.file["morphed_image"][i]
+        return self._image("morphed_image", i)
 
     def posed_image(self, i: int) -> np.ndarray:
-        return self.file["posed_image"][i]
+        return self._image("posed_image", i)
+
+    def _image(self, name: str, i: int) -> np.ndarray:
+        """One image; a corrupt chunk (bad zlib stream, truncated file) is a ShardError."""
+        try:
+            return self.file[name][i]
+        except (OSError, KeyError, RuntimeError) as e:
+            raise ShardError(f"{self.path}: {name}[{i}] unreadable ({_short(e)})") from None
 
     def example(self, i: int) -> dict[str, Any]:
         """Everything about example i as numpy arrays (images uint8 (S,S,4))."""
@@ -400,6 +414,20 @@ class ShardReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def pose_problem(pose: np.ndarray) -> str | None:
+    """Why an (N, 6) pose array cannot be SPEC poses (non-finite, out of range), or None."""
+    p = np.asarray(pose)
+    if p.ndim != 2 or p.shape[1:] != (6,):
+        return f"pose array has shape {p.shape}, expected (N, 6)"
+    if len(p) == 0:
+        return None
+    if not np.all(np.isfinite(p)):
+        return "pose values are not finite (corrupt data)"
+    if p[:, :3].min() < -1 - 1e-6 or p.max() > 1 + 1e-6 or p[:, 3:].min() < -1e-6:
+        return "pose values out of range (corrupt data)"
+    return None
 
 
 def _short(e: BaseException) -> str:

@@ -72,6 +72,7 @@ class ShardDataset(Dataset):
                  max_open_files: int = 32, rest_cache_size: int = 256):
         self.files: list[Path] = []
         self.skipped: list[str] = []
+        self.skip_bad_shards = bool(skip_bad_shards)
         poses, rows, counts = [], [], []
         self.image_size: int | None = None
         for path in find_shards(root_or_files, split):
@@ -174,6 +175,38 @@ class ShardDataset(Dataset):
         return arr.copy()
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        bad = self.__dict__.get("_bad_shards")
+        if bad and self.skip_bad_shards and self.locate(int(index))[0] in bad:
+            return self._substitute(int(index), None)
+        try:
+            return self._load_item(index)
+        except ShardError as e:
+            if not self.skip_bad_shards:
+                raise
+            return self._substitute(int(index), e)
+
+    def _substitute(self, index: int, err: ShardError | None) -> dict[str, Any]:
+        """skip_bad_shards: a shard found corrupt while reading (a bad image chunk) is marked
+        bad in this process, said once, and the example is replaced by the one at the same
+        position in the next good shard (deterministic); never garbage."""
+        bad = self.__dict__.setdefault("_bad_shards", set())
+        k, i = self.locate(index)
+        while True:
+            if k not in bad:
+                bad.add(k)
+                self.skipped.append(str(err))
+                log.warning("skipping bad shard from now on: %s", err)
+            good = [s for s in range(len(self.files)) if s not in bad]
+            if not good:
+                raise ShardError(f"every shard is unreadable (last: {err})")
+            k = next((s for s in good if s > k), good[0])
+            j = int(self.offsets[k]) + i % int(self.offsets[k + 1] - self.offsets[k])
+            try:
+                return self._load_item(j)
+            except ShardError as e:
+                err = e
+
+    def _load_item(self, index: int) -> dict[str, Any]:
         index = int(index)
         k, i = self.locate(index)
         if index < 0:

@@ -43,7 +43,7 @@ CHECKPOINT_FORMAT = "thactl-checkpoint"
 # settings a re-run may change without invalidating the checkpoint
 _RESUMABLE_CHANGES = {"examples", "checkpoint_every", "val_every", "val_examples", "num_samples", "log_every",
                       "device", "precision", "channels_last", "compile", "workers", "quiet", "data",
-                      "vgg_weights", "random_vgg", "init", "rotator"}
+                      "vgg_weights", "random_vgg", "init", "rotator", "skip_bad_shards"}
 
 
 @dataclass
@@ -77,6 +77,7 @@ class TrainConfig:
     init: str | None = None
     rotator: str | None = None
     quiet: bool = False
+    skip_bad_shards: bool = False  # leave out unreadable/corrupt shards (logged) instead of stopping
 
     def arch(self) -> dict:
         return dict(image_size=self.image_size, base_channels=self.base_channels,
@@ -162,12 +163,15 @@ def _set_rng_state(st: dict) -> None:
             pass
 
 
-def _open_split(data: str, split: str, required: bool):
+def _open_split(data: str, split: str, required: bool, skip_bad_shards: bool = False):
     from dataset.torchdata import ShardDataset
     from dataset.errors import DatasetError
 
     try:
-        ds = ShardDataset(data, split=split)
+        ds = ShardDataset(data, split=split, skip_bad_shards=skip_bad_shards)
+        if ds.skipped:
+            log.warning("%s: skipped %d bad %s shard(s) (--skip-bad-shards); training on the other %d",
+                        data, len(ds.skipped), split, len(ds.files))
     except DatasetError:
         if required:
             raise
@@ -254,8 +258,8 @@ class Trainer:
         if self._given[0] is not None:
             train_ds, val_ds = self._given
         else:
-            train_ds = _open_split(cfg.data, "train", required=True)
-            val_ds = _open_split(cfg.data, "validation", required=False)
+            train_ds = _open_split(cfg.data, "train", required=True, skip_bad_shards=cfg.skip_bad_shards)
+            val_ds = _open_split(cfg.data, "validation", required=False, skip_bad_shards=cfg.skip_bad_shards)
         image_size = getattr(train_ds, "image_size", None) or int(train_ds[0]["rest_image"].shape[-1])
         self._resolve(image_size)
 
