@@ -123,9 +123,16 @@ def extract_zip(zip_path: Path, cache_root: Path) -> tuple[Path, list[str], list
             shutil.rmtree(tmp, ignore_errors=True)
             raise DatasetError(f"{zip_path}: corrupt zip archive ({e})") from None
         (tmp / ".thactl-extracted").write_text(digest)
-        if dest.exists():
-            shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        if done.is_file():  # another process (--part on a shared disk) finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return dest, models, unsafe
+        shutil.rmtree(dest, ignore_errors=True)  # a half-extracted leftover
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not done.is_file():
+                raise
     return dest, models, unsafe
 
 

@@ -7,9 +7,9 @@ A model is accepted when:
   3. a camera box can be estimated (or is given by the override);
   4. a quick low-resolution probe render (PROBE_SIZE px, no AA) shows that
      - the head is visible in the middle strip,
-     - each eye morph changes pixels inside the head strip (and a one-eye morph
-       changes mostly the correct half of the face: the character's left eye is on
-       the image's right),
+     - each eye morph changes pixels inside the head strip, above the pixels the
+       mouth morph changes, and a one-eye morph changes mostly the correct half of
+       the face (the character's left eye is on the image's right),
      - the mouth morph changes pixels inside the head strip,
      - rotating the head (head_y = 1) changes pixels.
 A morph that moves nothing visible would silently produce wrong examples, so
@@ -32,7 +32,7 @@ DIFF_THRESHOLD = 8
 MIN_CHANGED_FRACTION = 2.0 / (128 * 128)
 #: one-eye morphs: reject when more than this share of the change is on the wrong half
 WRONG_SIDE_SHARE = 0.8
-VALIDATION_VERSION = 1
+VALIDATION_VERSION = 2
 
 
 @dataclass
@@ -82,13 +82,19 @@ def check_probe(imgs: dict[str, np.ndarray], one_eye: bool, frame_cx_col: float 
     need = max(2, int(MIN_CHANGED_FRACTION * s * s))
     centre = s / 2.0 if frame_cx_col is None else frame_cx_col
     keys = ["left_eye", "right_eye"] if one_eye else ["both_eyes"]
-    for key in keys + ["mouth"]:
+    rows: dict[str, float] = {}
+    for key in ["mouth"] + keys:
         m = _strip(_changed(rest, imgs[key]))
         n = int(m.sum())
         what = key.replace("_", " ")
         if n < need:
             problems.append(f"the {what} morph changes no pixels of the face in a probe render "
                             f"({n} px changed)")
+            continue
+        rows[key] = float(np.nonzero(m)[0].mean())
+        if key != "mouth" and "mouth" in rows and rows[key] >= rows["mouth"]:
+            problems.append(f"the {what} morph changes the face at or below the mouth "
+                            "(not an eye morph?)")
             continue
         if key in ("left_eye", "right_eye"):
             cols = np.nonzero(m)[1] + 0.5
@@ -149,7 +155,9 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
             "mouth": np.array([0, 0, 0, 0, 0, 0], np.float32),
             "head_y": np.array([0, 1, 0, 0, 0, 1], np.float32),
         }
-        if not res.one_eye_morphs:
+        if res.one_eye_morphs:
+            del poses["both_eyes"]
+        else:
             del poses["left_eye"], poses["right_eye"]
         with probe_rc.prepare(model, "phong") as scene:
             imgs = probe_images(scene, poser, frame, poses)

@@ -388,3 +388,45 @@ def test_split_file(tmp_path, capsys):
     capsys.readouterr()
     _one_line_error(capsys, ["render", "--out", str(tmp_path / "o2"), "--split-file", str(bad),
                              "--workers", "1", *SMALL], "both")
+
+
+def test_probe_rejects_morphs_that_do_not_act_as_named(reference, tmp_path):
+    """Overrides that point the face rig at the wrong morphs are caught by the probe render."""
+    man = json.loads((reference / "manifest.json").read_text())
+    morphs = {m["path"]: m["morphs"] for m in man["models"]}
+    a = morphs["sample-02/sample-02.pmx"]
+    assert a["left_eye"] and a["right_eye"] and a["mouth"]
+    overrides = tmp_path / "ov.json"
+    overrides.write_text(json.dumps({
+        "sample-02/sample-02.pmx": {"left_eye": a["right_eye"], "right_eye": a["left_eye"]},
+        "sample-03/sample-03.pmx": {"mouth": morphs["sample-03/sample-03.pmx"]["left_eye"]},
+    }, ensure_ascii=False))
+    out = tmp_path / "o"
+    assert main(["render", "--out", str(out), "--overrides", str(overrides), "--workers", "1", *SMALL]) == 0
+    rejected = {d["path"]: d["reason"] for d in json.loads((out / "manifest.json").read_text())["rejected"]}
+    assert "other eye" in rejected["sample-02/sample-02.pmx"]
+    assert "below the mouth" in rejected["sample-03/sample-03.pmx"]
+    assert len(rejected) == 2
+
+
+def test_check_probe_synthetic():
+    from dataset.validate import check_probe
+
+    s = 64
+    rest = np.zeros((s, s, 4), np.uint8)
+    rest[8:60, 12:52] = 200
+    def changed(rows, cols):
+        img = rest.copy()
+        img[rows, cols] = 0
+        return img
+    imgs = dict(rest=rest, mouth=changed(slice(40, 44), slice(28, 36)),
+                left_eye=changed(slice(26, 29), slice(36, 44)),     # image right = character's left
+                right_eye=changed(slice(26, 29), slice(20, 28)),
+                head_y=changed(slice(10, 60), slice(12, 30)))
+    assert check_probe(imgs, one_eye=True) == []
+    swapped = dict(imgs, left_eye=imgs["right_eye"], right_eye=imgs["left_eye"])
+    assert any("other eye" in p for p in check_probe(swapped, one_eye=True))
+    dead = dict(imgs, mouth=rest.copy())
+    assert any("mouth morph changes no pixels" in p for p in check_probe(dead, one_eye=True))
+    assert any("neck" in p for p in check_probe(dict(imgs, head_y=rest.copy()), one_eye=True))
+    assert "not visible" in check_probe(dict(imgs, rest=np.zeros_like(rest)), one_eye=True)[0]
