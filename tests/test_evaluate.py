@@ -218,7 +218,7 @@ def test_thactl_eval_table_matches_direct_recomputation(tiny_run, tmp_path, caps
     assert "THA1" in captured.out and "FU-L1-L1" in captured.out
     rep = json.loads((out / "eval-test.json").read_text())
     rows = {x["row"]: x for x in rep["rows"]}
-    assert set(rows) == {"morpher", "rotator/pumarola", "rotator/zhou", "rotator+combiner", "PU", "ZH", "FU"}
+    assert set(rows) == {"identity/morphed", "identity/posed", "morpher", "rotator/pumarola", "rotator/zhou", "rotator+combiner", "PU", "ZH", "FU"}
     assert rep["num_examples"] == 6
 
     ds = ShardDataset(str(data), split="test")
@@ -230,7 +230,8 @@ def test_thactl_eval_table_matches_direct_recomputation(tiny_run, tmp_path, caps
         morphed = m(st["rest_image"], expr)[0]
         pu, zh = r(morphed, rot)[:2]
         fu = c(pu, zh, rot)[0]
-    for row, pred, target in (("morpher", morphed, st["morphed_image"]), ("PU", pu, st["posed_image"]),
+    for row, pred, target in (("identity/posed", st["rest_image"], st["posed_image"]),
+                              ("morpher", morphed, st["morphed_image"]), ("PU", pu, st["posed_image"]),
                               ("ZH", zh, st["posed_image"]), ("FU", fu, st["posed_image"])):
         sc = ev.score_images(pred, target)
         for metric in ev.METRICS:

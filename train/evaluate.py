@@ -181,6 +181,8 @@ class Meter:
 # ---------------------------------------------------------------------------------- the table
 
 ROW_INFO = {
+    "identity/morphed": ("rest -> morphed", "baseline: the rest image itself, no network"),
+    "identity/posed": ("rest -> posed", "baseline: the rest image itself, no network"),
     "morpher": ("rest -> morphed", "face morpher alone"),
     "rotator/pumarola": ("morphed -> posed", "rotator alone, Pumarola path (true morphed input)"),
     "rotator/zhou": ("morphed -> posed", "rotator alone, Zhou path (true morphed input)"),
@@ -296,7 +298,8 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
 
     Full-chain rows (input = rest image, target = posed image, pose from the shard) for each
     config in `configs`; with `stages`, also the morpher alone (rest -> morphed) and the rotator
-    (each path) and rotator+combiner on the TRUE morphed image (morphed -> posed).
+    (each path) and rotator+combiner on the TRUE morphed image (morphed -> posed), and two
+    baselines that predict the rest image unchanged (what a network must beat).
     """
     device = torch.device(device)
     for m in (morpher, rotator, combiner):
@@ -304,7 +307,7 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
             m.to(device).eval()
     names: list[str] = []
     if stages:
-        names += ["morpher", "rotator/pumarola", "rotator/zhou"]
+        names += ["identity/morphed", "identity/posed", "morpher", "rotator/pumarola", "rotator/zhou"]
         if combiner is not None:
             names.append("rotator+combiner")
     names += list(configs)
@@ -324,6 +327,8 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
         rot, expr = pose[:, 0:3], pose[:, 3:6]
         morphed = morpher(rest, expr)[0]
         if stages:
+            rows["identity/morphed"].add(score_images(rest, morphed_t))
+            rows["identity/posed"].add(score_images(rest, posed_t))
             rows["morpher"].add(score_images(morphed, morphed_t))
             pu, zh = rotator(morphed_t, rot)[:2]
             rows["rotator/pumarola"].add(score_images(pu, posed_t))
