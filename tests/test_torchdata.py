@@ -124,3 +124,14 @@ def test_reading_imports_no_gl_or_renderer(data):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "BAD []" in out.stdout, out.stdout
+
+
+def test_few_open_files_alternating_shards(data):
+    root, recs = data
+    ds = ShardDataset(root, split=None, max_open_files=1)
+    for index in [0, 5, 8, 1, 6, 9, 0]:
+        k = 0 if index < 5 else (1 if index < 8 else 2)
+        key = [("train", 0), ("train", 1), ("validation", 0)][k]
+        i = index - [0, 5, 8][k]
+        assert torch.equal(ds[index]["posed_image"], uint8_to_tensor(recs[key]["posed"][i]))
+        assert len(ds._handles) == 1
