@@ -164,11 +164,11 @@ def test_evaluate_equals_direct_recomputation_and_limit():
 # ------------------------------------------------------------------ thactl eval on a tiny shard
 
 
-def _write_tiny_shard(root: Path, n_models=2, per_model=3, s=32, seed=0) -> Path:
+def _write_tiny_shard(root: Path, n_models=2, per_model=3, s=32, seed=0, split="test") -> Path:
     from dataset.shards import ShardWriter
 
     rng = np.random.default_rng(seed)
-    path = root / "test" / "shard-00000.h5"
+    path = root / split / "shard-00000.h5"
     path.parent.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:s, 0:s]
 
@@ -179,7 +179,7 @@ def _write_tiny_shard(root: Path, n_models=2, per_model=3, s=32, seed=0) -> Path
         a[disc, 3] = 255
         return a
 
-    w = ShardWriter(path, s, "test", seed, {"note": "eval test"})
+    w = ShardWriter(path, s, split, seed, {"note": "eval test"})
     with w:
         for mi in range(n_models):
             row = w.add_model(f"m{mi}.pmx", "0" * 64, np.array([0, 1, 0.5], np.float32), img(0))
@@ -257,3 +257,41 @@ def test_thactl_eval_bad_inputs(tiny_run, tmp_path, capsys):
     assert rc == 1 and "no rotator.safetensors" in capsys.readouterr().err
     rc = cli.main(["eval", "--data", str(data), "--morpher", str(wdir), "--rotator", str(wdir), "--path", "full"])
     assert rc == 1 and "needs a combiner" in capsys.readouterr().err
+
+
+def test_thactl_eval_on_trained_run_folders(tmp_path, capsys):
+    """`thactl train` run folders (tiny, a few examples) -> `thactl eval --morpher RUN ...`: the table
+    equals a direct recomputation with the exported weights, written into the first run folder."""
+    pytest.importorskip("dataset.torchdata")
+    import cli
+    from dataset.torchdata import ShardDataset
+    from models.io import load_weights
+
+    data = tmp_path / "data"
+    for i, split in enumerate(("train", "validation", "test")):
+        _write_tiny_shard(data, n_models=2, per_model=2, seed=10 + i, split=split)
+    arch = ["--base-channels", "4", "--num-downsample", "2", "--num-res-blocks", "1", "--batch-size", "2",
+            "--examples", "4", "--val-examples", "2", "--samples", "1", "--quiet", "--device", "cpu"]
+    runs = {k: tmp_path / "runs" / k for k in ("morpher", "rotator", "combiner")}
+    assert cli.main(["train", "morpher", "--data", str(data), "--out", str(runs["morpher"]), *arch]) == 0
+    assert cli.main(["train", "rotator", "--data", str(data), "--out", str(runs["rotator"]), *arch]) == 0
+    assert cli.main(["train", "combiner", "--data", str(data), "--out", str(runs["combiner"]),
+                     "--rotator", str(runs["rotator"]), *arch]) == 0
+    capsys.readouterr()
+    rc = cli.main(["eval", "--data", str(data), "--morpher", str(runs["morpher"]), "--rotator",
+                   str(runs["rotator"]), "--combiner", str(runs["combiner"]), "--no-stages", "--device", "cpu"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    rep = json.loads((runs["morpher"] / "eval-test.json").read_text())
+    assert [r["row"] for r in rep["rows"]] == ["FU"] and rep["rows"][0]["tha1_config"] == "FU-L1-L1"
+    m, r, c = (load_weights(runs[k], k).eval() for k in ("morpher", "rotator", "combiner"))
+    ds = ShardDataset(str(data), split="test")
+    st = {k: torch.stack([torch.as_tensor(ds[i][k]) for i in range(len(ds))])
+          for k in ("rest_image", "posed_image", "pose")}
+    with torch.inference_mode():
+        rot = st["pose"][:, :3]
+        pu, zh = r(m(st["rest_image"], st["pose"][:, 3:])[0], rot)[:2]
+        sc = ev.score_images(c(pu, zh, rot)[0], st["posed_image"])
+    for metric in ev.METRICS:
+        assert rep["rows"][0][metric] == pytest.approx(sc[metric].double().mean().item(), rel=1e-5, abs=1e-7)
+        assert f"{rep['rows'][0][metric]:.6f}" in cap.out
