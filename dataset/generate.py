@@ -38,6 +38,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -406,7 +407,25 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "ex"):
 
 
 def run_render(r: RenderRequest) -> dict:
-    """Do the whole `thactl render`; returns the manifest written."""
+    """Do the whole `thactl render`; returns the manifest written.  Every input problem
+    (and a failing disk) is a DatasetError/RendererError with a one-line message."""
+    try:
+        return _run_render(r)
+    except OSError as e:
+        where = e.filename or r.out
+        raise DatasetError(f"{where}: {_oserror_text(e)}") from None
+
+
+def _oserror_text(e: OSError) -> str:
+    """A one-line reason for an OSError (HDF5's messages span several lines)."""
+    text = " ".join(str(e.strerror or e).split())
+    m = re.findall(r"error message = '([^']+)'", text)
+    if m:
+        return m[-1]
+    return text[:200] or type(e).__name__
+
+
+def _run_render(r: RenderRequest) -> dict:
     _check_request(r)
     out = Path(r.out)
     part = parse_part(r.part)
@@ -614,7 +633,7 @@ def run_render(r: RenderRequest) -> dict:
         man["_rendered_examples"] = total
         return man
     except OSError as e:
-        raise DatasetError(f"{out}: cannot write ({e.strerror or e})") from None
+        raise DatasetError(f"{out}: cannot write the data ({_oserror_text(e)})") from None
     finally:
         if runner is not None:
             runner.close(terminate=True)

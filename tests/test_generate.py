@@ -343,17 +343,23 @@ def test_zips_and_rejections(tmp_path, capsys):
 
 
 def test_disk_full_leaves_no_final_shard(tmp_path):
+    """A file-size limit (like a full disk) hits while a shard is written."""
+    from renderer.samples import write_samples
+
+    write_samples(tmp_path / "models", count=3, seed=0)
     out = tmp_path / "full"
     code = (
         "import resource, signal, sys, cli\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))\n"
-        f"sys.exit(cli.main(['render', '--out', {str(out)!r}, '--workers', '1', '--size', '64', "
-        "'--count', '40', '--shard-size', '40', '-q']))\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))\n"
+        f"sys.exit(cli.main(['render', '--models', {str(tmp_path / 'models')!r}, '--out', {str(out)!r}, "
+        "'--workers', '1', '--size', '64', '--count', '60', '--shard-size', '60', '-q']))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith("thactl: error:") and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "cannot write" in r.stderr, r.stderr
+    assert (out / "manifest.json").is_file()      # written before the failing shard
     assert not _shards(out)
     assert not list(out.rglob(".shard-*.tmp"))
 
