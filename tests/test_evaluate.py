@@ -257,6 +257,11 @@ def test_thactl_eval_bad_inputs(tiny_run, tmp_path, capsys):
     assert rc == 1 and "no rotator.safetensors" in capsys.readouterr().err
     rc = cli.main(["eval", "--data", str(data), "--morpher", str(wdir), "--rotator", str(wdir), "--path", "full"])
     assert rc == 1 and "needs a combiner" in capsys.readouterr().err
+    small = _write_tiny_shard(tmp_path / "small", n_models=1, per_model=1, s=16)
+    rc = cli.main(["eval", "--data", str(small), "--weights", str(wdir)])
+    assert rc == 1 and "images are 16x16, the networks take 32x32" in capsys.readouterr().err
+    rc = cli.main(["eval", "--data", str(data), "--split", "validation", "--weights", str(wdir)])
+    assert rc == 1 and "validation" in capsys.readouterr().err
 
 
 def test_thactl_eval_on_trained_run_folders(tmp_path, capsys):
