@@ -116,7 +116,8 @@ def _shards_of(path: Path) -> tuple[dict | None, list[tuple[str | None, Path]]]:
 
 
 def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: int = 8,
-                 verify: bool = False, seed: int = 0, echo: Callable[[str], None] = print) -> bool:
+                 verify: bool = False, seed: int = 0, echo: Callable[[str], None] = print,
+                 list_limit: int = 60) -> bool:
     """Print a summary; optionally write a contact sheet and verify everything.
     Returns False when verification (or reading) found problems."""
     path = Path(path)
@@ -185,13 +186,19 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
     if man is not None:
         models = man.get("models", [])
         echo(f"models used: {len(models)}")
-        for m in models:
+        for m in models[:list_limit]:
             echo(f"  {m['split']:10s} {m['examples']:>7d} ex  {m['path']}"
                  + ("" if m.get("one_eye_morphs", True) else "  (no one-eye morphs: le == re)"))
+        if len(models) > list_limit:
+            echo(f"  ... and {len(models) - list_limit} more (see manifest.json)")
         rej = man.get("rejected", [])
         echo(f"rejected models: {len(rej)}")
-        for d in rej:
+        for d in rej[:list_limit]:
             echo(f"  {d['path']}: {d['reason']}")
+        if len(rej) > list_limit:
+            echo(f"  ... and {len(rej) - list_limit} more; most common reasons:")
+            for reason, n in Counter(d["reason"] for d in rej).most_common(10):
+                echo(f"  {n:>6d} x {reason}")
     if all_poses:
         for line in pose_stat_lines(np.concatenate(all_poses)):
             echo(line)
