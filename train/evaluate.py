@@ -210,7 +210,8 @@ class EvalResult:
             rec = {"row": name, "task": task, "what": what, "n": meter.n}
             for m in METRICS:
                 rec[m] = meter.mean(m)
-                rec[m + "_std"] = meter.std(m)
+                sd = meter.std(m)
+                rec[m + "_std"] = None if math.isnan(sd) else sd  # keep the JSON strict
             variant = self.tha1_variant.get(name)
             if variant:
                 rec["tha1_config"] = variant
