@@ -269,8 +269,7 @@ class _Runner:
         self.init_args = init_args
         self.pool = None
         if workers > 1:
-            ctx = mp.get_context("spawn")
-            self.pool = ctx.Pool(workers, initializer=_worker_init, initargs=init_args)
+            self.pool = _RestartingPool(workers, init_args)
         else:
             args = list(init_args)
             args[5] = None  # keep llvmpipe's own thread count in-process
@@ -298,6 +297,119 @@ class _Runner:
             except Exception:
                 pass
             _W["cache"] = None
+
+
+class _RestartingPool:
+    """Spawn worker processes that survive the death of a worker (issue 7, robustness).
+
+    multiprocessing.Pool loses the task of a worker killed by a signal (a segfault in a GL
+    driver, the OOM killer, SIGKILL) and then waits for it forever.  Here a dead worker
+    breaks the pool; it is restarted and the lost tasks run again (results stay in task
+    order, so the shard in progress goes on).  The lost tasks are first re-run one at a
+    time, so a task that kills its worker again on its own is identified: a validation
+    task then yields a rejected-model result; a render task stops the run with a
+    DatasetError naming the model (a re-run resumes).  Same interface as the part of
+    multiprocessing.Pool that _Runner uses (imap, close, terminate, join).
+    """
+
+    MAX_TRIES = 2
+
+    def __init__(self, workers: int, init_args: tuple):
+        self.workers = workers
+        self.init_args = init_args
+        self.ex = None
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.ex = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                      initializer=_worker_init, initargs=self.init_args)
+
+    def _kill(self) -> None:
+        ex, self.ex = self.ex, None
+        if ex is None:
+            return
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            p.join(5)
+
+    @staticmethod
+    def _crash_result(fn, task):
+        if fn is _validate_task:
+            return ModelCheck(rel_path=task[1], ok=False, sha256=task[2],
+                              reason="the renderer crashed on this model (its worker process "
+                                     "died)").to_json()
+        where = task.get("path") if isinstance(task, dict) else task
+        raise DatasetError(f"{where}: a render worker process died twice while rendering this "
+                           "model; exclude it, then re-run the same command to resume")
+
+    def imap(self, fn, tasks, chunksize: int = 1) -> Iterator:
+        from collections import deque
+        from concurrent.futures.process import BrokenProcessPool
+
+        it = iter(tasks)
+        order: deque = deque()          # [task, future | None, solo runs that crashed]
+        exhausted = False
+        solo = 0                        # head entries still to be re-run one at a time
+        window = 2 * self.workers
+        while True:
+            limit = 1 if solo else window
+            while not exhausted and len(order) < window:
+                try:
+                    order.append([next(it), None, 0])
+                except StopIteration:
+                    exhausted = True
+            if not order:
+                return
+            if self.ex is None:
+                self._start()
+            for e in list(order)[:limit]:
+                if e[1] is None:
+                    e[1] = self.ex.submit(fn, e[0])
+            head = order[0]
+            try:
+                res = head[1].result()
+            except BrokenProcessPool:
+                self.restarts += 1
+                lost = [e for e in order if e[1] is not None
+                        and not (e[1].done() and not e[1].cancelled() and e[1].exception() is None)]
+                self._kill()
+                for e in lost:
+                    e[1] = None
+                if solo:
+                    head[2] += 1
+                    if head[2] >= self.MAX_TRIES:
+                        log.warning("render worker died again on its own with %s", head[0])
+                        order.popleft()
+                        solo -= 1
+                        yield self._crash_result(fn, head[0])
+                        continue
+                else:
+                    solo = len(lost)
+                log.warning("a render worker process died (killed or crashed); restarting the "
+                            "workers and re-running %d task(s)", len(lost))
+                continue
+            order.popleft()
+            if solo:
+                solo -= 1
+            yield res
+
+    def close(self) -> None:
+        if self.ex is not None:
+            self.ex.shutdown(wait=True)
+            self.ex = None
+
+    def terminate(self) -> None:
+        self._kill()
+
+    def join(self) -> None:
+        pass
 
 
 # ------------------------------------------------------------------------------ main entry

@@ -10,10 +10,13 @@
   colour with a warning; a material outside the index buffer or a broken material
   flag raises RenderError naming the model, leaves no GL object behind, and the same
   context keeps rendering other models identically.
+* `thactl render`'s worker pool survives a worker killed mid-task (re-runs the task, keeps
+  result order) and names a task that kills its worker every time.
 """
 from __future__ import annotations
 
 import ctypes
+import logging
 import gc
 import os
 import shutil
@@ -255,3 +258,50 @@ def test_broken_model_rejected_without_leaking_and_context_survives(rc, models):
     del MaterialFlag
     after, _ = _cycle(rc, path, frame, np.array([0, 0, 0, 0, 0, 1], np.float32))
     assert np.array_equal(before, after)
+
+
+# ---------------------------------------------------------------- render workers that die
+
+def _square_or_die(task: dict) -> int:
+    """Test task: kills its own worker process (like a driver segfault) when told to."""
+    marker = Path(task["marker"])
+    if task["i"] == task["die_at"] and (task["always"] or not marker.exists()):
+        marker.touch()
+        os.kill(os.getpid(), 9)
+    return task["i"] ** 2
+
+
+def _pool_tasks(tmp_path, die_at, always):
+    return [dict(path=f"model-{i}.pmx", i=i, die_at=die_at, always=always, marker=str(tmp_path / "died"))
+            for i in range(8)]
+
+
+def test_render_pool_survives_a_killed_worker(tmp_path, caplog):
+    """`thactl render`'s worker pool: a worker killed mid-task is replaced and its task re-run;
+    results keep their order (multiprocessing.Pool would wait forever here)."""
+    from dataset.generate import _RestartingPool
+
+    pool = _RestartingPool(2, (32, 0, "phong", None, str(tmp_path), 1, logging.WARNING))
+    try:
+        with caplog.at_level(logging.WARNING, logger="thactl.dataset"):
+            got = list(pool.imap(_square_or_die, _pool_tasks(tmp_path, 3, always=False)))
+    finally:
+        pool.terminate()
+    assert got == [i * i for i in range(8)]
+    assert (tmp_path / "died").exists() and pool.restarts == 1
+    assert any("worker process died" in r.getMessage() for r in caplog.records)
+
+
+def test_render_pool_names_a_task_that_always_kills_its_worker(tmp_path):
+    from dataset.errors import DatasetError
+    from dataset.generate import _RestartingPool
+
+    pool = _RestartingPool(2, (32, 0, "phong", None, str(tmp_path), 1, logging.WARNING))
+    got = []
+    try:
+        with pytest.raises(DatasetError, match="model-5.pmx: a render worker process died twice"):
+            for r in pool.imap(_square_or_die, _pool_tasks(tmp_path, 5, always=True)):
+                got.append(r)
+    finally:
+        pool.terminate()
+    assert got == [i * i for i in range(5)]

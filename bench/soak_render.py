@@ -1,0 +1,404 @@
+"""Soak / fault test of `thactl render`: many models, many shards, SIGKILLs at random moments,
+resume, then full verification.
+
+    .venv/bin/python bench/soak_render.py [--copies 4] [--count 1500] [--shard-size 25]
+        [--size 64] [--workers 2] [--kills 5] [--budget 360] [--seed 0] [--keep]
+
+1. Builds a models folder in a temp dir (never in the repository): --copies copies of every
+   model folder of ../shared/models under different names (hard links, or copies when
+   hard links are impossible), so each copy is another "model source" for the splits.
+2. Runs `thactl render` on it and SIGKILLs it at random moments --kills times: either the
+   whole process group (main process + render workers) or ONE render worker process.
+   After a single-worker kill the main process must either carry on or exit; if it makes
+   no progress for --stall seconds it counts as a hang (then the group is killed too).
+   Every kill is followed by a plain re-run of the same command (resume).
+3. Lets the last run finish, then verifies:
+   * `thactl inspect OUT --verify` exits 0;
+   * its own check, independent of thactl's: every shard listed in manifest.json exists,
+     opens, is complete, holds exactly the listed number of examples; per-split totals
+     equal the requested counts (examples lost = requested - found, must be 0); no
+     duplicate examples (sha256 over pose + morphed + posed image bytes, across all
+     shards); no model in two splits; no temporary shard files left behind; the
+     manifest says complete;
+   * determinism: every 8th shard is rendered again from scratch without kills
+     (`--part`) in another folder and must be byte-identical in poses and images.
+4. Prints: examples rendered, kills survived (and of which kind), hangs, examples lost,
+   duplicates, RSS (main + workers) at the start and the end of the final run, peak RSS,
+   wall time. Exit status 0 only if everything holds.
+
+The machine may be shared: timings are indicative only.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+THACTL = str(Path(sys.executable).parent / "thactl")
+SHARED = Path(os.environ.get("THACTL_TEST_MODELS", REPO.parent / "shared" / "models"))
+
+
+# ------------------------------------------------------------------ processes
+
+def children(pid: int) -> list[int]:
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    todo, seen = [pid], []
+    while todo:
+        p = todo.pop()
+        seen.append(p)
+        todo += children(p)
+    return seen
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def rss_mb(pids) -> float:
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def render_workers(pid: int) -> list[int]:
+    return [c for c in tree(pid)[1:] if "spawn_main" in cmdline(c) or "multiprocessing" in cmdline(c)
+            and "resource_tracker" not in cmdline(c)]
+
+
+def progress_marker(out: Path) -> tuple:
+    """Something that changes whenever the render makes progress."""
+    items = []
+    for p in sorted(out.rglob("*.h5")) + sorted(out.rglob("*.tmp")) + [out / "manifest.json"]:
+        try:
+            st = p.stat()
+            items.append((p.name, st.st_size, st.st_mtime_ns))
+        except OSError:
+            pass
+    cache = out / ".cache"
+    if cache.is_dir():
+        for p in cache.rglob("*"):
+            try:
+                items.append((p.name, p.stat().st_size, p.stat().st_mtime_ns))
+            except OSError:
+                pass
+    return tuple(items)
+
+
+# ------------------------------------------------------------------ setup
+
+def build_models(dst: Path, copies: int) -> int:
+    folders = [d for d in sorted(SHARED.iterdir()) if d.is_dir() and not d.name.startswith("_")
+               and any(p.suffix.lower() in (".pmx", ".pmd") for p in d.rglob("*"))]
+    n_models = 0
+    for k in range(copies):
+        for d in folders:
+            target = dst / f"{d.name}-copy{k:02d}"
+            for src in d.rglob("*"):
+                if src.is_dir():
+                    continue
+                t = target / src.relative_to(d)
+                t.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(src, t)
+                except OSError:
+                    shutil.copy2(src, t)
+                if src.suffix.lower() in (".pmx", ".pmd"):
+                    n_models += 1
+    return n_models
+
+
+# ------------------------------------------------------------------ verification
+
+def verify(out: Path, requested: dict[str, int]) -> dict:
+    import h5py
+    import numpy as np
+
+    from dataset.shards import ShardReader
+    from dataset.errors import ShardError
+
+    res = dict(problems=[], examples=0, duplicates=0, lost=0, shards=0)
+    man = json.loads((out / "manifest.json").read_text())
+    if not man.get("complete"):
+        res["problems"].append("manifest not complete")
+    seen: dict[bytes, str] = {}
+    model_split: dict[str, str] = {}
+    for split in ("train", "validation", "test"):
+        info = man["splits"][split]
+        found = 0
+        if info["examples"] != requested[split]:
+            res["problems"].append(f"{split}: manifest lists {info['examples']} examples, requested {requested[split]}")
+        for sh in info["shards"]:
+            p = out / sh["file"]
+            res["shards"] += 1
+            try:
+                with ShardReader(p) as r:
+                    if not r.complete:
+                        res["problems"].append(f"{p}: not complete")
+                    if r.num_examples != sh["examples"]:
+                        res["problems"].append(f"{p}: {r.num_examples} examples, manifest {sh['examples']}")
+                    for mp_ in set(r.model_path):
+                        if model_split.setdefault(mp_, split) != split:
+                            res["problems"].append(f"model {mp_} in {model_split[mp_]} and {split}")
+                    mo = r.file["morphed_image"]
+                    po = r.file["posed_image"]
+                    for i in range(r.num_examples):
+                        h = hashlib.sha256(r.pose[i].tobytes() + np.ascontiguousarray(mo[i]).tobytes()
+                                           + np.ascontiguousarray(po[i]).tobytes()).digest()
+                        if h in seen:
+                            res["duplicates"] += 1
+                            if res["duplicates"] <= 5:
+                                res["problems"].append(f"duplicate: {p}[{i}] == {seen[h]}")
+                        else:
+                            seen[h] = f"{p}[{i}]"
+                    found += r.num_examples
+            except (ShardError, OSError) as e:
+                res["problems"].append(f"{p}: {e}")
+        res["examples"] += found
+        res["lost"] += max(0, requested[split] - found)
+        if found != requested[split]:
+            res["problems"].append(f"{split}: {found} examples found, {requested[split]} requested")
+    listed = {str(out / sh["file"]) for s in man["splits"].values() for sh in s["shards"]}
+    on_disk = {str(p) for p in out.glob("*/shard-*.h5")}
+    if on_disk - listed:
+        res["problems"].append(f"shards not in the manifest: {sorted(on_disk - listed)[:3]}")
+    tmps = sorted(str(p) for p in out.rglob("*.tmp"))
+    res["tmp_left"] = len(tmps)
+    if tmps:
+        res["problems"].append(f"{len(tmps)} temporary files left: {tmps[:3]}")
+    del h5py
+    return res
+
+
+def same_shards(a: Path, b: Path) -> tuple[int, list[str]]:
+    import numpy as np
+
+    from dataset.shards import ShardReader
+
+    n, probs = 0, []
+    for p in sorted(b.glob("*/shard-*.h5")):
+        q = a / p.parent.name / p.name
+        with ShardReader(p) as rb, ShardReader(q) as ra:
+            n += 1
+            if not np.array_equal(ra.pose, rb.pose) or ra.model_path != rb.model_path:
+                probs.append(f"{q}: poses/models differ from the uninterrupted render")
+                continue
+            for name in ("rest_image", "morphed_image", "posed_image"):
+                if not np.array_equal(ra.file[name][...], rb.file[name][...]):
+                    probs.append(f"{q}: {name} differs from the uninterrupted render")
+    return n, probs
+
+
+# ------------------------------------------------------------------ main
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--copies", type=int, default=4)
+    ap.add_argument("--count", type=int, default=12000)
+    ap.add_argument("--shard-size", type=int, default=100)
+    ap.add_argument("--kill-after", type=float, nargs=2, default=(5.0, 40.0), metavar=("MIN", "MAX"),
+                    help="each kill happens this many seconds (uniform) into a run")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--kills", type=int, default=6)
+    ap.add_argument("--budget", type=float, default=360, help="seconds for the whole soak (best effort)")
+    ap.add_argument("--stall", type=float, default=45, help="seconds without progress = hang")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--no-determinism", action="store_true", help="skip the --part re-render comparison")
+    args = ap.parse_args(argv)
+    if not SHARED.is_dir():
+        print(f"no models at {SHARED}", file=sys.stderr)
+        return 2
+    rnd = random.Random(args.seed)
+    t0 = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="thactl-soak-"))
+    models, out = work / "models", work / "out"
+    n_models = build_models(models, args.copies)
+    print(f"soak: {n_models} model files in {args.copies} copies of each folder under {models}")
+    cmd = [THACTL, "render", "--models", str(models), "--out", str(out), "--count", str(args.count),
+           "--shard-size", str(args.shard_size), "--size", str(args.size), "--workers", str(args.workers),
+           "--seed", "7", "-q"]
+    print("command:", " ".join(cmd))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log_path = work / "render.log"
+    kills = {"group": 0, "worker": 0}
+    hangs = 0
+    worker_exit = []
+    runs = 0
+    rss_samples: list[tuple[float, float]] = []
+    final_rc = None
+    stderr_tail = ""
+    deadline = t0 + args.budget
+
+    def launch():
+        nonlocal runs
+        runs += 1
+        logf = open(log_path, "ab")
+        logf.write(f"\n==== run {runs} ====\n".encode())
+        logf.flush()
+        return subprocess.Popen(cmd, stdout=logf, stderr=logf, start_new_session=True, env=env), logf
+
+    def kill_group(pr):
+        try:
+            os.killpg(pr.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pr.wait()
+
+    kill_plan = []
+    for k in range(args.kills):
+        kind = "worker" if (args.workers > 1 and k % 2 == 1) else "group"
+        kill_plan.append((kind, rnd.uniform(args.kill_after[0], args.kill_after[1])))
+    while True:
+        pr, logf = launch()
+        start = time.monotonic()
+        plan = kill_plan.pop(0) if kill_plan else None
+        last_marker, last_change = progress_marker(out), time.monotonic()
+        killed_worker_at = None
+        rss_samples.clear()        # RSS figures are those of the last (completing) run
+        while pr.poll() is None:
+            time.sleep(0.5)
+            now = time.monotonic()
+            pids = tree(pr.pid)
+            r = rss_mb(pids)
+            if r > 0:
+                rss_samples.append((now - start, r))
+            m = progress_marker(out)
+            if m != last_marker:
+                last_marker, last_change = m, now
+            if plan is not None and killed_worker_at is None and now - start >= plan[1]:
+                if plan[0] == "group":
+                    kill_group(pr)
+                    kills["group"] += 1
+                    print(f"  run {runs}: SIGKILL process group after {now - start:.1f} s")
+                    break
+                ws = render_workers(pr.pid)
+                if not ws:   # not rendering yet (still validating, or in-process): kill everything
+                    kill_group(pr)
+                    kills["group"] += 1
+                    print(f"  run {runs}: no worker yet, SIGKILL process group after {now - start:.1f} s")
+                    break
+                victim = rnd.choice(ws)
+                os.kill(victim, signal.SIGKILL)
+                kills["worker"] += 1
+                killed_worker_at = now
+                last_change = now
+                print(f"  run {runs}: SIGKILL one render worker (pid {victim}) after {now - start:.1f} s")
+            if now - last_change > args.stall:
+                hangs += 1
+                print(f"  run {runs}: no progress for {args.stall:.0f} s"
+                      + (" after the worker kill" if killed_worker_at else "") + ": HANG, killing the group")
+                kill_group(pr)
+                break
+            if plan is None and now > deadline + 600:
+                print("  final run exceeded the budget by 10 minutes; killing")
+                kill_group(pr)
+                break
+        rc = pr.wait()
+        logf.close()
+        if killed_worker_at is not None and rc is not None:
+            worker_exit.append(rc)
+            print(f"  run {runs}: main process ended with exit status {rc} after the worker kill")
+        if plan is None:
+            final_rc = rc
+            break
+        if rc == 0:
+            # finished (before the planned kill, or despite a killed worker): data complete
+            final_rc = rc
+            if killed_worker_at is None:
+                print(f"  run {runs}: finished before the planned kill")
+            break
+    stderr_tail = log_path.read_text(errors="replace")[-1500:]
+    render_wall = time.monotonic() - t0
+    print(f"render runs: {runs}, final exit status {final_rc}, wall {render_wall:.0f} s")
+    if final_rc != 0:
+        print("last log lines:\n" + stderr_tail)
+
+    # ---- verification
+    ins = subprocess.run([THACTL, "inspect", str(out), "--verify"], capture_output=True, text=True)
+    verify_ok = ins.returncode == 0 and "verify: OK" in ins.stdout
+    print(f"thactl inspect --verify: exit {ins.returncode}" + (" (verify: OK)" if verify_ok else ""))
+    if not verify_ok:
+        print((ins.stdout + ins.stderr)[-2000:])
+    man = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else None
+    requested = {s: man["splits"][s]["examples"] for s in ("train", "validation", "test")} if man else {}
+    if man:
+        requested["train"] = args.count          # what we asked for, not what the manifest says
+    res = verify(out, requested) if man else dict(problems=["no manifest"], examples=0, duplicates=0,
+                                                   lost=args.count, shards=0, tmp_left=0)
+    det_n, det_probs = 0, []
+    if not args.no_determinism and man:
+        ref = work / "ref"
+        refcmd = [c if c != str(out) else str(ref) for c in cmd] + ["--part", "1/8"]
+        rr = subprocess.run(refcmd, capture_output=True, text=True)
+        if rr.returncode != 0:
+            det_probs.append(f"reference render failed: {rr.stderr[-300:]}")
+        else:
+            det_n, det_probs = same_shards(out, ref)
+    problems = res["problems"] + det_probs
+    rss_start = next((r for t, r in rss_samples if t >= 3), rss_samples[0][1] if rss_samples else 0)
+    rss_end = rss_samples[-1][1] if rss_samples else 0
+    rss_peak = max((r for _, r in rss_samples), default=0)
+    print("=" * 70)
+    print(f"examples rendered (found, verified): {res['examples']} in {res['shards']} shards "
+          f"(requested train {args.count} + validation {requested.get('validation')} + test {requested.get('test')})")
+    print(f"kills survived: {kills['group'] + kills['worker']} (process group: {kills['group']}, "
+          f"single render worker: {kills['worker']}); resumes: {runs - 1}")
+    print(f"hangs (no progress for {args.stall:.0f} s): {hangs}")
+    print(f"examples lost: {res['lost']}")
+    print(f"duplicates: {res['duplicates']}")
+    print(f"temporary files left: {res.get('tmp_left')}")
+    print(f"determinism: {det_n} shards re-rendered without kills (--part 1/8), "
+          f"{'identical' if not det_probs else 'DIFFERENT'}")
+    print(f"RSS (main + workers) of the final, completing run: start {rss_start:.0f} MB, end {rss_end:.0f} MB, "
+          f"peak {rss_peak:.0f} MB")
+    print(f"thactl inspect --verify: {'OK' if verify_ok else 'FAILED'}")
+    print(f"wall time: {time.monotonic() - t0:.0f} s (machine shared; indicative only)")
+    if problems:
+        print(f"PROBLEMS ({len(problems)}):")
+        for p in problems[:20]:
+            print("  " + p)
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    ok = (final_rc == 0 and verify_ok and not problems and res["lost"] == 0 and res["duplicates"] == 0
+          and hangs == 0)
+    print("SOAK " + ("PASSED" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
