@@ -4,7 +4,9 @@ An example = three images (rest amortised over --group-size examples: one rest
 render per model row), posed + rendered + compressed + written into shards.
 Prints, per worker count: wall time of the whole command (discovery,
 validation, worker start-up included), the render phase alone (examples/s),
-and bytes per example on disk.
+bytes per example on disk, and the CPU time spent per example (this process
+and its workers), which gives the rate on an idle machine when the machine
+is shared with other work.
 
     .venv/bin/python bench/bench_render_dataset.py [--models DIR] [--count 120] [--size 256] [--aa 4]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -39,6 +42,7 @@ def main() -> None:
           f"{args.size}x{args.size}, {args.aa}x AA, cpus {os.cpu_count()}")
     for w in (int(x) for x in args.workers.split(",")):
         tmp = Path(tempfile.mkdtemp(prefix="thactl-bench-"))
+        ru0 = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         try:
             man = run_render(RenderRequest(out=tmp / "data", models=Path(args.models), count=args.count,
                                            val_count=args.count // 10, test_count=args.count // 10,
@@ -50,6 +54,11 @@ def main() -> None:
                   f"({n / man['_elapsed_s']:.1f} ex/s); render phase {man['_render_s']:.1f} s "
                   f"({n / man['_render_s']:.1f} ex/s); {nbytes / n / 1024:.1f} KB/example on disk "
                   f"({len(files)} shards)")
+            ru1 = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(ru0, ru1))
+            ncpu = os.cpu_count() or 1
+            print(f"           CPU time {cpu:.1f} s = {cpu / n * 1e3:.0f} ms per example (whole command); "
+                  f"a machine with {ncpu} idle cores would do about {ncpu * n / cpu:.1f} ex/s")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
