@@ -307,3 +307,29 @@ def test_export_onnx_matches_torch(weights, tmp_path, capsys):
     got = sess.run(None, {"image": uint8_to_tensor(img)[None].numpy(), "pose": pose})[0]
     ref = _direct(weights, img, pose)
     assert np.abs(tensor_to_uint8(torch.from_numpy(got)).astype(int) - ref.astype(int)).max() <= 1
+
+
+# --------------------------------------------------------------- the heuristic on real renders
+
+
+def test_real_model_renders_pass_the_placement_check(shared_models, tmp_path, capsys):
+    """Rest renders of real models (THA framing) get no placement warning: no false alarms."""
+    from conftest import real_model_paths
+
+    picks = [p for p in real_model_paths() if p.parent.name in ("animasa_miku_pmx_j3", "mokou_pmd",
+                                                                 "mmd_default_pmd", "appearance_miku_pmx")]
+    picks = [p for p in picks if p.stem.lower() in ("index", "mokou_a", "kaito", "miku")][:4]
+    assert picks, "expected some of the shared models"
+    for p in picks:
+        out = tmp_path / f"{p.parent.name}-{p.stem}.png"
+        assert cli.main(["preview", str(p), "--size", "128", "-o", str(out)]) == 0, capsys.readouterr().err
+        with Image.open(out) as im:
+            img = np.asarray(im.convert("RGBA"))
+        fixed, warns = check_image(img, 128)
+        assert warns == [], (p, warns)
+        assert np.array_equal(fixed, img)  # the renderer already writes RGB 0 under alpha 0
+    # the same render pushed into a corner is flagged
+    moved = np.zeros_like(img)
+    moved[:64, 80:] = img[64:, :48]
+    warns = check_image(moved, 128)[1]
+    assert any("middle 64x64 box" in w for w in warns) and any("centre the head" in w for w in warns)
