@@ -471,7 +471,11 @@ def export_onnx(runner: PoserRunner, out: str | Path, opset: int = 20, verify: b
     'path', 'max_abs_diff' (None when onnxruntime is missing) and 'verified'."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    graph = PoserGraph(runner.morpher, runner.rotator, runner.combiner, runner.path).to("cpu").float().eval()
+    import copy
+
+    # a CPU fp32 copy: the runner's own modules stay where they are
+    graph = copy.deepcopy(PoserGraph(runner.morpher, runner.rotator, runner.combiner, runner.path))
+    graph = graph.to("cpu").float().eval()
     s = runner.image_size
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(2, 4, s, s, generator=g) * 2 - 1
