@@ -333,10 +333,12 @@ def _run_loss(src, weights, kind: str) -> str:
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N examples.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="DataLoader worker processes (default: 4 on CUDA, 0 on the CPU).")
 @click.option("--out", type=click.Path(), default=None,
               help="Folder for eval-<split>.json/.csv (default: the first run folder given, else ./eval-out).")
 def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path, stages, batch_size, limit,
-             device, out):
+             device, workers, out):
     """Score trained networks on a split: RMSE and SSIM per stage and THA1 configuration (PU/ZH/FU).
 
     Full rows: input = rest image, target = posed image, pose from the shard. Stage rows: morpher
@@ -365,7 +367,9 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
         raise ev.TrainError(f"{data}: images are {size}x{size}, the networks take "
                             f"{nets['morpher'].config['image_size']}x{nets['morpher'].config['image_size']}")
     loader = torch.utils.data.DataLoader(ds if limit is None else torch.utils.data.Subset(ds, range(n)),
-                                         batch_size=batch_size, shuffle=False, num_workers=0)
+                                         batch_size=batch_size, shuffle=False,
+                                         num_workers=(4 if dev.type == "cuda" else 0) if workers is None else workers,
+                                         pin_memory=dev.type == "cuda")
     rl = _run_loss(rotator_src, weights, "rotator")
     cl = _run_loss(combiner_src, weights, "combiner")
     variants = {c: ev.tha1_variant_for(c, rl, cl) for c in configs}
