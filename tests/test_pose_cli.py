@@ -328,6 +328,9 @@ def test_real_model_renders_pass_the_placement_check(shared_models, tmp_path, ca
         fixed, warns = check_image(img, 128)
         assert warns == [], (p, warns)
         assert np.array_equal(fixed, img)  # the renderer already writes RGB 0 under alpha 0
+        small, warns = check_image(img, 48, fit=True)  # resampling leaves no colour under alpha 0
+        assert small.shape == (48, 48, 4) and len(warns) == 1 and warns[0].startswith("fitted 128x128 to 48x48")
+        assert not np.any(small[small[..., 3] == 0, :3])
     # the same render pushed into a corner is flagged
     moved = np.zeros_like(img)
     moved[:64, 80:] = img[64:, :48]

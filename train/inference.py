@@ -100,18 +100,21 @@ def check_image(img: np.ndarray, size: int, name: str = "image", fit: bool = Fal
         raise ImageInputError(f"{name}: expected an RGBA image, got array shape {img.shape}")
     h, w = img.shape[:2]
     warnings: list[str] = []
-    if (h, w) != (size, size):
-        if not fit:
-            raise ImageInputError(f"{name}: image is {w}x{h}, the networks take {size}x{size}; "
-                                  "pass --fit to pad it to a square and resize it")
-        img = fit_to_square(img, size)
-        warnings.append(f"fitted {w}x{h} to {size}x{size} (padded to a square, centred, resized)")
+    if (h, w) != (size, size) and not fit:
+        raise ImageInputError(f"{name}: image is {w}x{h}, the networks take {size}x{size}; "
+                              "pass --fit to pad it to a square and resize it")
     if not np.any(img[..., 3]):
         raise ImageInputError(f"{name}: the image is fully transparent (alpha 0 everywhere)")
     img, n = clean_transparent(img)
     if n:
         warnings.append(f"{n} fully transparent pixels had non-zero RGB; set them to 0 (THA needs RGB 0 "
                         "under alpha 0: the commonest cause of bad results)")
+    if (h, w) != (size, size):
+        img = fit_to_square(img, size)
+        img = clean_transparent(img)[0]  # resampling can leave colour under alpha 0 at the edges
+        warnings.append(f"fitted {w}x{h} to {size}x{size} (padded to a square, centred, resized)")
+        if not np.any(img[..., 3]):
+            raise ImageInputError(f"{name}: nothing left visible after resizing to {size}x{size}")
     warnings += placement_warnings(img)
     return img, warnings
 
