@@ -1,5 +1,6 @@
-"""Long fuzz run over the model loaders (PMX, PMD) and, when present, the zip reader of
-dataset/discover.py: mutated and truncated real models.
+"""Long fuzz run over the model loaders (PMX, PMD) and the zip reader of dataset/discover.py
+(extract_zip, then load_model on what it extracted): mutated and truncated real models and
+archives of them.
 
     .venv/bin/python bench/fuzz_loaders.py [--seconds 300] [--seed 0] [--models DIR]
                                           [--timeout 5] [--mem-limit-mb 1024] [--no-downstream]
@@ -276,32 +277,113 @@ def downstream(m) -> str | None:
 
 # ------------------------------------------------------------------ zip reader (dataset/discover.py)
 
-def zip_target():
-    """(function(path, bytes) -> anything, error types) for the zip reader, or None if absent.
-
-    Looks for dataset.discover.read_zip_models / load_zip_models / zip_models in that order
-    (whatever the dataset engineer named it).
-    """
-    try:
-        import dataset.discover as d
-    except Exception:
-        return None
-    from dataset.errors import DatasetError
-    from renderer.errors import RendererError
-
-    for name in ("read_zip_models", "load_zip_models", "zip_models", "open_zip", "iter_zip_models"):
-        fn = getattr(d, name, None)
-        if callable(fn):
-            return fn, (DatasetError, RendererError)
-    return None
+SJIS_NAME = "初音ミク"
 
 
-def make_zip(files: dict[str, bytes]) -> bytes:
+def make_zip(files: dict[str, bytes], sjis_placeholder: str | None = None) -> bytes:
+    """A deflated zip of `files`. Member names containing `sjis_placeholder` get it replaced by
+    SJIS_NAME encoded as Shift-JIS *without* the UTF-8 flag (as Japanese Windows zips do)."""
     b = io.BytesIO()
     with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
             z.writestr(name, data)
-    return b.getvalue()
+    out = b.getvalue()
+    if sjis_placeholder:
+        raw = SJIS_NAME.encode("cp932")
+        assert len(raw) == len(sjis_placeholder)
+        out = out.replace(sjis_placeholder.encode("ascii"), raw)
+    return out
+
+
+def zip_fields(data: bytes) -> dict:
+    """Offsets of the integer fields of a (well-formed) zip: local headers, central directory,
+    end record - the same shape as survey() gives for models."""
+    ints: list[tuple[int, int, bool]] = []
+    counts: list[tuple[int, int, bool]] = []
+    eocd = data.rfind(b"PK\x05\x06")
+    if eocd < 0:
+        return {"ints": [], "counts": [], "arrays": [], "texts": []}
+    counts += [(eocd + 8, 2, False), (eocd + 10, 2, False), (eocd + 12, 4, False), (eocd + 16, 4, False),
+               (eocd + 20, 2, False)]
+    cd = struct.unpack_from("<I", data, eocd + 16)[0]
+    n = struct.unpack_from("<H", data, eocd + 10)[0]
+    p = cd
+    for _ in range(n):
+        if data[p:p + 4] != b"PK\x01\x02":
+            break
+        ints += [(p + 8, 2, False), (p + 10, 2, False), (p + 16, 4, False), (p + 38, 4, False)]
+        counts += [(p + 20, 4, False), (p + 24, 4, False), (p + 28, 2, False), (p + 30, 2, False),
+                   (p + 32, 2, False), (p + 42, 4, False)]
+        nlen, xlen, clen = struct.unpack_from("<HHH", data, p + 28)
+        lh = struct.unpack_from("<I", data, p + 42)[0]
+        if data[lh:lh + 4] == b"PK\x03\x04":
+            ints += [(lh + 6, 2, False), (lh + 8, 2, False), (lh + 14, 4, False)]
+            counts += [(lh + 18, 4, False), (lh + 22, 4, False), (lh + 26, 2, False), (lh + 28, 2, False)]
+        p += 46 + nlen + xlen + clen
+    return {"ints": ints, "counts": counts, "arrays": [], "texts": []}
+
+
+def zip_corpus(models_dir: Path) -> list[tuple[str, bytes, dict]]:
+    """Zips built from real model files: a PMD with textures in a sub-folder and a Shift-JIS
+    member name, and one holding unsafe member names beside a good model."""
+    pmd = models_dir / "lowpoly_miku_gumi_pmd" / "gumi.pmd"
+    tex = models_dir / "mmd_default_pmd"
+    if not pmd.is_file() or not tex.is_dir():
+        return []
+    files = {"gumi/gumi.pmd": pmd.read_bytes(), "gumi/tex/eye2.bmp": (tex / "eye2.bmp").read_bytes(),
+             "gumi/toon01.bmp": (tex / "toon01.bmp").read_bytes(), "gumi/readme.txt": b"hello",
+             "gumi/XXXXXXXX.pmd": (models_dir / "mmd_default_pmd" / "miku.pmd").read_bytes()[:20000]}
+    a = make_zip(files, sjis_placeholder="XXXXXXXX")
+    evil = {"ok/m.pmd": pmd.read_bytes(), "../escape.pmd": b"Pmd", "/abs/x.pmd": b"Pmd",
+            "C:/win/y.pmd": b"Pmd", "a/../../z.pmd": b"Pmd", "..\\back.pmd": b"Pmd"}
+    b = make_zip(evil)
+    return [("archive.zip", a, zip_fields(a)), ("evil.zip", b, zip_fields(b))]
+
+
+def run_zip_one(name: str, data: bytes, workdir: Path) -> tuple[str, str, str]:
+    """extract_zip on one (mutated) archive: DatasetError or a clean extraction that stays inside
+    its folder; extracted models then go through load_model."""
+    from dataset.discover import extract_zip
+    from dataset.errors import DatasetError
+    from renderer.errors import ModelLoadError
+    from renderer.modelfile import load_model
+
+    import shutil as _sh
+
+    root = workdir / "z"
+    _sh.rmtree(root, ignore_errors=True)
+    (root / "in").mkdir(parents=True)
+    zp = root / "in" / name
+    zp.write_bytes(data)
+    cache = root / "cache"
+    try:
+        try:
+            dest, models, unsafe = extract_zip(zp, cache)
+        except DatasetError as e:
+            msg = str(e)
+            if str(zp) not in msg:
+                return "unexpected", "DatasetError", f"message does not name the archive: {msg[:200]}"
+            return "error", "DatasetError", "zip: " + normalise(msg)
+        except BaseException as e:  # noqa: BLE001
+            return "unexpected", type(e).__name__, "".join(traceback.format_exception(e))[-1500:]
+        real_cache = os.path.realpath(cache)
+        for p in cache.rglob("*"):
+            if p.is_symlink():
+                return "unexpected", "ZipEscape", f"symlink extracted: {p}"
+            if os.path.commonpath([real_cache, os.path.realpath(p)]) != real_cache:
+                return "unexpected", "ZipEscape", f"file outside the cache: {p}"
+        if any(not (dest / m).is_file() for m in models):
+            return "unexpected", "ZipModels", "listed model not extracted"
+        for m in models:
+            try:
+                load_model(dest / m)
+            except ModelLoadError:
+                pass
+            except BaseException as e:  # noqa: BLE001
+                return "unexpected", type(e).__name__, f"load_model on extracted {m}: {e}"[:300]
+        return "ok", "zip", ""
+    finally:
+        _sh.rmtree(root, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ worker
@@ -327,14 +409,21 @@ def rss_kb() -> int:
 
 def make_input(corpus, i: int, seed: int):
     rng = np.random.default_rng([seed, i])
-    k = int(rng.integers(len(corpus)))
+    groups: dict[str, list[int]] = {}
+    for j, (n, d, _) in enumerate(corpus):
+        groups.setdefault("zip" if n.endswith(".zip") else d[:3].decode("latin-1"), []).append(j)
+    keys = sorted(groups)
+    g = groups[keys[int(rng.integers(len(keys)))]]          # PMX, PMD, zip: equal shares
+    k = g[int(rng.integers(len(g)))]
     name, data, fields = corpus[k]
     out, kind = mutate(data, fields, rng)
     return name, out, kind
 
 
-def run_one(name: str, data: bytes, do_downstream: bool) -> tuple[str, str, str]:
+def run_one(name: str, data: bytes, do_downstream: bool, workdir: Path | None = None) -> tuple[str, str, str]:
     """(outcome, error type, message) for one input; outcome in ok/error/unexpected/oom."""
+    if name.endswith(".zip"):
+        return run_zip_one(name, data, workdir or Path(tempfile.mkdtemp()))
     from renderer.errors import ModelLoadError
     from renderer.modelfile import load_model
 
@@ -367,12 +456,15 @@ def worker(conn, corpus, seed, mem_limit_mb, do_downstream):
         lim = vm + mem_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     first_rss = None
+    workdir = Path(tempfile.mkdtemp(prefix="thactl-fuzz-"))
+    import warnings
+    warnings.simplefilter("ignore", RuntimeWarning)      # numpy overflow chatter on absurd floats
     while True:
         i = conn.recv()
         if i is None:
             break
         name, data, kind = make_input(corpus, i, seed)
-        res = run_one(name, data, do_downstream)
+        res = run_one(name, data, do_downstream, workdir)
         r = rss_kb()
         if first_rss is None:
             first_rss = r
@@ -413,6 +505,11 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001
         print(f"(samples not added: {e})")
 
+    zips = zip_corpus(args.models)
+    corpus += zips
+    if not zips:
+        print("(zip reader not fuzzed: models missing)")
+
     if args.replay is not None:
         name, data, kind = make_input(corpus, args.replay, args.seed)
         print(f"input {args.replay}: {name} {kind} {len(data)} bytes")
@@ -443,7 +540,8 @@ def main(argv=None) -> int:
     args.repro_dir.mkdir(parents=True, exist_ok=True)
     while time.monotonic() - t0 < args.seconds and (args.max_inputs is None or i < args.max_inputs):
         name, data, kind = make_input(corpus, i, args.seed)   # parent copy: for stats / repro
-        fmt = "PMX" if data[:4] == b"PMX " else "PMD" if data[:3] == b"Pmd" else "other"
+        fmt = ("zip" if name.endswith(".zip") else "PMX" if data[:4] == b"PMX "
+               else "PMD" if data[:3] == b"Pmd" else "other")
         by_fmt[fmt] += 1
         by_kind[kind] += 1
         ts = time.monotonic()

@@ -90,7 +90,7 @@ def extract_zip(zip_path: Path, cache_root: Path) -> tuple[Path, list[str], list
     done = dest / ".thactl-extracted"
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - untrusted bytes: zipfile also raises NotImplementedError, ...
         raise DatasetError(f"{zip_path}: corrupt or unreadable zip archive ({e})") from None
     with zf:
         members, unsafe = [], []
@@ -113,13 +113,13 @@ def extract_zip(zip_path: Path, cache_root: Path) -> tuple[Path, list[str], list
         tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
+            tmp.mkdir(parents=True, exist_ok=True)       # also when no member is extractable
             for info, rel in members:
                 target = tmp.joinpath(*rel.parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-        except (zipfile.BadZipFile, zlib_error(), OSError, EOFError, RuntimeError,
-                NotImplementedError) as e:
+        except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, OSError, EOFError, ValueError, ...
             shutil.rmtree(tmp, ignore_errors=True)
             raise DatasetError(f"{zip_path}: corrupt zip archive ({e})") from None
         (tmp / ".thactl-extracted").write_text(digest)

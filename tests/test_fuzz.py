@@ -5,6 +5,9 @@ valid, self-consistent `MMDModel` - never a hang (each input runs under a 3 s al
 never an unrelated exception, never an unbounded allocation (a count claiming 2^31
 elements is refused before memory is allocated: measured with tracemalloc, which sees
 numpy's buffers), and never "out of memory" from the loader (that would mean it tried).
+The zip reader of `thactl render` (dataset.discover.extract_zip) gets the same treatment:
+DatasetError naming the archive or a clean extraction that never writes outside its folder;
+member paths that escape (.., absolute, drive letters) are refused.
 
 The hypothesis runs are derandomised with no example database, so the default suite is
 deterministic; together they take about a minute. bench/fuzz_loaders.py is the long run
@@ -30,7 +33,8 @@ from renderer.modelfile import load_model
 from conftest import REPO, SHARED_MODELS
 
 sys.path.insert(0, str(REPO / "bench"))
-from fuzz_loaders import MUTATIONS, downstream, model_problems, mutate, survey  # noqa: E402
+from fuzz_loaders import (MUTATIONS, SJIS_NAME, downstream, make_zip, model_problems, mutate,  # noqa: E402
+                          run_zip_one, survey, zip_corpus)
 
 PER_INPUT_SECONDS = 3
 
@@ -277,3 +281,60 @@ def test_absurd_texture_size_refused_before_decoding(tmp_path):
     ts = TextureSet(tmp_path, "m.pmx")
     peak = _peak_alloc(lambda: ts.get("huge.png"))
     assert ts.get("huge.png") is None and ts.missing and peak < (32 << 20)
+
+
+# ---------------------------------------------------------------- zip reader
+
+@pytest.fixture(scope="module")
+def zips(shared_models):
+    return zip_corpus(shared_models)
+
+
+@settings(_FUZZ, max_examples=150)
+@given(data=st.data())
+def test_mutated_zip_archives(zips, tmp_path_factory, data):
+    name, raw, fields = data.draw(st.sampled_from(zips), label="archive")
+    kind = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    mutated, _ = mutate(raw, fields, np.random.default_rng(seed), kind)
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, 10)
+    try:
+        outcome, etype, msg = run_zip_one(name, mutated, tmp_path_factory.mktemp("zip"))
+    except _Timeout:
+        pytest.fail(f"{name} [{kind}]: extraction took more than 10 s")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert outcome in ("ok", "error"), f"{name} [{kind}, seed {seed}]: {etype}: {msg}"
+
+
+def test_zip_members_escaping_the_folder_are_refused(shared_models, tmp_path, caplog):
+    from dataset.discover import discover_models, extract_zip
+
+    good = (shared_models / "mmd_default_pmd" / "miku.pmd").read_bytes()
+    evil = {"ok/m.pmd": good, "../escape.pmd": b"Pmd", "../../escape2.txt": b"x", "/abs/x.pmd": b"Pmd",
+            "C:/win/y.pmd": b"Pmd", "c:z.pmd": b"Pmd", "a/../../z.pmd": b"Pmd", "..\\back.pmd": b"Pmd",
+            "ok/sub/../fine.txt": b"fine", "XXXXXXXX/k.pmd": good}
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "pack.zip").write_bytes(make_zip(evil, sjis_placeholder="XXXXXXXX"))
+    (models_dir / "bad.zip").write_bytes(make_zip({"../only.pmd": b"Pmd", "/etc/x.pmd": b"Pmd"}))
+    cache = tmp_path / "cache"
+    dest, models, unsafe = extract_zip(models_dir / "pack.zip", cache)
+    assert models == sorted(["ok/m.pmd", f"{SJIS_NAME}/k.pmd"])          # Shift-JIS name decoded
+    assert len(unsafe) == 8, unsafe                     # any '..' component is refused
+    assert (dest / "ok" / "m.pmd").read_bytes() == good
+    # nothing landed outside the extraction folder
+    inside = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")}
+    assert inside == {"models", "cache"}
+    real_cache = os.path.realpath(cache)
+    assert all(os.path.realpath(p).startswith(real_cache + os.sep) for p in cache.rglob("*"))
+    assert not list(tmp_path.rglob("escape*")) and not list(tmp_path.rglob("back.pmd"))
+
+    with caplog.at_level("WARNING", logger="thactl.dataset"):
+        found = discover_models(models_dir, tmp_path / "cache2")
+    by = {m.rel_path: m for m in found}
+    assert by["bad.zip"].path is None and "unsafe" in by["bad.zip"].error
+    assert "pack.zip/ok/m.pmd" in by and by["pack.zip/ok/m.pmd"].path.is_file()
+    assert any("unsafe member" in r.getMessage() for r in caplog.records)
