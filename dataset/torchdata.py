@@ -211,10 +211,10 @@ class ShardDataset(Dataset):
             except ShardError as e:
                 err = e
 
-    def _image(self, f: h5py.File, name: str, i: int) -> np.ndarray:
-        """One (S, S, 4) uint8 image.  Shards written by thactl store each image as one
-        gzip chunk; those are read as raw chunk bytes and inflated with zlib (same result
-        as h5py's filter pipeline, less per-call overhead); anything else goes through h5py."""
+    def _raw(self, f: h5py.File, name: str, i: int):
+        """One stored image: (zlib bytes, shape) for thactl's one-image gzip chunks (read
+        raw, inflated by _decode: same result as h5py's filter pipeline, less overhead), or a
+        uint8 array for any other layout."""
         key = (id(f), name)
         info = self._ds_cache.get(key)
         if info is None or info[0] is not f:
@@ -229,9 +229,22 @@ class ShardDataset(Dataset):
             if not 0 <= i < ds.shape[0]:
                 raise IndexError(i)
             mask, raw = ds.id.read_direct_chunk((i,) + (0,) * len(shape))
-            data = zlib.decompress(raw) if mask == 0 else raw
-            return np.frombuffer(data, np.uint8).reshape(shape)
+            return (raw, mask == 0, shape)
         return ds[i]
+
+    @staticmethod
+    def _decode(raw) -> np.ndarray:
+        if isinstance(raw, np.ndarray):
+            return raw
+        data, compressed, shape = raw
+        return np.frombuffer(zlib.decompress(data) if compressed else data, np.uint8).reshape(shape)
+
+    @classmethod
+    def _tensor(cls, raw) -> torch.Tensor:
+        return torch.from_numpy(uint8_to_numpy(cls._decode(raw)))
+
+    def _image(self, f: h5py.File, name: str, i: int) -> np.ndarray:
+        return self._decode(self._raw(f, name, i))
 
     def _load_item(self, index: int) -> dict[str, Any]:
         index = int(index)
@@ -241,15 +254,15 @@ class ShardDataset(Dataset):
         f = self._file(k)
         row = int(self.model_rows[index])
         try:
-            morphed = self._image(f, "morphed_image", i)
-            posed = self._image(f, "posed_image", i)
+            morphed = self._tensor(self._raw(f, "morphed_image", i))
+            posed = self._tensor(self._raw(f, "posed_image", i))
             rest = self._rest(k, f, row)
         except (OSError, KeyError, ValueError, zlib.error) as e:
             raise ShardError(f"{self.files[k]}: example {i} unreadable ({str(e).splitlines()[0]})") from None
         return dict(
             rest_image=torch.from_numpy(rest),
-            morphed_image=torch.from_numpy(uint8_to_numpy(morphed)),
-            posed_image=torch.from_numpy(uint8_to_numpy(posed)),
+            morphed_image=morphed,
+            posed_image=posed,
             pose=torch.from_numpy(self.poses[index].copy()),
             index=index,
         )
