@@ -726,6 +726,7 @@ def _run_render(r: RenderRequest) -> dict:
         todo_shards = [sh for sh in shards if sh.rel not in done
                        and (part is None or sh.global_index % part[1] == part[0] - 1)]
         write_json_atomic(out / MANIFEST, manifest(done))
+        done_before = set(done)
         total = sum(sh.count for sh in todo_shards)
         if todo_shards:
             log.info("rendering %d shards (%d examples) with %d workers", len(todo_shards), total, workers)
@@ -733,7 +734,14 @@ def _run_render(r: RenderRequest) -> dict:
             bar = _progress(total, "render", r.progress)
             bar.set_postfix(rejected=len(rejected))
             paths = {rel: m.path for rel, m in by_rel.items()}
-            _render_shards(runner, out, plans, todo_shards, r, shard_settings, done, bar, paths)
+            try:
+                _render_shards(runner, out, plans, todo_shards, r, shard_settings, done, bar, paths)
+            finally:
+                if done != done_before:  # record the shards finished so far, even on Ctrl-C
+                    try:
+                        write_json_atomic(out / MANIFEST, manifest(done))
+                    except OSError:
+                        pass
             bar.close()
             runner.close()
             runner = None
