@@ -234,6 +234,7 @@ class _MaterialDraw:
     sphere: object | None
     sphere_mode: int
     toon: object | None
+    opaque: bool = False   # every fragment has alpha 1: blending would change nothing, so it is skipped
 
 
 class ModelScene:
@@ -324,6 +325,8 @@ class ModelScene:
                 raise RenderError(f"{model.path}: material {mat.name!r} indices {first}..{first + count} "
                                   f"outside the index buffer ({total})")
             tex = self._load_texture(mat.texture)
+            tex_arr = self.textures.get(mat.texture) if tex is not None else None
+            opaque = float(mat.diffuse[3]) >= 1.0 and (tex_arr is None or int(tex_arr[..., 3].min()) == 255)
             sphere = toon = None
             smode = int(mat.sphere_mode) if mat.sphere else 0
             if shading == "toon":
@@ -341,7 +344,7 @@ class ModelScene:
                 diffuse=tuple(float(x) for x in mat.diffuse[:4]), ambient=tuple(float(x) for x in mat.ambient[:3]),
                 specular=tuple(float(x) for x in mat.specular[:3]), power=float(mat.specular_power),
                 edge_color=tuple(float(x) for x in mat.edge_color[:4]), edge_size=float(mat.edge_size),
-                texture=tex, sphere=sphere, sphere_mode=smode, toon=toon))
+                texture=tex, sphere=sphere, sphere_mode=smode, toon=toon, opaque=opaque))
         self.textures.warn_once()
         self._set_static_uniforms()
 
@@ -452,12 +455,21 @@ class ModelScene:
                 raise RenderError(f"{self.model.path}: material morph array has shape {mm.shape}, "
                                   f"expected ({len(self.model.materials)}, 28)")
         culling = None
+        blending = True                           # begin() enabled it
         for d in self._draws:
             i = d.material
             dif = d.diffuse
             ttint = (1.0, 1.0, 1.0, 1.0)
+            opaque = d.opaque
             if mm is not None:
                 dif, ttint = tuple(float(x) for x in mm[i, 0:4]), tuple(float(x) for x in mm[i, 16:20])
+                opaque = opaque and mm[i, 3] >= 1.0 and mm[i, 19] >= 1.0
+            if opaque == blending:                # opaque fragments: blending is an exact no-op
+                blending = not opaque
+                if blending:
+                    ctx.enable(mgl.BLEND)
+                else:
+                    ctx.disable(mgl.BLEND)
             if d.double_sided != culling:
                 culling = d.double_sided
                 if culling:
@@ -475,6 +487,8 @@ class ModelScene:
             if toon:
                 self._toon_material(p, d, i, mm)
             self._vao.render(mgl.TRIANGLES, vertices=d.count, first=d.first)
+        if not blending:
+            ctx.enable(mgl.BLEND)
         if toon:
             self._draw_edges(frame, fu, mm)
         ctx.disable(mgl.CULL_FACE)
