@@ -206,7 +206,9 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
     if verify:
         problems += _verify(man, readers)
         echo(f"verify: {len(readers)} shards read fully")
-    if sheet is not None:
+    if sheet is None:
+        echo("contact sheet: add --sheet out.png to write one (rest | morphed | posed, pose printed)")
+    else:
         rows = _sample_rows(readers, examples, seed)
         if rows:
             contact_sheet(rows, sheet)
