@@ -9,7 +9,8 @@ refused), into a cache folder keyed by the archive's hash, so the loader finds
 the textures beside the model as usual.
 
 Splits are by model *source*: the first path component under --models (a
-top-level folder or archive); every model of one source lands in the same
+top-level folder or archive; one level deeper while that gives fewer than
+three sources, see split_units); every model of one source lands in the same
 split, so variants of one character never straddle train and test.  The
 default rule hashes the source name to a number u in [0, 1) and cuts at the
 cumulative --split-ratios; with three or more sources, validation and test are
@@ -211,6 +212,28 @@ def source_hash(source: str) -> float:
     return int.from_bytes(h[:8], "big") / 2.0 ** 64
 
 
+def split_units(rel_paths: list[str], want: int = 3) -> dict[str, str]:
+    """rel_path -> its source (the unit kept within one split).
+
+    The source is the first path component (a top-level folder or archive, or the
+    model file itself when it sits directly under --models).  When that gives fewer
+    than `want` distinct sources (say every model lives under one folder), one level
+    deeper is used, and so on down to single models, so that validation and test can
+    get models of their own."""
+    parts = {r: r.split("/") for r in rel_paths}
+    depth = max((len(p) for p in parts.values()), default=1)
+
+    def key(r: str, d: int) -> str:
+        p = parts[r]
+        return "/".join(p[:d]) if d < len(p) else r
+
+    for d in range(1, depth + 1):
+        units = {r: key(r, d) for r in rel_paths}
+        if len(set(units.values())) >= want:
+            return units
+    return {r: r for r in rel_paths}
+
+
 def assign_splits(sources: list[str], ratios=(0.9, 0.05, 0.05)) -> dict[str, str]:
     """source -> split by hashing (see module doc)."""
     uniq = sorted(set(sources))
@@ -219,6 +242,8 @@ def assign_splits(sources: list[str], ratios=(0.9, 0.05, 0.05)) -> dict[str, str
     out = {}
     for s in uniq:
         out[s] = "train" if u[s] < r_train else ("validation" if u[s] < r_train + r_val else "test")
+    if uniq and "train" not in out.values():
+        out[min(uniq, key=lambda s: u[s])] = "train"   # training data comes first
     if len(uniq) >= 3:
         for split, ratio in (("test", r_test), ("validation", r_val)):
             if ratio <= 0 or any(v == split for v in out.values()):

@@ -48,7 +48,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dataset.discover import (ModelSource, assign_splits, discover_models, load_split_file,
-                              parse_ratios, split_from_table)
+                              parse_ratios, split_from_table, split_units)
 from dataset.errors import DatasetError
 from dataset.poses import REST_POSE, sample_poses
 from dataset.shards import (SPLITS, ShardWriter, compress_image, shard_name, sha256_file, tmp_glob,
@@ -641,10 +641,11 @@ def _run_render(r: RenderRequest) -> dict:
                 else:
                     split_of[c.rel_path] = s
         else:
-            by_source = assign_splits([by_rel[c.rel_path].source for c in accepted],
-                                      parse_ratios(r.split_ratios))
+            units = split_units([c.rel_path for c in accepted])
+            by_source = assign_splits(list(units.values()), parse_ratios(r.split_ratios))
             for c in accepted:
-                split_of[c.rel_path] = by_source[by_rel[c.rel_path].source]
+                by_rel[c.rel_path].source = units[c.rel_path]
+                split_of[c.rel_path] = by_source[units[c.rel_path]]
         rejected.sort(key=lambda d: d["path"])
         plans: dict[str, SplitPlan] = {}
         for split in SPLITS:

@@ -436,3 +436,19 @@ def test_check_probe_synthetic():
     assert any("mouth morph changes no pixels" in p for p in check_probe(dead, one_eye=True))
     assert any("neck" in p for p in check_probe(dict(imgs, head_y=rest.copy()), one_eye=True))
     assert "not visible" in check_probe(dict(imgs, rest=np.zeros_like(rest)), one_eye=True)[0]
+
+
+def test_split_units_go_deeper_when_few_sources():
+    from dataset.discover import split_units
+
+    flat = ["a/x.pmx", "b/y.pmx", "c/z.pmx", "c/w.pmx"]
+    assert split_units(flat) == {"a/x.pmx": "a", "b/y.pmx": "b", "c/z.pmx": "c", "c/w.pmx": "c"}
+    nested = ["pmx/all/a/m.pmx", "pmx/all/b/m.pmx", "pmx/all/c/m.pmx", "pmx/all/c/n.pmx"]
+    assert split_units(nested) == {"pmx/all/a/m.pmx": "pmx/all/a", "pmx/all/b/m.pmx": "pmx/all/b",
+                                   "pmx/all/c/m.pmx": "pmx/all/c", "pmx/all/c/n.pmx": "pmx/all/c"}
+    one = ["only/one.pmx", "only/two.pmx", "only/three.pmx"]
+    assert split_units(one) == {r: r for r in one}
+    assert split_units(["x.pmx", "y.pmx"]) == {"x.pmx": "x.pmx", "y.pmx": "y.pmx"}
+    # whatever the hash says, a single source or two sources always give training data
+    for names in (["s"], ["p", "q"], ["only/one.pmx"]):
+        assert "train" in assign_splits(names).values()
