@@ -567,10 +567,16 @@ def _run_render(r: RenderRequest) -> dict:
             raise DatasetError(f"{r.overrides}: must be a JSON object mapping model paths to overrides")
     settings = request_settings(r, models_label)
     old = _load_manifest(out)
-    if old is not None and old.get("request") != settings:
+
+    def comparable(req: dict | None) -> dict:
+        # the models folder may be moved or named differently; its content (model paths
+        # and hashes) is compared separately below
+        return {k: v for k, v in (req or {}).items() if k != "models"}
+
+    if old is not None and comparable(old.get("request")) != comparable(settings):
         if not r.force:
             raise DatasetError(f"{out}: holds data made with different settings "
-                               f"({_diff(old.get('request') or {}, settings)}); "
+                               f"({_diff(comparable(old.get('request')), comparable(settings))}); "
                                "use --force to replace it, or another --out")
         log.warning("--force: removing the old shards and manifest in %s", out)
         _clear_outputs(out)
@@ -724,6 +730,10 @@ def _run_render(r: RenderRequest) -> dict:
 
         t_validated = time.time()
         done = {sh.rel for sh in shards if shard_ok(sh)}
+        for sh in shards:  # temporary files of complete shards can only be leftovers
+            if sh.rel in done:
+                for stale in (out / sh.split).glob(tmp_glob(shard_name(sh.index))):
+                    stale.unlink(missing_ok=True)
         todo_shards = [sh for sh in shards if sh.rel not in done
                        and (part is None or sh.global_index % part[1] == part[0] - 1)]
         write_json_atomic(out / MANIFEST, manifest(done))

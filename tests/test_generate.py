@@ -452,3 +452,29 @@ def test_split_units_go_deeper_when_few_sources():
     # whatever the hash says, a single source or two sources always give training data
     for names in (["s"], ["p", "q"], ["only/one.pmx"]):
         assert "train" in assign_splits(names).values()
+
+
+def test_damaged_shard_is_rendered_again(reference, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    victim = out / "train" / "shard-00001.h5"
+    victim.write_bytes(victim.read_bytes()[:5000])                   # truncated
+    (out / "train" / ".shard-00002.h5.otherhost-1.tmp").write_bytes(b"left by a killed run")
+    assert main(["render", "--out", str(out), "--workers", "1", *SMALL]) == 0
+    assert_same_data(reference, out)
+    assert not list(out.rglob(".shard-*.tmp"))
+
+
+def test_moved_models_folder_resumes(tmp_path, capsys):
+    from renderer.samples import write_samples
+
+    write_samples(tmp_path / "a" / "models", count=3, seed=0)
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--count", "6", "--size", "32", "--aa", "0", "--workers", "1", "-q"]
+    assert main(["render", "--models", str(tmp_path / "a" / "models"), *args]) == 0
+    (tmp_path / "a").rename(tmp_path / "b")
+    capsys.readouterr()
+    assert main(["render", "--models", str(tmp_path / "b" / "models"), *args]) == 0
+    assert "rendered 0 examples" in capsys.readouterr().out
