@@ -97,7 +97,7 @@ def extract_zip(zip_path: Path, cache_root: Path) -> tuple[Path, list[str], list
         members, unsafe = [], []
         total = 0
         for info in zf.infolist():
-            if info.is_dir():
+            if info.filename.endswith("/"):     # a folder (ZipInfo.is_dir() fails on an empty name)
                 continue
             real = decode_member_name(info)
             rel = safe_member_path(real)

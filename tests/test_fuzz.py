@@ -338,3 +338,19 @@ def test_zip_members_escaping_the_folder_are_refused(shared_models, tmp_path, ca
     assert by["bad.zip"].path is None and "unsafe" in by["bad.zip"].error
     assert "pack.zip/ok/m.pmd" in by and by["pack.zip/ok/m.pmd"].path.is_file()
     assert any("unsafe member" in r.getMessage() for r in caplog.records)
+
+
+def test_zip_member_with_an_empty_name(tmp_path):
+    """Found by fuzzing: a member whose name is empty (NUL bytes) crashed ZipInfo.is_dir()."""
+    import io
+    import zipfile
+
+    from dataset.discover import extract_zip
+
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w") as z:
+        z.writestr("a.pmd", b"Pmd")
+        z.writestr("ok.txt", b"ok")
+    (tmp_path / "e.zip").write_bytes(b.getvalue().replace(b"a.pmd", b"\x00" * 5))
+    dest, models, unsafe = extract_zip(tmp_path / "e.zip", tmp_path / "cache")
+    assert models == [] and unsafe == [""] and (dest / "ok.txt").read_bytes() == b"ok"
