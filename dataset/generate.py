@@ -41,6 +41,7 @@ import os
 import re
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -773,22 +774,24 @@ def _run_render(r: RenderRequest) -> dict:
 def _render_shards(runner: _Runner, out: Path, plans: dict[str, SplitPlan],
                    todo: list[ShardPlan], r: RenderRequest, shard_settings: dict,
                    done: set[str], bar, c_path: dict[str, Path]) -> None:
+    # tasks are planned lazily (a THA1-sized run has ~30,000 groups); the runner yields
+    # results in task order, so the plan of each result is the oldest one not yet used
+    planned: deque[tuple[ShardPlan, Group]] = deque()
+
     def tasks() -> Iterator[dict]:
         for sh in todo:
             sp = plans[sh.split]
             for grp in shard_groups(sp, sh, r.seed, r.group_size, r.ambient):
                 c = sp.models[grp.model]
+                planned.append((sh, grp))
                 yield dict(path=str(c_path[c.rel_path]), frame=c.frame, ambient=grp.ambient,
-                           poses=grp.poses, _group=grp, _shard=sh)
+                           poses=grp.poses)
 
-    task_list = list(tasks())
-    strip = [{k: v for k, v in t.items() if not k.startswith("_")} for t in task_list]
     writer: ShardWriter | None = None
     current: ShardPlan | None = None
     try:
-        for t, res in zip(task_list, runner.imap(_render_task, strip)):
-            sh: ShardPlan = t["_shard"]
-            grp: Group = t["_group"]
+        for res in runner.imap(_render_task, tasks()):
+            sh, grp = planned.popleft()
             if current is not sh:
                 for stale in (out / sh.split).glob(tmp_glob(shard_name(sh.index))):
                     stale.unlink()
