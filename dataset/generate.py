@@ -298,6 +298,14 @@ class _Runner:
             except Exception:
                 pass
             _W["cache"] = None
+        for key in ("rc", "probe"):  # in-process runs leave no GL objects behind
+            rc = _W.get(key)
+            if rc is not None:
+                try:
+                    rc.release()
+                except Exception:
+                    pass
+                _W[key] = None
 
 
 class _RestartingPool:
