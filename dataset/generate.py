@@ -830,8 +830,14 @@ def summary_lines(man: dict) -> list[str]:
                      f"{done}/{len(sp['shards'])} shards complete")
     rej = man.get("rejected", [])
     if rej:
-        lines.append(f"rejected {len(rej)} model(s):")
-        lines += [f"  {d['path']}: {d['reason']}" for d in rej]
+        lines.append(f"rejected {len(rej)} model(s) (all listed in manifest.json):")
+        lines += [f"  {d['path']}: {d['reason']}" for d in rej[:30]]
+        if len(rej) > 30:
+            from collections import Counter
+
+            lines.append(f"  ... and {len(rej) - 30} more; most common reasons:")
+            lines += [f"  {n:>6d} x {reason}"
+                      for reason, n in Counter(d["reason"] for d in rej).most_common(8)]
     if not man.get("complete"):
         lines.append("not complete yet: re-run the same command (without --part) to finish")
     return lines
