@@ -225,13 +225,14 @@ def same_shards(a: Path, b: Path) -> tuple[int, list[str]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--copies", type=int, default=4)
-    ap.add_argument("--count", type=int, default=12000)
+    ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--shard-size", type=int, default=100)
-    ap.add_argument("--kill-after", type=float, nargs=2, default=(5.0, 40.0), metavar=("MIN", "MAX"),
-                    help="each kill happens this many seconds (uniform) into a run")
+    ap.add_argument("--kill-after", type=float, nargs=2, default=(5.0, 35.0), metavar=("MIN", "MAX"),
+                    help="each kill happens this many seconds (uniform) after the run start or the "
+                         "previous worker kill")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--kills", type=int, default=6)
+    ap.add_argument("--kills", type=int, default=8)
     ap.add_argument("--budget", type=float, default=360, help="seconds for the whole soak (best effort)")
     ap.add_argument("--stall", type=float, default=45, help="seconds without progress = hang")
     ap.add_argument("--seed", type=int, default=0)
@@ -285,8 +286,9 @@ def main(argv=None) -> int:
         pr, logf = launch()
         start = time.monotonic()
         plan = kill_plan.pop(0) if kill_plan else None
+        plan_t0 = start                 # a plan's delay counts from the run start or the last kill
         last_marker, last_change = progress_marker(out), time.monotonic()
-        killed_worker_at = None
+        worker_kills_this_run = 0
         rss_samples.clear()        # RSS figures are those of the last (completing) run
         while pr.poll() is None:
             time.sleep(0.5)
@@ -298,28 +300,25 @@ def main(argv=None) -> int:
             m = progress_marker(out)
             if m != last_marker:
                 last_marker, last_change = m, now
-            if plan is not None and killed_worker_at is None and now - start >= plan[1]:
-                if plan[0] == "group":
+            if plan is not None and now - plan_t0 >= plan[1]:
+                ws = render_workers(pr.pid) if plan[0] == "worker" else []
+                if not ws:   # a group kill, or no render worker yet (validating): kill everything
                     kill_group(pr)
                     kills["group"] += 1
                     print(f"  run {runs}: SIGKILL process group after {now - start:.1f} s")
                     break
-                ws = render_workers(pr.pid)
-                if not ws:   # not rendering yet (still validating, or in-process): kill everything
-                    kill_group(pr)
-                    kills["group"] += 1
-                    print(f"  run {runs}: no worker yet, SIGKILL process group after {now - start:.1f} s")
-                    break
                 victim = rnd.choice(ws)
                 os.kill(victim, signal.SIGKILL)
                 kills["worker"] += 1
-                killed_worker_at = now
+                worker_kills_this_run += 1
                 last_change = now
                 print(f"  run {runs}: SIGKILL one render worker (pid {victim}) after {now - start:.1f} s")
+                plan = kill_plan.pop(0) if kill_plan else None    # the run goes on: next kill
+                plan_t0 = now
             if now - last_change > args.stall:
                 hangs += 1
                 print(f"  run {runs}: no progress for {args.stall:.0f} s"
-                      + (" after the worker kill" if killed_worker_at else "") + ": HANG, killing the group")
+                      + (" after a worker kill" if worker_kills_this_run else "") + ": HANG, killing the group")
                 kill_group(pr)
                 break
             if plan is None and now > deadline + 600:
@@ -328,17 +327,18 @@ def main(argv=None) -> int:
                 break
         rc = pr.wait()
         logf.close()
-        if killed_worker_at is not None and rc is not None:
+        if worker_kills_this_run:
             worker_exit.append(rc)
-            print(f"  run {runs}: main process ended with exit status {rc} after the worker kill")
-        if plan is None:
-            final_rc = rc
-            break
+            print(f"  run {runs}: main process ended with exit status {rc} after "
+                  f"{worker_kills_this_run} worker kill(s)")
         if rc == 0:
-            # finished (before the planned kill, or despite a killed worker): data complete
+            # finished: the data is complete (later planned kills are moot)
             final_rc = rc
-            if killed_worker_at is None:
-                print(f"  run {runs}: finished before the planned kill")
+            if plan is not None:
+                print(f"  run {runs}: finished before the next planned kill")
+            break
+        if plan is None:            # the last run (no kill left): whatever it ended with
+            final_rc = rc
             break
     stderr_tail = log_path.read_text(errors="replace")[-1500:]
     render_wall = time.monotonic() - t0

@@ -378,11 +378,11 @@ class _RestartingPool:
                 return
             if self.ex is None:
                 self._start()
-            for e in list(order)[:limit]:
-                if e[1] is None:
-                    e[1] = self.ex.submit(fn, e[0])
             head = order[0]
             try:
+                for e in list(order)[:limit]:
+                    if e[1] is None:
+                        e[1] = self.ex.submit(fn, e[0])      # raises too if the pool just broke
                 res = head[1].result()
             except BrokenProcessPool:
                 self.restarts += 1
@@ -392,15 +392,16 @@ class _RestartingPool:
                 for e in lost:
                     e[1] = None
                 if solo:
-                    head[2] += 1
+                    head[2] += any(e is head for e in lost)   # it was running, alone
                     if head[2] >= self.MAX_TRIES:
                         log.warning("render worker died again on its own with %s", head[0])
                         order.popleft()
                         solo -= 1
                         yield self._crash_result(fn, head[0])
                         continue
-                else:
-                    solo = len(lost)
+                else:   # run every entry up to the last lost one alone
+                    solo = max((i + 1 for i, e in enumerate(order) if any(e is x for x in lost)),
+                               default=0)
                 log.warning("a render worker process died (killed or crashed); restarting the "
                             "workers and re-running %d task(s)", len(lost))
                 continue
