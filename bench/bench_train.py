@@ -146,7 +146,7 @@ def main() -> None:
             pstep()
         sync(dev)
         dt = time.perf_counter() - t0
-        print(f"rotator+perceptual (batch {bp}) {steps * bp / dt:8.2f} examples/s  peak {peak_mb(dev):8.0f} MiB")
+        print(f"rotator+perceptual (batch {bp}) {steps * bp / dt:8.2f} examples/s  {'peak' if dev.type == 'cuda' else 'RSS max'} {peak_mb(dev):8.0f} MiB")
     print(f"per-example training FLOPs (fwd+bwd): morpher {flops['morpher'] / 1e9:.1f} G, rotator "
           f"{flops['rotator'] / 1e9:.1f} G, combiner {flops['combiner'] / 1e9:.1f} G "
           f"(+ {flops['rotator_fwd'] / 1e9:.1f} G frozen rotator forward when trained on the fly)")

@@ -545,9 +545,14 @@ class Trainer:
                     sums[name] += (o - target.float()).abs().mean(dim=(1, 2, 3)).sum().item()
                 ident += (image.float() - target.float()).abs().mean(dim=(1, 2, 3)).sum().item()
                 count += b
-                need = self.cfg.num_samples - sum(r[0].shape[0] for r in rows)
-                if need > 0:
-                    rows.append([t[:need].cpu() for t in (image, *outs, target)])
+            k = min(self.cfg.num_samples, len(self.val_indices))
+            if k > 0:  # grid rows spread over the validation subset (several characters)
+                picks = np.linspace(0, len(self.val_indices) - 1, k).round().astype(int)
+                batch = torch.utils.data.default_collate([self.val_ds[self.val_indices[j]] for j in picks])
+                image, pose, target = task.inputs(batch, dev)
+                with dev.autocast():
+                    outs = task.outputs(model, image, pose)
+                rows.append([t.float().cpu() for t in (image, *outs, target)])
             rec = {"split": "validation", "examples": seen, "n": count,
                    "l1": sums[task.output_names[-1] if task.kind == "combiner" else task.output_names[0]] / count}
             rec.update({f"l1_{name}": v / count for name, v in sums.items()})
