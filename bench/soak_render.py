@@ -296,7 +296,7 @@ def main(argv=None) -> int:
             pids = tree(pr.pid)
             r = rss_mb(pids)
             if r > 0:
-                rss_samples.append((now - start, r))
+                rss_samples.append((now - start, r, len(list(out.glob("*/shard-*.h5")))))
             m = progress_marker(out)
             if m != last_marker:
                 last_marker, last_change = m, now
@@ -368,9 +368,13 @@ def main(argv=None) -> int:
         else:
             det_n, det_probs = same_shards(out, ref)
     problems = res["problems"] + det_probs
-    rss_start = next((r for t, r in rss_samples if t >= 3), rss_samples[0][1] if rss_samples else 0)
-    rss_end = rss_samples[-1][1] if rss_samples else 0
-    rss_peak = max((r for _, r in rss_samples), default=0)
+    # RSS of the final run once it renders (its first new shard written) and at its end
+    shards0 = rss_samples[0][2] if rss_samples else 0
+    rendering = [x for x in rss_samples if x[2] > shards0] or rss_samples
+    rss_start = rendering[0][1] if rendering else 0
+    rss_end = rendering[-1][1] if rendering else 0
+    rss_peak = max((x[1] for x in rss_samples), default=0)
+    trail = [rendering[int(f * (len(rendering) - 1))] for f in (0, 0.25, 0.5, 0.75, 1)] if rendering else []
     print("=" * 70)
     print(f"examples rendered (found, verified): {res['examples']} in {res['shards']} shards "
           f"(requested train {args.count} + validation {requested.get('validation')} + test {requested.get('test')})")
@@ -382,8 +386,10 @@ def main(argv=None) -> int:
     print(f"temporary files left: {res.get('tmp_left')}")
     print(f"determinism: {det_n} shards re-rendered without kills (--part 1/8), "
           f"{'identical' if not det_probs else 'DIFFERENT'}")
-    print(f"RSS (main + workers) of the final, completing run: start {rss_start:.0f} MB, end {rss_end:.0f} MB, "
-          f"peak {rss_peak:.0f} MB")
+    print(f"RSS (main + workers) of the final, completing run: start of rendering {rss_start:.0f} MB, "
+          f"end {rss_end:.0f} MB, peak {rss_peak:.0f} MB")
+    if trail:
+        print("  over that run: " + ", ".join(f"{t:.0f} s {r:.0f} MB ({n} shards)" for t, r, n in trail))
     print(f"thactl inspect --verify: {'OK' if verify_ok else 'FAILED'}")
     print(f"wall time: {time.monotonic() - t0:.0f} s (machine shared; indicative only)")
     if problems:
