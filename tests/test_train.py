@@ -294,7 +294,8 @@ def test_torchrun_two_processes_match_a_single_process(synthetic_data, tmp_path)
     np.testing.assert_allclose(l2, l1, rtol=1e-4, atol=1e-6)
     a, b = _weights(single), _weights(ddp)
     for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-3)  # Adam steps are lr-sized: tiny gradient
+        # differences (sum order of the all-reduce) may flip a near-zero update; the losses above are the check
 
 
 def test_sigterm_saves_a_checkpoint_and_exits(synthetic_data, tmp_path):

@@ -394,7 +394,8 @@ class Trainer:
                 if self._crossed(prev, seen, cfg.val_every) and seen < cfg.examples:
                     self._validate(seen)
                     train_model.train()
-                if dev.any(self.stop_requested):
+                # a stop request is agreed on by all ranks (one tiny all-reduce every 8 steps under DDP)
+                if (not dev.distributed or step % 8 == 0 or seen >= cfg.examples) and dev.any(self.stop_requested):
                     interrupted = True
                     break
                 if self._crossed(prev, seen, cfg.checkpoint_every) and seen < cfg.examples:

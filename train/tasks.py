@@ -80,9 +80,9 @@ class Task:
 
     def step(self, model, batch, device) -> tuple[torch.Tensor, dict]:
         image, pose, target = self.inputs(batch, device)
-        with device.autocast():
+        with device.autocast():  # the perceptual VGG runs under autocast too; L1 sums are taken in fp32
             outs = self.outputs(model, image, pose)
-        return self.loss([o.float() for o in outs], target)
+            return self.loss([o.float() for o in outs], target)
 
 
 class MorpherTask(Task):
