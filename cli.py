@@ -494,6 +494,17 @@ def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, 
     click.echo(f"wrote {onnx_out} ({runner.path} path, {runner.image_size}x{runner.image_size}, opset {opset}); {msg}")
 
 
+def _one_line(e: BaseException) -> str:
+    """A user error's message on one line. An error raised in a DataLoader worker process
+    comes back carrying the worker's traceback text: keep its last line (the message)."""
+    msg = str(e)
+    if "Traceback (most recent call last)" in msg:
+        last = msg.strip().splitlines()[-1]
+        head, sep, rest = last.partition(": ")
+        msg = rest if sep and head.replace(".", "").replace("_", "").isalnum() else last
+    return msg
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: our input errors become `thactl: error: ...` and exit 1."""
     try:
@@ -505,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         e.show()
         return e.exit_code
     except _user_error_types() as e:
-        click.echo(f"thactl: error: {e}", err=True)
+        click.echo(f"thactl: error: {_one_line(e)}", err=True)
         return 1
     except KeyboardInterrupt:
         click.echo("thactl: interrupted", err=True)

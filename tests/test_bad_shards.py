@@ -297,12 +297,14 @@ def test_train_stops_on_a_bad_shard_or_skips_it_when_asked(tmp_path, capsys, cap
     assert (tmp_path / "run-b" / "morpher.safetensors").is_file()
 
 
-def test_train_without_the_flag_stops_at_a_bad_chunk(tmp_path, capsys):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_train_without_the_flag_stops_at_a_bad_chunk(tmp_path, capsys, workers):
+    """Also from DataLoader worker processes, whose errors come back with a traceback text:
+    still one line naming the file."""
     _three_shards(tmp_path)
     flipped = tmp_path / "train" / shard_name(0)
     off, size = chunk_location(flipped, "posed_image", (2, 0, 0, 0))
     flip_byte(flipped, off + size // 2)
-    shutil.rmtree(tmp_path / "train" / shard_name(1), ignore_errors=True)
-    assert _train(tmp_path, tmp_path / "run") == 1
+    assert _train(tmp_path, tmp_path / "run", "--workers", str(workers)) == 1
     err = capsys.readouterr().err
     assert str(flipped) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
