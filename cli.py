@@ -19,7 +19,13 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from renderer.errors import RendererError
     from train.errors import TrainError
 
-    return (RendererError, DatasetError, TrainError)
+    types: tuple[type[BaseException], ...] = (RendererError, DatasetError, TrainError)
+    if "models.io" in sys.modules:          # never import torch just to report an error
+        from models.io import WeightsError
+        from models.vgg import VGGWeightsError
+
+        types += (WeightsError, VGGWeightsError)
+    return types
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
