@@ -15,7 +15,9 @@ split, so variants of one character never straddle train and test.  The
 default rule hashes the source name to a number u in [0, 1) and cuts at the
 cumulative --split-ratios; with three or more sources, validation and test are
 guaranteed at least one source each (taken from train, the ones whose u is
-closest to the cut).  A --split-file JSON fixes the assignment explicitly.
+closest to the cut).  With fewer than FEW_SOURCES (20) sources, hashing cannot
+honour the ratios, so test and validation take one source each, the smallest
+(ties by hash), and training keeps the rest.  A --split-file JSON fixes the assignment explicitly.
 """
 from __future__ import annotations
 
@@ -234,10 +236,28 @@ def split_units(rel_paths: list[str], want: int = 3) -> dict[str, str]:
     return {r: r for r in rel_paths}
 
 
-def assign_splits(sources: list[str], ratios=(0.9, 0.05, 0.05)) -> dict[str, str]:
-    """source -> split by hashing (see module doc)."""
+# Below this many sources, hashing cannot honour the ratios (one large folder may
+# land in validation and leave training a handful of models): see assign_splits.
+FEW_SOURCES = 20
+
+
+def assign_splits(sources: list[str], ratios=(0.9, 0.05, 0.05),
+                  sizes: dict[str, int] | None = None) -> dict[str, str]:
+    """source -> split by hashing (see module doc).
+
+    With `sizes` (models per source) and 3 <= sources < FEW_SOURCES, the split is
+    by size instead: test and then validation each take ONE source, the smallest
+    ones (ties broken by the source hash), and training keeps all the others, so
+    a small collection still trains on most of its models."""
     uniq = sorted(set(sources))
     r_train, r_val, r_test = ratios
+    if sizes is not None and 3 <= len(uniq) < FEW_SOURCES:
+        order = sorted(uniq, key=lambda s: (sizes.get(s, 1), source_hash(s)))
+        out = {s: "train" for s in uniq}
+        for split, ratio in (("test", r_test), ("validation", r_val)):
+            if ratio > 0:
+                out[order.pop(0)] = split
+        return out
     u = {s: source_hash(s) for s in uniq}
     out = {}
     for s in uniq:

@@ -658,7 +658,10 @@ def _run_render(r: RenderRequest) -> dict:
                     split_of[c.rel_path] = s
         else:
             units = split_units([c.rel_path for c in accepted])
-            by_source = assign_splits(list(units.values()), parse_ratios(r.split_ratios))
+            sizes: dict[str, int] = {}
+            for src in units.values():
+                sizes[src] = sizes.get(src, 0) + 1
+            by_source = assign_splits(list(units.values()), parse_ratios(r.split_ratios), sizes)
             for c in accepted:
                 by_rel[c.rel_path].source = units[c.rel_path]
                 split_of[c.rel_path] = by_source[units[c.rel_path]]

@@ -66,7 +66,15 @@ def test_split_assignment_rules():
     frac = {s: sum(v == s for v in out.values()) / 400 for s in SPLITS}
     assert 0.72 < frac["train"] < 0.88 and 0.05 < frac["validation"] < 0.15
     assert assign_splits(many, (0.8, 0.1, 0.1)) == out  # deterministic
-    assert assign_splits(["x", "y"]) == {"x": "train", "y": "train"} or len(set(assign_splits(["x", "y"]).values())) >= 1
+    two = assign_splits(["x", "y"])
+    assert set(two) == {"x", "y"} and "train" in two.values()   # training always gets a source
+    # few sources: the smallest go to test and validation, training keeps the big folder
+    sizes = {"big": 11, "one": 1, "two_a": 2, "two_b": 2}
+    few = assign_splits(list(sizes), (0.9, 0.05, 0.05), sizes)
+    assert few["big"] == "train" and few["one"] == "test"
+    assert sorted(few.values()) == ["test", "train", "train", "validation"]
+    assert assign_splits(list(sizes), (0.9, 0.05, 0.05), sizes) == few
+    assert "validation" not in assign_splits(list(sizes), (0.9, 0.0, 0.1), sizes).values()
     assert split_from_table("a/b/c.pmx", {"a": "test"}) == "test"
     assert split_from_table("a/b/c.pmx", {"a": "test", "a/b/c.pmx": "train"}) == "train"
     assert split_from_table("z/c.pmx", {"a": "test"}) is None
