@@ -241,11 +241,9 @@ def test_head_weights_are_the_head():
 # ------------------------------------------------------------------------------ loader
 
 def _loader():
-    try:
-        from renderer.modelfile import load_model
-        from renderer.morphs import resolve_face_rig
-    except ImportError as e:                                 # pragma: no cover
-        pytest.skip(f"loader not available yet: {e}")
+    from renderer.modelfile import load_model
+    from renderer.morphs import resolve_face_rig
+
     return load_model, resolve_face_rig
 
 
@@ -279,11 +277,9 @@ def test_load_model_and_face_rig(sample_paths):
 
 def test_render_left_wink_changes_the_image_right(sample_paths):
     """Closing the character's LEFT eye changes pixels in the image's right half only."""
-    try:
-        from renderer.errors import ContextError
-        from renderer.offscreen import render_preview
-    except ImportError as e:                                 # pragma: no cover
-        pytest.skip(f"renderer not available yet: {e}")
+    from renderer.errors import ContextError
+    from renderer.offscreen import render_preview
+
     try:
         res = render_preview(sample_paths[0], [("rest", (0, 0, 0, 0, 0, 1)),
                                                ("left", (0, 0, 0, 1, 0, 1)),
