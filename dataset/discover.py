@@ -18,6 +18,11 @@ guaranteed at least one source each (taken from train, the ones whose u is
 closest to the cut).  With fewer than FEW_SOURCES (20) sources, hashing cannot
 honour the ratios, so test and validation take one source each, the smallest
 (ties by hash), and training keeps the rest.  A --split-file JSON fixes the assignment explicitly.
+
+Splits also follow content: sources holding the same mesh (mesh_groups: a .pmd and
+its .pmx conversion in two folders, an edited copy) are united into one split unit
+(union-find, named "a + b") before the rule above, so a character never leaks from
+training into test through a copy in another folder.
 """
 from __future__ import annotations
 
@@ -214,26 +219,118 @@ def source_hash(source: str) -> float:
     return int.from_bytes(h[:8], "big") / 2.0 ** 64
 
 
-def split_units(rel_paths: list[str], want: int = 3) -> dict[str, str]:
+class _UnionFind:
+    def __init__(self, items):
+        self.parent = {x: x for x in items}
+
+    def find(self, x):
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)     # deterministic root: the smallest name
+
+    def groups(self) -> list[list]:
+        out: dict = {}
+        for x in sorted(self.parent):
+            out.setdefault(self.find(x), []).append(x)
+        return sorted(out.values())
+
+
+#: two meshes of identical topology are the same mesh when at least this share of
+#: their probe vertices lie within SAME_MESH_TOLERANCE (in RMS radii) of each other
+SAME_MESH_SHARE = 0.75
+SAME_MESH_TOLERANCE = 0.01
+
+
+def same_mesh(a: dict | None, b: dict | None) -> bool:
+    """Whether two fingerprints (dataset.validate.mesh_fingerprint) are "the same mesh":
+
+    1. the same rest shape: equal `shape` hashes (the set of rest positions quantised to
+       1e-3 of the bounding box: a .pmd and its .pmx conversion, a re-textured copy, a
+       material split, a reordered or uniformly rescaled copy); or
+    2. an edit of the same mesh: equal `topology` (same vertex count, same triangles) and
+       at least SAME_MESH_SHARE of the probe vertices in place within SAME_MESH_TOLERANCE
+       of the model's RMS radius (a variant with a few parts moved; different characters
+       that merely share a generator's topology differ almost everywhere)."""
+    if not a or not b:
+        return False
+    if a.get("shape") and a.get("shape") == b.get("shape"):
+        return True
+    if not a.get("topology") or a.get("topology") != b.get("topology"):
+        return False
+    pa, pb = a.get("probe") or [], b.get("probe") or []
+    if not pa or len(pa) != len(pb):
+        return False
+    import numpy as np
+
+    d = np.linalg.norm(np.asarray(pa, np.float64) - np.asarray(pb, np.float64), axis=1)
+    return float((d <= SAME_MESH_TOLERANCE).mean()) >= SAME_MESH_SHARE
+
+
+def mesh_groups(meshes: dict[str, dict | None]) -> list[list[str]]:
+    """Groups (sorted lists of rel_paths, two or more models each, sorted) of models
+    with the same mesh (same_mesh, closed transitively).  Only models with equal
+    `shape` or equal `topology` hashes are compared, so this stays cheap."""
+    uf = _UnionFind(meshes)
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for rel in sorted(meshes):
+        m = meshes[rel] or {}
+        for k in ("shape", "topology"):
+            if m.get(k):
+                by_key.setdefault((k, m[k]), []).append(rel)
+    for (kind, _), rels in sorted(by_key.items()):
+        for i, a in enumerate(rels):
+            for b in rels[i + 1:]:
+                if kind == "shape" or same_mesh(meshes[a], meshes[b]):
+                    uf.union(a, b)
+    return [g for g in uf.groups() if len(g) > 1]
+
+
+def merge_units(units: dict[str, str], groups: list[list[str]]) -> dict[str, str]:
+    """rel_path -> split unit, with the units of each same-mesh group united (union-find
+    over units); a merged unit is named by its member units, sorted, joined with " + "."""
+    uf = _UnionFind(set(units.values()))
+    for g in groups:
+        us = [units[r] for r in g if r in units]
+        for u in us[1:]:
+            uf.union(us[0], u)
+    name = {}
+    for members in uf.groups():
+        for u in members:
+            name[u] = " + ".join(members)
+    return {r: name[u] for r, u in units.items()}
+
+
+def split_units(rel_paths: list[str], want: int = 3,
+                groups: list[list[str]] | None = None) -> dict[str, str]:
     """rel_path -> its source (the unit kept within one split).
 
     The source is the first path component (a top-level folder or archive, or the
-    model file itself when it sits directly under --models).  When that gives fewer
-    than `want` distinct sources (say every model lives under one folder), one level
+    model file itself when it sits directly under --models).  Sources sharing a mesh
+    (`groups`, from mesh_groups) are united (merge_units).  When that gives fewer
+    than `want` distinct units (say every model lives under one folder), one level
     deeper is used, and so on down to single models, so that validation and test can
     get models of their own."""
     parts = {r: r.split("/") for r in rel_paths}
     depth = max((len(p) for p in parts.values()), default=1)
+    groups = groups or []
 
     def key(r: str, d: int) -> str:
         p = parts[r]
         return "/".join(p[:d]) if d < len(p) else r
 
     for d in range(1, depth + 1):
-        units = {r: key(r, d) for r in rel_paths}
+        units = merge_units({r: key(r, d) for r in rel_paths}, groups)
         if len(set(units.values())) >= want:
             return units
-    return {r: r for r in rel_paths}
+    return merge_units({r: r for r in rel_paths}, groups)
 
 
 # Below this many sources, hashing cannot honour the ratios (one large folder may

@@ -1,8 +1,8 @@
 """`thactl render`: training data (HDF5 shards + manifest.json) from MMD models.
 
 Pipeline: discover (folders, zips) -> validate every model (load, face rig,
-probe render; cached in OUT/.cache/validation.json) -> assign splits by source
--> plan every shard -> render the shards that are not complete yet -> manifest.
+probe render, mesh fingerprint; cached in OUT/.cache/validation.json) -> assign
+splits by source, sources sharing a mesh united (dataset.discover) -> plan every shard -> render the shards that are not complete yet -> manifest.
 
 Determinism.  Everything derives from --seed and the list of accepted models
 of a split (rel_path + sha256, sorted):
@@ -49,7 +49,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dataset.discover import (ModelSource, assign_splits, discover_models, load_split_file,
-                              parse_ratios, split_from_table, split_units)
+                              mesh_groups, parse_ratios, split_from_table, split_units)
 from dataset.errors import DatasetError
 from dataset.poses import REST_POSE, sample_poses
 from dataset.shards import (SPLITS, ShardWriter, compress_image, shard_name, sha256_file, tmp_glob,
@@ -645,6 +645,9 @@ def _run_render(r: RenderRequest) -> dict:
             if not c.ok:
                 rejected.append(dict(path=rel, reason=c.reason))
         accepted = [c for c in checks.values() if c.ok]
+        # copies of one mesh (a .pmd and its .pmx, an edited variant) in several sources
+        # are kept, but always in one split (see dataset.discover.same_mesh)
+        groups = mesh_groups({c.rel_path: c.mesh for c in accepted})
 
         # -- splits ---------------------------------------------------------------------
         split_of: dict[str, str] = {}
@@ -657,7 +660,7 @@ def _run_render(r: RenderRequest) -> dict:
                 else:
                     split_of[c.rel_path] = s
         else:
-            units = split_units([c.rel_path for c in accepted])
+            units = split_units([c.rel_path for c in accepted], groups=groups)
             sizes: dict[str, int] = {}
             for src in units.values():
                 sizes[src] = sizes.get(src, 0) + 1
@@ -666,6 +669,13 @@ def _run_render(r: RenderRequest) -> dict:
                 by_rel[c.rel_path].source = units[c.rel_path]
                 split_of[c.rel_path] = by_source[units[c.rel_path]]
         rejected.sort(key=lambda d: d["path"])
+        group_info = [dict(models=g, splits=sorted({split_of[r] for r in g if r in split_of},
+                                                    key=SPLITS.index))
+                      for g in groups]
+        for gi in group_info:
+            if len(gi["splits"]) > 1:
+                log.warning("same mesh in %s (split file): %s", " and ".join(gi["splits"]),
+                            ", ".join(gi["models"]))
         plans: dict[str, SplitPlan] = {}
         for split in SPLITS:
             models = sorted((c for c in accepted if split_of.get(c.rel_path) == split),
@@ -729,7 +739,7 @@ def _run_render(r: RenderRequest) -> dict:
                     models.append(dict(path=c.rel_path, sha256=c.sha256, split=split,
                                        source=by_rel[c.rel_path].source, examples=int(per[i]),
                                        frame=c.frame, one_eye_morphs=c.one_eye_morphs,
-                                       morphs=c.morphs))
+                                       morphs=c.morphs, mesh=_mesh_record(c.mesh)))
             return dict(
                 format=MANIFEST_FORMAT, format_version=MANIFEST_VERSION, seed=r.seed,
                 request=settings, model_list=model_list,
@@ -738,7 +748,7 @@ def _run_render(r: RenderRequest) -> dict:
                 splits={s: dict(examples=plans[s].count, models=len(plans[s].models),
                                 shards=[dict(file=sh.rel, examples=sh.count, complete=sh.rel in done)
                                         for sh in shards if sh.split == s]) for s in SPLITS},
-                models=models, rejected=rejected,
+                models=models, rejected=rejected, mesh_groups=group_info,
             )
 
         t_validated = time.time()
@@ -825,6 +835,24 @@ def _render_shards(runner: _Runner, out: Path, plans: dict[str, SplitPlan],
             writer.abort()
 
 
+def _mesh_record(mesh: dict | None) -> dict | None:
+    """The manifest's copy of a fingerprint (without the probe vertices)."""
+    if not mesh:
+        return None
+    return {k: mesh.get(k) for k in ("vertices", "triangles", "shape", "topology")}
+
+
+def mesh_group_lines(man: dict) -> list[str]:
+    """One line per group of models sharing a mesh ("same mesh: a, b, c")."""
+    lines = []
+    for g in man.get("mesh_groups") or []:
+        splits = g.get("splits") or []
+        where = (f"  (WARNING: in {' and '.join(splits)})" if len(splits) > 1
+                 else f"  ({splits[0]})" if splits else "")
+        lines.append("same mesh: " + ", ".join(g.get("models", [])) + where)
+    return lines
+
+
 def summary_lines(man: dict) -> list[str]:
     lines = []
     for s in SPLITS:
@@ -832,6 +860,7 @@ def summary_lines(man: dict) -> list[str]:
         done = sum(1 for x in sp["shards"] if x["complete"])
         lines.append(f"{s:10s} {sp['examples']:>8d} examples  {sp['models']:>4d} models  "
                      f"{done}/{len(sp['shards'])} shards complete")
+    lines += mesh_group_lines(man)
     rej = man.get("rejected", [])
     if rej:
         lines.append(f"rejected {len(rej)} model(s) (all listed in manifest.json):")

@@ -185,12 +185,20 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
             problems.append(f"{s}: {d['examples']} examples on disk, manifest says {want}")
     if man is not None:
         models = man.get("models", [])
+        split_of_model = {m["path"]: m["split"] for m in models}
         echo(f"models used: {len(models)}")
         for m in models[:list_limit]:
             echo(f"  {m['split']:10s} {m['examples']:>7d} ex  {m['path']}"
                  + ("" if m.get("one_eye_morphs", True) else "  (no one-eye morphs: le == re)"))
         if len(models) > list_limit:
             echo(f"  ... and {len(models) - list_limit} more (see manifest.json)")
+        for g in man.get("mesh_groups") or []:
+            splits = {split_of_model.get(m) for m in g.get("models", [])} - {None}
+            where = (f"  (WARNING: in {' and '.join(sorted(splits))})" if len(splits) > 1
+                     else f"  ({splits.pop()})" if splits else "")
+            echo("same mesh: " + ", ".join(g.get("models", [])) + where)
+            if len(splits) > 1 and verify:
+                problems.append("same mesh in two splits: " + ", ".join(g.get("models", [])))
         rej = man.get("rejected", [])
         echo(f"rejected models: {len(rej)}")
         for d in rej[:list_limit]:

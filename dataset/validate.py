@@ -14,6 +14,10 @@ A model is accepted when:
      - rotating the head (head_y = 1) changes pixels.
 A morph that moves nothing visible would silently produce wrong examples, so
 it is a rejection, not a warning.
+
+Every model that loads also gets a geometry fingerprint (`mesh_fingerprint`, stored as
+`ModelCheck.mesh`), used to keep copies of one mesh in different folders in one split
+(see dataset.discover.mesh_groups for what counts as "the same mesh").
 """
 from __future__ import annotations
 
@@ -32,7 +36,55 @@ DIFF_THRESHOLD = 8
 MIN_CHANGED_FRACTION = 2.0 / (128 * 128)
 #: one-eye morphs: reject when more than this share of the change is on the wrong half
 WRONG_SIDE_SHARE = 0.8
-VALIDATION_VERSION = 2
+VALIDATION_VERSION = 3          # 3: ModelCheck.mesh (geometry fingerprint)
+#: vertices kept (by index, evenly spaced) to compare two meshes of identical topology
+MESH_PROBE_VERTICES = 64
+#: rest positions are quantised to this fraction of the largest bounding-box side
+MESH_QUANTUM = 1e-3
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:20]
+
+
+def mesh_fingerprint(positions: np.ndarray, indices: np.ndarray) -> dict:
+    """A cheap geometry fingerprint of a model's rest mesh (vectorised; a few ms).
+
+    - `shape`: hash of the SET of rest positions, each quantised to MESH_QUANTUM of the
+      largest bounding-box side after moving the box corner to the origin, so it ignores
+      vertex and face order, duplicated vertices (material splits), textures, materials,
+      bones and morphs, and a uniform scale or translation of the whole model;
+    - `topology`: hash of the vertex count and the SET of triangles (each as its sorted
+      vertex indices): equal for a model whose vertices were moved but not re-indexed
+      (an edited variant);
+    - `probe`: MESH_PROBE_VERTICES rest positions (evenly spaced vertex indices),
+      centred and divided by the RMS radius, so two meshes of equal topology can be
+      compared (dataset.discover.same_mesh).
+    """
+    p = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    f = np.asarray(indices, dtype=np.int64).reshape(-1, 3)
+    out = dict(vertices=int(len(p)), triangles=int(len(f)), shape="", topology="", probe=[])
+    if len(p) == 0 or not np.isfinite(p).all():
+        return out
+    lo = p.min(axis=0)
+    side = float((p.max(axis=0) - lo).max())
+    step = side * MESH_QUANTUM if side > 0 else 1.0
+    q = np.unique(np.rint((p - lo) / step).astype(np.int64), axis=0)
+    out["shape"] = _digest(q)
+    tri = np.unique(np.sort(f, axis=1), axis=0) if len(f) else np.zeros((0, 3), np.int64)
+    out["topology"] = _digest(np.array([len(p)], np.int64), tri)
+    c = p - p.mean(axis=0)
+    r = float(np.sqrt((c * c).sum(axis=1).mean())) or 1.0
+    pick = np.unique(np.linspace(0, len(p) - 1, MESH_PROBE_VERTICES).round().astype(np.int64))
+    out["probe"] = np.round(c[pick] / r, 4).tolist()
+    return out
 
 
 @dataclass
@@ -45,6 +97,7 @@ class ModelCheck:
     one_eye_morphs: bool = False
     morphs: dict = field(default_factory=dict)     # which morph names were used
     notes: list[str] = field(default_factory=list)
+    mesh: dict | None = None                        # mesh_fingerprint(); None if it did not load
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -129,6 +182,10 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
     except Exception as e:  # noqa: BLE001 - any failure on a user's file is a rejection
         res.reason = f"cannot load: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return res
+    try:
+        res.mesh = mesh_fingerprint(model.positions, model.indices)
+    except Exception:  # noqa: BLE001 - a fingerprint is never a reason to reject
+        log.debug("mesh fingerprint of %s failed", rel_path, exc_info=True)
     try:
         override = load_override(path, overrides_file, models_root)
         rig = resolve_face_rig(model, override)
