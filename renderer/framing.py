@@ -52,6 +52,17 @@ log = logging.getLogger("thactl.renderer")
 TOP_WIDTH_FRACTION = 0.45
 TOP_SLICES = 64
 DOME_TAIL_FRACTION = 0.2
+# Mesh pieces (connected components, coincident vertices welded) whose lowest vertex is
+# above the eyes are accessories sitting on the head (ribbons, bows, hats, hair ties) or
+# strands sticking up: they do not count for the top of the skull. The exclusion is
+# dropped when what remains puts the top less than ACCESSORY_MIN_TOP_RATIO x eye-to-chin
+# above the eyes (1.61..2.13 on the real models framed right, e.g. the hair cap itself
+# was a floating piece).
+ACCESSORY_MIN_TOP_RATIO = 1.3
+ACCESSORY_RISE = 0.3
+WELD_FRACTION = 1e-5
+# a slice with fewer vertices than this is judged by its cross-section (coarse meshes)
+SPARSE_SLICE_VERTICES = 10
 # (eye - chin) / (top - eye): 0.35 .. 0.71 on the real test models and the samples.
 CHIN_FALLBACK_RATIO = 0.55
 CHIN_RATIO_RANGE = (0.25, 1.1)
@@ -126,6 +137,103 @@ def _head_bone(model, rig) -> int:
     raise RenderError(f"{model.path}: no head bone (頭) to frame the face; give 'frame' in the model's override file")
 
 
+def _mesh_pieces(model, pos: np.ndarray) -> np.ndarray:
+    """Connected-component label per vertex, vertices at the same position welded
+    (UV and normal seams split one surface into several vertices)."""
+    tri = np.asarray(model.indices, np.int64).reshape(-1, 3)
+    n = len(pos)
+    if len(tri) == 0:
+        return np.arange(n)
+    eps = WELD_FRACTION * max(float(np.ptp(pos, axis=0).max()), 1e-6)
+    _, weld = np.unique(np.round(pos / eps).astype(np.int64), axis=0, return_inverse=True)
+    weld = np.asarray(weld).ravel()
+    t = weld[tri]
+    a = np.concatenate([t[:, 0], t[:, 1]])
+    b = np.concatenate([t[:, 1], t[:, 2]])
+    lab = np.arange(int(weld.max()) + 1)
+    # hook the larger root onto the smaller across every edge, then jump pointers
+    while True:
+        la, lb = lab[a], lab[b]
+        diff = la != lb
+        if not diff.any():
+            break
+        lo, hi = np.minimum(la[diff], lb[diff]), np.maximum(la[diff], lb[diff])
+        np.minimum.at(lab, hi, lo)
+        while True:
+            nxt = lab[lab]
+            if np.array_equal(nxt, lab):
+                break
+            lab = nxt
+    return lab[weld]
+
+
+def _section_widths(pos: np.ndarray, edges_ab: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Width in x of the mesh's cross-section (edges cut by the plane) at each height ys."""
+    out = np.zeros(len(ys))
+    if not len(edges_ab):
+        return out
+    p0, p1 = pos[edges_ab[:, 0]], pos[edges_ab[:, 1]]
+    ylo, yhi = np.minimum(p0[:, 1], p1[:, 1]), np.maximum(p0[:, 1], p1[:, 1])
+    for j, y in enumerate(ys):
+        cut = (ylo <= y) & (yhi >= y) & (yhi > ylo)
+        if cut.sum() >= 2:
+            a, b = p0[cut], p1[cut]
+            t = (y - a[:, 1]) / (b[:, 1] - a[:, 1])
+            x = a[:, 0] + t * (b[:, 0] - a[:, 0])
+            out[j] = float(x.max() - x.min())
+    return out
+
+
+def _top_of_skull(pos: np.ndarray, keep: np.ndarray, tri: np.ndarray, eye_y: float,
+                  span: np.ndarray | None = None):
+    """(top y, widest slice width) from the vertices `keep` by the slice rule, or None.
+
+    The slices run from the eyes up to the highest vertex of `span` (default `keep`)."""
+    ys = pos[keep if span is None else span, 1]
+    if not (ys > eye_y).any():
+        return None
+    above = pos[keep & (pos[:, 1] > eye_y)]
+    if not len(above):
+        return None
+    ytop_all = float(ys.max())
+    edges = np.linspace(eye_y, ytop_all, TOP_SLICES + 1)
+    widths = np.zeros(TOP_SLICES)
+    slot = np.clip(np.searchsorted(edges, above[:, 1], side="right") - 1, 0, TOP_SLICES - 1)
+    order = np.argsort(slot, kind="stable")
+    xs_sorted = above[order, 0]
+    bounds = np.searchsorted(slot[order], np.arange(TOP_SLICES + 1))
+    for k in range(TOP_SLICES):
+        xs = xs_sorted[bounds[k]:bounds[k + 1]]
+        if xs.size >= 2:
+            lo, hi = np.percentile(xs, [2, 98]) if xs.size >= 20 else (xs.min(), xs.max())
+            widths[k] = hi - lo
+    if not widths.max() > 0:
+        return None
+    head_w = float(widths.max())
+    wide = np.flatnonzero(widths >= TOP_WIDTH_FRACTION * head_w)
+    # the cap is a dome whose width shrinks toward its top, so the last wide slice
+    # sits below the real top: keep climbing while the slices stay at least
+    # DOME_TAIL_FRACTION as wide as the widest (an ahoge is thinner than that).
+    # A slice of a coarse mesh may hold too few vertices to show its width: then the
+    # width of the surface's cross-section at the slice's middle (triangle edges cut
+    # there) decides.
+    k = int(wide[-1])
+    section = None
+    while k + 1 < TOP_SLICES:
+        if widths[k + 1] < DOME_TAIL_FRACTION * head_w:
+            if bounds[k + 2] - bounds[k + 1] >= SPARSE_SLICE_VERTICES:
+                break
+            if section is None:
+                t = tri[keep[tri].all(axis=1)]
+                ab = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+                ab = ab[np.maximum(pos[ab[:, 0], 1], pos[ab[:, 1], 1]) > edges[k + 1]]
+                section = _section_widths(pos, ab, (edges[:-1] + edges[1:]) / 2)
+            if section[k + 1] < DOME_TAIL_FRACTION * head_w:
+                break
+        k += 1
+    return float(edges[k + 1]), head_w
+
+
 def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
     """Chin y, top-of-skull y, eye y and centre x of the rest-pose head (see module doc)."""
     pos = np.asarray(rest_positions, np.float64)
@@ -161,44 +269,60 @@ def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
         notes.append("eye bones not inside the head; using the head vertices' median height")
         eye_y = float(np.median(H[:, 1]))
 
-    # --- top of skull: highest wide slice above the eyes
-    above = H[H[:, 1] > eye_y]
-    ytop_all = float(above[:, 1].max()) if len(above) else float(H[:, 1].max())
-    edges = np.linspace(eye_y, ytop_all, TOP_SLICES + 1)
-    widths = np.zeros(TOP_SLICES)
-    if len(above):
-        slot = np.clip(np.searchsorted(edges, above[:, 1], side="right") - 1, 0, TOP_SLICES - 1)
-        order = np.argsort(slot, kind="stable")
-        xs_sorted = above[order, 0]
-        bounds = np.searchsorted(slot[order], np.arange(TOP_SLICES + 1))
-        for k in range(TOP_SLICES):
-            xs = xs_sorted[bounds[k]:bounds[k + 1]]
-            if xs.size >= 2:
-                lo, hi = np.percentile(xs, [2, 98]) if xs.size >= 20 else (xs.min(), xs.max())
-                widths[k] = hi - lo
-    if widths.max() > 0:
-        head_w = float(widths.max())
-        wide = np.flatnonzero(widths >= TOP_WIDTH_FRACTION * head_w)
-        top = float(edges[wide[-1] + 1])
-        # the cap is a dome whose width shrinks toward its top, so the last wide slice
-        # sits below the real top: keep climbing while the slices stay at least
-        # DOME_TAIL_FRACTION as wide as the widest (an ahoge is thinner than that).
-        k = int(wide[-1])
-        while k + 1 < TOP_SLICES and widths[k + 1] >= DOME_TAIL_FRACTION * head_w:
-            k += 1
-        top = float(edges[k + 1])
+    # --- top of skull: highest wide slice above the eyes, accessories left out
+    piece = _mesh_pieces(model, pos)
+    npieces = int(piece.max()) + 1
+    piece_low = np.full(npieces, np.inf)
+    np.minimum.at(piece_low, piece, pos[:, 1])
+    piece_high = np.full(npieces, -np.inf)
+    np.maximum.at(piece_high, piece, pos[:, 1])
+    head = w >= 0.5
+    floating = head & (piece_low[piece] > eye_y)
+    F = pos[w >= CHIN_MIN_WEIGHT]
+    # the face's own mesh reaches the eyes; small pieces below them (a headset's
+    # microphone in front of the mouth) are not the chin
+    face_piece = (piece_high[piece] >= eye_y)[w >= CHIN_MIN_WEIGHT]
+
+    tri = np.asarray(model.indices, np.int64).reshape(-1, 3)
+
+    def top_and_chin(keep, span=None):
+        got = _top_of_skull(pos, keep, tri, eye_y, span)
+        if got is None:
+            return None
+        top, head_w = got
+        col = max(CHIN_COLUMN_EYE_FRACTION * eye_sep, CHIN_COLUMN_HEAD_FRACTION * head_w)
+        sel = (np.abs(F[:, 0] - cx) <= col) & (F[:, 2] <= head_pos[2]) & (F[:, 1] < eye_y)
+        if (sel & face_piece).sum() >= 3:
+            sel &= face_piece
+        chin = float(F[sel, 1].min()) if sel.sum() >= 3 else None
+        return top, head_w, chin
+
+    got = top_and_chin(head)
+    if got is not None and floating.any():
+        # pieces above the eyes that stick up well above the head without them
+        base = top_and_chin(head & ~floating)
+        if base is not None:
+            chin_ref = base[2] if base[2] is not None else got[2]
+            if chin_ref is not None and chin_ref < eye_y:
+                rise = ACCESSORY_RISE * (eye_y - chin_ref)
+                accessory = floating & (piece_high[piece] > base[0] + rise)
+                # same slices as before, the accessories' vertices left out of their widths
+                alt = top_and_chin(head & ~accessory, head) if accessory.any() else None
+                if alt is not None and alt[0] < got[0] - 1e-9 and alt[2] is not None \
+                        and alt[0] - eye_y >= ACCESSORY_MIN_TOP_RATIO * (eye_y - alt[2]):
+                    notes.append(f"top of skull {alt[0]:.4g} leaves out {int(accessory.sum())} vertices of "
+                                 f"pieces above the eyes (accessories) that reach {got[0]:.4g}")
+                    got = alt
+    if got is not None:
+        top, head_w, chin = got
     else:
-        top = ytop_all
+        top = float(H[:, 1].max())
         head_w = float(np.ptp(H[:, 0])) or 1.0
+        chin = None
         notes.append("head top from the highest head vertex")
 
     # --- chin: lowest head vertex in a narrow front column below the eyes
-    col = max(CHIN_COLUMN_EYE_FRACTION * eye_sep, CHIN_COLUMN_HEAD_FRACTION * head_w)
-    F = pos[w >= CHIN_MIN_WEIGHT]
-    sel = (np.abs(F[:, 0] - cx) <= col) & (F[:, 2] <= head_pos[2]) & (F[:, 1] < eye_y)
-    if sel.sum() >= 3:
-        chin = float(F[sel, 1].min())
-    else:
+    if chin is None:
         chin = eye_y - CHIN_FALLBACK_RATIO * (top - eye_y)
         notes.append("chin from the eye height (no face vertices in front below the eyes)")
     if not (chin < eye_y < top):
