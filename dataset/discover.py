@@ -244,7 +244,7 @@ class _UnionFind:
 
 
 #: two meshes of identical topology are the same mesh when at least this share of
-#: their probe vertices lie within SAME_MESH_TOLERANCE (in RMS radii) of each other
+#: their probe vertices lie within SAME_MESH_TOLERANCE (in median radii) of each other
 SAME_MESH_SHARE = 0.75
 SAME_MESH_TOLERANCE = 0.01
 
@@ -257,7 +257,7 @@ def same_mesh(a: dict | None, b: dict | None) -> bool:
        material split, a reordered or uniformly rescaled copy); or
     2. an edit of the same mesh: equal `topology` (same vertex count, same triangles) and
        at least SAME_MESH_SHARE of the probe vertices in place within SAME_MESH_TOLERANCE
-       of the model's RMS radius (a variant with a few parts moved; different characters
+       of the model's median radius (a variant with a few parts moved; different characters
        that merely share a generator's topology differ almost everywhere)."""
     if not a or not b:
         return False
@@ -270,7 +270,9 @@ def same_mesh(a: dict | None, b: dict | None) -> bool:
         return False
     import numpy as np
 
-    d = np.linalg.norm(np.asarray(pa, np.float64) - np.asarray(pb, np.float64), axis=1)
+    diff = np.asarray(pa, np.float64) - np.asarray(pb, np.float64)
+    diff -= np.median(diff, axis=0)      # align: the edit may have moved the centre a little
+    d = np.linalg.norm(diff, axis=1)
     return float((d <= SAME_MESH_TOLERANCE).mean()) >= SAME_MESH_SHARE
 
 

@@ -65,7 +65,8 @@ def mesh_fingerprint(positions: np.ndarray, indices: np.ndarray) -> dict:
       vertex indices): equal for a model whose vertices were moved but not re-indexed
       (an edited variant);
     - `probe`: MESH_PROBE_VERTICES rest positions (evenly spaced vertex indices),
-      centred and divided by the RMS radius, so two meshes of equal topology can be
+      centred on the median position and divided by the median distance from it, so
+      two meshes of equal topology can be
       compared (dataset.discover.same_mesh).
     """
     p = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -80,8 +81,8 @@ def mesh_fingerprint(positions: np.ndarray, indices: np.ndarray) -> dict:
     out["shape"] = _digest(q)
     tri = np.unique(np.sort(f, axis=1), axis=0) if len(f) else np.zeros((0, 3), np.int64)
     out["topology"] = _digest(np.array([len(p)], np.int64), tri)
-    c = p - p.mean(axis=0)
-    r = float(np.sqrt((c * c).sum(axis=1).mean())) or 1.0
+    c = p - np.median(p, axis=0)            # medians: a few edited vertices barely move them
+    r = float(np.median(np.linalg.norm(c, axis=1))) or 1.0
     pick = np.unique(np.linspace(0, len(p) - 1, MESH_PROBE_VERTICES).round().astype(np.int64))
     out["probe"] = np.round(c[pick] / r, 4).tolist()
     return out
