@@ -22,8 +22,26 @@ How the chin and the top of the skull are estimated (rest pose, model units):
    slice. From the highest such slice the estimate climbs on through the
    slices that stay at least `DOME_TAIL_FRACTION` (20 %) as wide (the rounded
    top of the hair cap) and stops at the first thinner one; the top is that
-   slice's upper edge. A thin ahoge (or any narrow strand pointing up) is
-   ignored while a flat or rounded hair cap is kept.
+   slice's upper edge. A slice holding fewer than `SPARSE_SLICE_VERTICES`
+   vertices (a coarse hair cap) is judged by the width of the mesh's
+   cross-section at its middle instead. A thin ahoge (or any narrow strand
+   pointing up) is ignored while a flat or rounded hair cap is kept.
+   Accessories (ribbons, bows, hats, hair ties): the mesh is split into
+   pieces (connected triangles, vertices at the same position welded). A
+   piece whose lowest vertex is above the eyes sits on the head; it is an
+   accessory when it reaches more than `ACCESSORY_RISE` (0.3) x eye-to-chin
+   above the top estimated without any such piece. Accessory vertices are
+   left out of the slice widths (the slices still span up to the highest
+   head vertex, so a model without accessories, or whose only one is an
+   ahoge the width rule skips anyway, frames exactly as before). The
+   exclusion is dropped when it would leave the top less than
+   `ACCESSORY_MIN_TOP_RATIO` (1.3) x eye-to-chin above the eyes (1.6..2.1 on
+   the real models), i.e. when the "accessory" was the hair cap itself.
+   Measured: rin.pmd 20.30 -> 19.34 (its hair material tops at 19.36, the
+   ribbon at 20.30), rin_act2.pmd 20.21 -> 19.14 (hair 19.22), mokou_A/B
+   20.34 -> 19.33 (hair 19.34); the other real models move by <= 3 px of 256
+   (the sparse-slice rule lets kaito and Appearance Miku reach their hair's
+   top), the sample characters not at all.
 4. Chin: the lowest vertex weighted >= 0.75 to the head bones in a narrow
    column around the centre x (half width = 0.3 x the eye-bone spacing, at
    least 4 % of the head width), in front of the head bone (z below it: the
@@ -34,6 +52,10 @@ How the chin and the top of the skull are estimated (rest pose, model units):
    Long hair hanging below the chin is either behind the head bone or outside
    the column, so it does not count. When the column holds nothing, the chin
    falls back to eye_y - 0.75·(top - eye_y).
+   Only mesh pieces that reach up to the eye line count when they supply
+   enough vertices to the column: a headset microphone in front of the mouth
+   is a separate piece below the eyes (rin.pmd: chin 15.63 -> 15.92, the
+   lowest point of her face).
 5. The estimate is checked for sanity (the chin below the eyes, the top above);
    per-model override keys `chin_y`, `head_top_y` (either or both) or `frame`
    ([cx, cy, half]) replace it, and `thactl preview` prints the box used.
@@ -52,14 +74,12 @@ log = logging.getLogger("thactl.renderer")
 TOP_WIDTH_FRACTION = 0.45
 TOP_SLICES = 64
 DOME_TAIL_FRACTION = 0.2
-# Mesh pieces (connected components, coincident vertices welded) whose lowest vertex is
-# above the eyes are accessories sitting on the head (ribbons, bows, hats, hair ties) or
-# strands sticking up: they do not count for the top of the skull. The exclusion is
-# dropped when what remains puts the top less than ACCESSORY_MIN_TOP_RATIO x eye-to-chin
-# above the eyes (1.61..2.13 on the real models framed right, e.g. the hair cap itself
-# was a floating piece).
-ACCESSORY_MIN_TOP_RATIO = 1.3
+# Accessories (module doc, step 3): mesh pieces whose lowest vertex is above the eyes and
+# that reach ACCESSORY_RISE x eye-to-chin above the top found without such pieces. Their
+# exclusion is dropped when the top would end less than ACCESSORY_MIN_TOP_RATIO x
+# eye-to-chin above the eyes ((top - eye) / (eye - chin) is 1.61..2.13 on the real models).
 ACCESSORY_RISE = 0.3
+ACCESSORY_MIN_TOP_RATIO = 1.3
 WELD_FRACTION = 1e-5
 # a slice with fewer vertices than this is judged by its cross-section (coarse meshes)
 SPARSE_SLICE_VERTICES = 10

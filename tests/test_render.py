@@ -234,3 +234,45 @@ def test_real_textures_tga_spa_sph_load_without_warnings(rc, rel, caplog):
             assert not scene.textures.missing, scene.textures.missing
             scene.release()
     assert not [r for r in caplog.records if r.name == "thactl.renderer"]
+
+
+# Models with a big ribbon/bow on the head; the ribbon is skinned to bones named リボン.
+RIBBON_MODELS = ["mmd_default_pmd/rin.pmd", "mokou_pmd/mokou_A.pmd"]
+
+
+@pytest.mark.parametrize("rel", RIBBON_MODELS)
+def test_framing_leaves_the_ribbon_out_of_the_top_of_skull(rel):
+    """SPEC: chin to top of skull (flat hair included, hair pointing up excluded) spans
+    rows 64..191. Reference for the top, measured independently of the estimate: the
+    highest vertex of the materials that hold no vertex skinned to a リボン (ribbon) bone,
+    i.e. the hair cap without the ribbon (rin: the hair material, top 19.36; mokou: the
+    hair/head materials, top 19.34), against the ribbon's own top (20.30 / 20.34) where
+    the frame used to end. Rin's headset microphone hangs in front of the chin and must
+    not pull the chin down: her face mesh ends at 15.92."""
+    path = SHARED_MODELS / rel
+    if not path.is_file():
+        pytest.skip(f"{rel} not found")
+    model, rig, poser, frame = _loaded(str(path))
+    from renderer.posing import REST_POSE
+
+    pos = poser.pose(REST_POSE).positions
+    ribbon_bone = np.array(["リボン" in b.name for b in model.bones])
+    bi, bw = np.asarray(model.bone_indices), np.asarray(model.bone_weights)
+    on_ribbon = (bw * ribbon_bone[np.clip(bi, 0, len(ribbon_bone) - 1)]).sum(axis=1) > 0
+    assert on_ribbon.sum() > 100
+    idx = np.asarray(model.indices).ravel()
+    no_ribbon = np.zeros(len(pos), bool)
+    for mat in model.materials:
+        v = idx[mat.index_start:mat.index_start + mat.index_count]
+        if not on_ribbon[v].any():
+            no_ribbon[v] = True
+
+    def row(y):
+        return (frame.cy + frame.half - y) / (2 * frame.half) * S
+
+    cap_top, ribbon_top = pos[no_ribbon, 1].max(), pos[on_ribbon, 1].max()
+    assert ribbon_top > cap_top + 0.5
+    assert abs(row(cap_top) - 64) <= 4, (rel, row(cap_top))
+    assert row(ribbon_top) < 64 - 30, (rel, row(ribbon_top))     # the ribbon sticks out above the top line
+    if rel.endswith("rin.pmd"):
+        assert abs(row(15.92) - 192) <= 2, (frame, row(15.92))     # not at the microphone (15.61)
