@@ -135,3 +135,54 @@ def test_framing_overrides(tmp_path):
         with pytest.raises(RenderError) as e:
             estimate_frame(model, rig, rest, bad)
         assert str(path) in str(e.value)
+
+
+def test_framing_ignores_a_bow_on_top_of_the_head(tmp_path):
+    """A bow (two separate mesh pieces above the eyes, skinned to the head, together wider
+    than the head and reaching one eye-to-chin above it) must not move the top of skull
+    nor the chin."""
+    import dataclasses
+
+    from renderer.framing import estimate_head
+    from renderer.modelfile import load_model
+    from renderer.morphs import resolve_face_rig
+    from renderer.posing import REST_POSE, ModelPoser
+    from renderer.samples import build_sample, write_samples
+
+    (path,) = write_samples(tmp_path, count=1, seed=3)
+    model = load_model(path)
+    rig = resolve_face_rig(model)
+    rest = ModelPoser(model, rig).pose(REST_POSE).positions
+    plain = estimate_head(model, rig, rest)
+    truth = build_sample(0, 3)
+    span = plain.eye_y - plain.chin_y
+
+    # two bow loops (a grid each, both ends at the knot) from 0.2 x span below the top to 1 x span above it
+    u, v = np.meshgrid(np.linspace(0, 1, 8), np.linspace(0, 1, 8))
+    loops = []
+    for side in (-1, 1):
+        x = plain.cx + side * (0.1 + 1.6 * span * u)
+        y = plain.head_top_y - 0.2 * span + 1.2 * span * v * (0.3 + u)
+        z = np.full_like(x, -0.2 * span) + 0.1 * v
+        loops.append(np.stack([x, y, z], -1).reshape(-1, 3))
+    grid = np.arange(64).reshape(8, 8)
+    quads = np.stack([grid[:-1, :-1], grid[:-1, 1:], grid[1:, 1:], grid[1:, :-1]], -1).reshape(-1, 4)
+    one = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    n0 = len(rest)
+    bow_tri = np.concatenate([one + n0, one + n0 + 64])
+    bow = np.concatenate(loops).astype(np.float32)
+    head = model.bone_index("頭")
+    bi = np.zeros((128, 4), model.bone_indices.dtype)
+    bi[:, 0] = head
+    bw = np.zeros((128, 4), model.bone_weights.dtype)
+    bw[:, 0] = 1
+    with_bow = dataclasses.replace(
+        model, positions=np.concatenate([model.positions, bow]),
+        bone_indices=np.concatenate([model.bone_indices, bi]), bone_weights=np.concatenate([model.bone_weights, bw]),
+        indices=np.concatenate([model.indices, bow_tri.astype(model.indices.dtype)]))
+    got = estimate_head(with_bow, rig, np.concatenate([rest, bow]))
+    assert bow[:, 1].max() > plain.head_top_y + 0.9 * span
+    assert abs(got.head_top_y - plain.head_top_y) < 0.03 * span, (got.head_top_y, plain.head_top_y)
+    assert abs(got.head_top_y - truth.head_top_y) < 0.05 * span
+    assert got.chin_y == plain.chin_y
+    assert any("accessor" in n for n in got.notes)
