@@ -158,9 +158,13 @@ def _ambient_range(text: str) -> tuple[float, float]:
 @click.option("--workers", type=int, default=None, help="Render processes [default: CPU count].")
 @click.option("--part", default=None, help="Render only part i of n (i/n, 1-based): every n-th shard.")
 @click.option("--force", is_flag=True, help="Replace data in OUT made with different settings.")
+@click.option("--dedupe", is_flag=True,
+              help="Keep one model of each same-mesh group (the first by path); reject the others. "
+                   "Default: keep all, in one split.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_size, group_size,
-               ambient, split_ratios, split_file, overrides, workers, part, force, quiet) -> None:
+               ambient, split_ratios, split_file, overrides, workers, part, force, dedupe,
+               quiet) -> None:
     """Render training data (HDF5 shards) from MMD models; re-run to resume.
 
     \b
@@ -181,7 +185,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
         group_size=group_size, ambient=_ambient_range(ambient), split_ratios=split_ratios,
         split_file=Path(split_file) if split_file else None,
         overrides=Path(overrides) if overrides else None, workers=workers, part=part, force=force,
-        progress=not quiet)
+        progress=not quiet, dedupe=dedupe)
     man = run_render(req)
     n = man.get("_rendered_examples", 0)
     dt = man.get("_elapsed_s", 0.0)

@@ -445,6 +445,7 @@ class RenderRequest:
     part: str | None = None
     force: bool = False
     progress: bool = True
+    dedupe: bool = False          # keep only the first model (by path) of each same-mesh group
 
 
 def _check_request(r: RenderRequest) -> None:
@@ -477,13 +478,16 @@ def _default_workers() -> int:
 
 def request_settings(r: RenderRequest, models_label: str) -> dict:
     """What must match between runs writing into the same OUT."""
-    return dict(
+    out = dict(
         models=models_label, count=r.count, val_count=r.val_count, test_count=r.test_count,
         seed=r.seed, size=r.size, aa=r.aa, shading=r.shading, shard_size=r.shard_size,
         group_size=r.group_size, ambient=[float(r.ambient[0]), float(r.ambient[1])],
         split_ratios=list(parse_ratios(r.split_ratios)) if r.split_file is None else None,
         split_file_sha256=_file_hash(r.split_file), overrides_sha256=_file_hash(r.overrides),
     )
+    if r.dedupe:   # only when set, so data made before the option existed still resumes
+        out["dedupe"] = True
+    return out
 
 
 def _diff(old: dict, new: dict) -> str:
@@ -648,6 +652,11 @@ def _run_render(r: RenderRequest) -> dict:
         # copies of one mesh (a .pmd and its .pmx, an edited variant) in several sources
         # are kept, but always in one split (see dataset.discover.same_mesh)
         groups = mesh_groups({c.rel_path: c.mesh for c in accepted})
+        if r.dedupe:
+            dropped = {rel: g[0] for g in groups for rel in g[1:]}
+            for rel, keep in dropped.items():
+                rejected.append(dict(path=rel, reason=f"same mesh as {keep} (--dedupe)"))
+            accepted = [c for c in accepted if c.rel_path not in dropped]
 
         # -- splits ---------------------------------------------------------------------
         split_of: dict[str, str] = {}

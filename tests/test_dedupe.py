@@ -192,3 +192,27 @@ def test_split_file_that_splits_a_mesh_is_flagged(shared_models, tmp_path, capsy
     assert [g["models"] for g in bad] == [sorted(SAME)] and bad[0]["splits"] == ["train", "test"]
     assert main(["inspect", str(out), "--verify"]) == 1
     assert "same mesh in two splits" in capsys.readouterr().out
+
+
+def test_dedupe_keeps_the_first_model_of_each_group(shared_models, tmp_path, capsys):
+    for rel in SAME:
+        if not (shared_models / rel).is_file():
+            pytest.skip(f"{rel} not in the shared models")
+    out = tmp_path / "data"
+    args = ["render", "--models", str(shared_models), "--out", str(out), "--count", "4",
+            "--val-count", "1", "--test-count", "1", "--size", "16", "--aa", "0",
+            "--workers", "1", "-q"]
+    assert main(args + ["--dedupe"]) == 0
+    capsys.readouterr()
+    man = json.loads((out / "manifest.json").read_text())
+    used = {m["path"] for m in man["models"]}
+    rejected = {d["path"]: d["reason"] for d in man["rejected"]}
+    assert "animasa_miku_pmx_j3/index.pmx" in used            # first of its group by path
+    for rel in ("mmd_default_pmd/miku_m.pmd", "mmd_default_pmd/miku_v2.pmd"):
+        assert rejected[rel] == "same mesh as animasa_miku_pmx_j3/index.pmx (--dedupe)"
+    for g in man["mesh_groups"]:
+        assert len(set(g["models"]) & used) == 1
+    assert man["request"]["dedupe"] is True
+    # the option is a setting: the same OUT without it is refused
+    assert main(args) == 1
+    assert "dedupe" in capsys.readouterr().err
