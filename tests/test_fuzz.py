@@ -198,7 +198,10 @@ def test_every_count_field_huge_is_refused_without_allocating(corpus):
                     f"{name}: field at {off} = {value:#x}: peak {peak} bytes"
                 n_traced += 1
             n_checked += 1
-    assert n_checked > 100 and n_traced > 20
+    # a user's clone has no real models: the sample character alone has ~23 count fields
+    with_real = any(not name.startswith("samples/") for name, _, _ in corpus)
+    assert (n_checked > 100 and n_traced > 20) if with_real else (n_checked > 15 and n_traced > 8), \
+        (n_checked, n_traced)
 
 
 def test_header_claiming_2_31_vertices(shared_models):
