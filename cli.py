@@ -37,7 +37,7 @@ def thactl() -> None:
     Typical use:
       thactl samples ./samples                        # built-in sample characters
       thactl preview MODEL.pmx --sheet -o sheet.png   # does this model work?
-      thactl render --models ./pmx --out ./data       # training data (HDF5 shards)
+      thactl render --models ./pmx --out ./data --count 500000   # training data (HDF5 shards)
       thactl inspect ./data                           # counts, statistics, contact sheet
       thactl train morpher --data ./data --out ./runs/morpher
       thactl eval --data ./data --split test --morpher R1 --rotator R2 --combiner R3
@@ -465,6 +465,12 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
     bg = parse_color(background)
     if bg is None and Path(output).suffix.lower() == ".mp4":
         raise TrainError(f"{output}: MP4 has no transparency; give a --background colour")
+    if Path(output).suffix.lower() == ".mp4":
+        try:  # say so before rendering every frame, not after
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise TrainError(f"{output}: writing .mp4 needs ffmpeg through the imageio-ffmpeg package "
+                             "(pip install imageio-ffmpeg), or write a .gif instead") from None
     poses = get_motion(motion, fps=fps, seconds=seconds)
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size)
     img, warnings = load_input_image(image, runner.image_size, fit=fit)
