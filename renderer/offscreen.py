@@ -595,7 +595,7 @@ def check_pose(pose) -> np.ndarray:
     if p.shape != (6,) or not np.isfinite(p).all():
         raise RenderError(f"pose must be 6 finite numbers (head_x head_y neck_z left_eye right_eye mouth), got {list(p)}")
     if np.abs(p[:3]).max() > 1 + 1e-6 or p[3:].min() < -1e-6 or p[3:].max() > 1 + 1e-6:
-        raise RenderError(f"pose out of range: head values must be in [-1, 1], eye/mouth values in [0, 1]; got {list(map(float, p))}")
+        raise RenderError(f"pose out of range: head values must be in [-1, 1], eye/mouth values in [0, 1]; got {' '.join(f'{v:g}' for v in p)}")
     return p
 
 

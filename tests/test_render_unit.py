@@ -282,9 +282,10 @@ def test_preview_cli_single_sheet_frame_and_errors(tmp_path, capsys):
     assert cli.main(["preview", str(path), "--sheet", "--size", "64", "-o", str(sheet)]) == 0
     assert np.asarray(Image.open(sheet)).shape[1] == 4 * 64
     capsys.readouterr()
-    assert cli.main(["preview", str(path), "--pose", "0", "0", "0", "2", "0", "0", "-o", str(out)]) == 1
+    assert cli.main(["preview", str(path), "--pose", "0", "0", "0", "2", "0", "0.3", "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "out of range" in err and "Traceback" not in err
+    assert "got 0 0 0 2 0 0.3" in err  # as typed, not float32 noise (0.30000001192092896)
     assert cli.main(["preview", str(tmp_path / "nope.pmx"), "-o", str(out)]) == 1
 
 
