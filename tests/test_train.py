@@ -201,6 +201,14 @@ def test_cli_input_errors_are_one_line(synthetic_data, tmp_path, capsys):
     assert "16 px" in capsys.readouterr().err
 
 
+def test_split_folder_as_data_warns_that_validation_is_on_training_examples(synthetic_data, tmp_path, capsys,
+                                                                            caplog):
+    assert run_cli("train", "morpher", "--data", synthetic_data / "train", "--out", tmp_path / "r", *TINY,
+                   "--batch-size", 4, "--examples", 4, "--val-examples", 4, "--samples", 1, "--quiet") == 0
+    said = capsys.readouterr().err + caplog.text
+    assert "validation runs on the training examples" in said and str(synthetic_data / "train") in said
+
+
 def test_perceptual_rotator_from_l1_init_then_combiner(synthetic_data, tmp_path):
     from models.io import load_weights
 

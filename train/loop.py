@@ -260,6 +260,10 @@ class Trainer:
         else:
             train_ds = _open_split(cfg.data, "train", required=True, skip_bad_shards=cfg.skip_bad_shards)
             val_ds = _open_split(cfg.data, "validation", required=False, skip_bad_shards=cfg.skip_bad_shards)
+            if val_ds is not None and list(map(str, val_ds.files)) == list(map(str, train_ds.files)):
+                log.warning("%s holds the shards itself (a split folder or a shard), so validation runs on the "
+                            "training examples; give the data folder (with train/ and validation/) instead",
+                            cfg.data)
         image_size = getattr(train_ds, "image_size", None) or int(train_ds[0]["rest_image"].shape[-1])
         self._resolve(image_size)
 
