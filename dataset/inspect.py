@@ -58,7 +58,9 @@ def contact_sheet(rows: list[dict], out_path: str | Path) -> Path:
     """rows: dicts with rest_image, morphed_image, posed_image (uint8 RGBA), pose, title."""
     from PIL import Image, ImageDraw, ImageFont
 
-    s = rows[0]["rest_image"].shape[0]
+    s0 = rows[0]["rest_image"].shape[0]
+    zoom = -(-128 // s0) if s0 < 128 else 1  # small images are enlarged (nearest) so the captions fit
+    s = s0 * zoom
     label_h = 30
     pad = 4
     w = 3 * s + 4 * pad
@@ -71,7 +73,10 @@ def contact_sheet(rows: list[dict], out_path: str | Path) -> Path:
     y = 16
     for r in rows:
         for j, key in enumerate(("rest_image", "morphed_image", "posed_image")):
-            sheet.paste(Image.fromarray(_composite(r[key])), (pad + j * (s + pad), y))
+            cell = Image.fromarray(_composite(r[key]))
+            if zoom > 1:
+                cell = cell.resize((s, s), Image.Resampling.NEAREST)
+            sheet.paste(cell, (pad + j * (s + pad), y))
         p = r["pose"]
         text1 = (f"hx {p[0]:+.2f} hy {p[1]:+.2f} nz {p[2]:+.2f}  le {p[3]:.2f} re {p[4]:.2f} "
                  f"m {p[5]:.2f}  amb {r.get('ambient', float('nan')):.2f}")

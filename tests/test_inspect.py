@@ -33,7 +33,11 @@ def test_inspect_folder_sheet_and_verify(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "train" in out and "test" in out and "head_x" in out and "verify: OK" in out
     img = Image.open(sheet)
-    assert img.size[0] == 3 * S + 16 and img.size[1] > 4 * S
+    # 32 px images are enlarged 4x (nearest) so that the pose caption under them fits
+    assert img.size[0] == 3 * 128 + 16 and img.size[1] > 4 * 128
+    cell = np.asarray(img.convert("RGB"))[16:16 + 128, 4:4 + 128].astype(int)
+    assert (cell.reshape(S, 4, S, 4, 3) == cell[::4, ::4][:, None, :, None]).all()
+    assert cell.std() > 0
     # one shard
     assert main(["inspect", str(tmp_path / "train" / "shard-00000.h5")]) == 0
     out = capsys.readouterr().out
