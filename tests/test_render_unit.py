@@ -280,7 +280,11 @@ def test_preview_cli_single_sheet_frame_and_errors(tmp_path, capsys):
     assert np.abs(np.asarray(Image.open(out2)).astype(int) - img).max() <= 1
     sheet = tmp_path / "sheet.png"
     assert cli.main(["preview", str(path), "--sheet", "--size", "64", "-o", str(sheet)]) == 0
-    assert np.asarray(Image.open(sheet)).shape[1] == 4 * 64
+    # 64 px renders are enlarged 2x (nearest) so that labels like "head_x -1 (down)" fit under them
+    sheet_img = np.asarray(Image.open(sheet))
+    assert sheet_img.shape[1] == 4 * 128
+    cell = sheet_img[:128, :128].astype(int)
+    assert (cell.reshape(64, 2, 64, 2, 3) == cell[::2, ::2][:, None, :, None]).all()
     capsys.readouterr()
     assert cli.main(["preview", str(path), "--pose", "0", "0", "0", "2", "0", "0.3", "-o", str(out)]) == 1
     err = capsys.readouterr().err
