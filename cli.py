@@ -418,8 +418,13 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
     """Pose one drawing: IMAGE (RGBA, transparent background, head in the middle box) -> out.png."""
     import numpy as np
 
+    from pathlib import Path
+
+    from train.errors import TrainError
     from train.inference import load_input_image, save_rgba_png
 
+    if Path(output).suffix.lower() != ".png":  # the result is RGBA: JPEG or no extension crashed in Pillow
+        raise TrainError(f"{output}: output must end in .png (the posed image is RGBA)")
     values = _pose_values(pose)
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=1)
     img, warnings = load_input_image(image, runner.image_size, fit=fit)

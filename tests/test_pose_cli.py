@@ -157,6 +157,12 @@ def test_pose_other_bad_inputs(weights, tmp_path, capsys):
     rc = cli.main(["pose", str(src), "--weights", str(weights), "--pose", "0", "2", "0", "0", "0", "1",
                    "-o", str(tmp_path / "o.png")])
     assert rc == 2 and "head_y = 2 is outside [-1, 1]" in capsys.readouterr().err
+    for bad_out in ("o.jpg", "o"):  # both were Pillow tracebacks
+        rc = cli.main(["pose", str(src), "--weights", str(weights), "--pose", "0", "0", "0", "0", "0", "1",
+                       "-o", str(tmp_path / bad_out)])
+        err = capsys.readouterr().err
+        assert rc == 1 and "output must end in .png" in err and "Traceback" not in err
+        assert not (tmp_path / bad_out).exists()
 
 
 def test_check_image_dirty_count_and_no_change_when_clean():
