@@ -364,6 +364,8 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
     from train import evaluate as ev
     from train.inference import load_networks, pick_device, resolve_weights
 
+    if out is not None and Path(out).exists() and not Path(out).is_dir():  # was a traceback after the run
+        raise ev.TrainError(f"{out}: --out must be a folder (eval-<split>.json/.csv go in it), this is a file")
     dev = pick_device(device)
     paths = resolve_weights(weights, morpher_src, rotator_src, combiner_src, need_combiner=(path == "full"))
     configs = ev.select_configs(path, "combiner" in paths)

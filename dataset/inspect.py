@@ -85,7 +85,10 @@ def contact_sheet(rows: list[dict], out_path: str | Path) -> Path:
         y += s + label_h + pad
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_path)
+    try:
+        sheet.save(out_path)
+    except (ValueError, OSError) as e:  # no/unknown extension, unwritable path
+        raise DatasetError(f"{out_path}: cannot write the contact sheet ({e}); use a .png name") from None
     return out_path
 
 

@@ -262,6 +262,10 @@ def test_thactl_eval_bad_inputs(tiny_run, tmp_path, capsys):
     assert rc == 1 and "images are 16x16, the networks take 32x32" in capsys.readouterr().err
     rc = cli.main(["eval", "--data", str(data), "--split", "validation", "--weights", str(wdir)])
     assert rc == 1 and "validation" in capsys.readouterr().err
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("x")
+    rc = cli.main(["eval", "--data", str(data), "--weights", str(wdir), "--out", str(a_file)])
+    assert rc == 1 and "--out must be a folder" in capsys.readouterr().err  # was FileExistsError traceback
 
 
 def test_thactl_eval_on_trained_run_folders(tmp_path, capsys):

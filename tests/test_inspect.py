@@ -38,6 +38,10 @@ def test_inspect_folder_sheet_and_verify(tmp_path, capsys):
     cell = np.asarray(img.convert("RGB"))[16:16 + 128, 4:4 + 128].astype(int)
     assert (cell.reshape(S, 4, S, 4, 3) == cell[::4, ::4][:, None, :, None]).all()
     assert cell.std() > 0
+    # a sheet name without extension was a Pillow traceback
+    assert main(["inspect", str(tmp_path), "--sheet", str(tmp_path / "sheet"), "--examples", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the contact sheet" in err and "Traceback" not in err
     # one shard
     assert main(["inspect", str(tmp_path / "train" / "shard-00000.h5")]) == 0
     out = capsys.readouterr().out
