@@ -197,7 +197,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
 
 @thactl.command("inspect")
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--sheet", type=click.Path(path_type=str), default=None,
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write a contact sheet PNG of random examples (rest | morphed | posed).")
 @click.option("--examples", type=int, default=8, show_default=True, help="Examples on the sheet.")
 @click.option("--verify", is_flag=True,
@@ -411,7 +411,7 @@ def _pose_values(values) -> "list[float]":
 @_weights_options
 @click.option("--pose", "pose", nargs=6, type=float, required=True, metavar="HX HY NZ LE RE M",
               help="head_x head_y neck_z in [-1,1], left_eye right_eye mouth in [0,1].")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output RGBA PNG.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output RGBA PNG.")
 @click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it to the networks' size.")
 @click.option("--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
               help="Which output: full (combiner; default when given), pumarola or zhou.")
@@ -441,7 +441,8 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
 @thactl.command("animate")
 @click.argument("image", type=click.Path())
 @_weights_options
-@click.option("-o", "--output", required=True, type=click.Path(), help="out.gif or out.mp4 (mp4 needs imageio-ffmpeg).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="out.gif or out.mp4 (mp4 needs imageio-ffmpeg).")
 @click.option("--motion", default="sweep", show_default=True,
               help="sweep (each pose parameter in turn), blink, talk, or a CSV file with 6 numbers per row.")
 @click.option("--fps", default=20.0, show_default=True, type=click.FloatRange(1, 120))
@@ -455,7 +456,7 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
               help="Which output: full (combiner; default when given), pumarola or zhou.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
-@click.option("--save-poses", type=click.Path(), default=None, help="Also write the poses used as CSV.")
+@click.option("--save-poses", type=click.Path(dir_okay=False), default=None, help="Also write the poses used as CSV.")
 def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, fps, seconds, background,
                 fit, path, batch_size, device, save_poses):
     """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression)."""
@@ -497,7 +498,7 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
 
 @thactl.command("export")
 @_weights_options
-@click.option("--onnx", "onnx_out", required=True, type=click.Path(), help="Output .onnx file.")
+@click.option("--onnx", "onnx_out", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
 @click.option("--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
               help="Which output the graph returns: full (combiner; default when given), pumarola or zhou.")
 @click.option("--opset", default=20, show_default=True, type=click.IntRange(20),

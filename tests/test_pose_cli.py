@@ -163,6 +163,17 @@ def test_pose_other_bad_inputs(weights, tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 1 and "output must end in .png" in err and "Traceback" not in err
         assert not (tmp_path / bad_out).exists()
+    a_dir = tmp_path / "dir.png"
+    a_dir.mkdir()
+    for argv in (["pose", str(src), "--weights", str(weights), "--pose", "0", "0", "0", "0", "0", "1",
+                  "-o", str(a_dir)],
+                 ["animate", str(src), "--weights", str(weights), "-o", str(a_dir.with_suffix(".gif"))],
+                 ["animate", str(src), "--weights", str(weights), "-o", str(tmp_path / "a.gif"),
+                  "--save-poses", str(a_dir)]):
+        a_dir.with_suffix(".gif").mkdir(exist_ok=True)
+        rc = cli.main(argv)  # an existing folder as the output was an IsADirectoryError traceback
+        err = capsys.readouterr().err
+        assert rc == 2 and "is a directory" in err and "Traceback" not in err
 
 
 def test_check_image_dirty_count_and_no_change_when_clean():
