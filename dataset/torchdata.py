@@ -58,7 +58,7 @@ def find_shards(root_or_files: str | Path | Iterable[str | Path], split: str | N
         files = [f for s in splits for f in sorted((p / s).glob("shard-*.h5"))]
         if not files:
             where = p if split is None else p / split
-            raise DatasetError(f"{where}: no shards (shard-*.h5) found")
+            raise DatasetError(f"{where}: no shards (shard-*.h5) found; give the --out folder of `thactl render`")
         return files
     files = [Path(f) for f in root_or_files]
     if not files:

@@ -74,7 +74,7 @@ def test_bad_inputs(data, tmp_path_factory):
     with pytest.raises(DatasetError):
         ShardDataset(root / "nope")
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(DatasetError):
+    with pytest.raises(DatasetError, match=r"train: no shards .* the --out folder of `thactl render`"):
         ShardDataset(empty)
     (root / "train" / "shard-00002.h5").write_bytes(b"garbage")
     with pytest.raises(ShardError, match="shard-00002"):
