@@ -398,6 +398,9 @@ def load_split_file(path: str | Path) -> dict[str, str]:
                     raise DatasetError(f"{p}: {n!r} is listed in both {table[n]} and {split}")
                 table[n] = split
     else:
+        bad = [k for k, v in data.items() if isinstance(v, list) and k not in SPLITS]
+        if bad:  # the {split: [names]} form with a misspelt split name
+            raise DatasetError(f"{p}: unknown split {', '.join(map(repr, bad))}; expected {', '.join(SPLITS)}")
         for n, split in data.items():
             if split not in SPLITS:
                 raise DatasetError(f"{p}: {n!r} has split {split!r}; expected one of {', '.join(SPLITS)}")

@@ -404,6 +404,9 @@ def test_split_file(tmp_path, capsys):
     capsys.readouterr()
     _one_line_error(capsys, ["render", "--out", str(tmp_path / "o2"), "--split-file", str(bad),
                              "--workers", "1", *SMALL], "both")
+    bad.write_text(json.dumps({"train": ["sample-01"], "validaton": ["sample-03"]}))  # misspelt split
+    _one_line_error(capsys, ["render", "--out", str(tmp_path / "o3"), "--split-file", str(bad),
+                             "--workers", "1", *SMALL], "unknown split 'validaton'")
 
 
 def test_probe_rejects_morphs_that_do_not_act_as_named(reference, tmp_path):
