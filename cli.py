@@ -169,7 +169,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
 
     \b
     Examples:
-      thactl render --out demo-data                       # built-in samples, ~1 minute
+      thactl render --out demo-data                       # built-in samples, seconds
       thactl render --models ./pmx --out ./data --count 500000
       thactl render --models ./pmx --out ./data --count 500000 --part 2/8   # machine 2 of 8
     """
@@ -531,10 +531,13 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: our input errors become `thactl: error: ...` and exit 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    resumable = bool(args) and args[0] in ("render", "train")
+    interrupted = "thactl: interrupted" + ("; re-run the same command to resume" if resumable else "")
     try:
-        thactl.main(args=argv, prog_name="thactl", standalone_mode=False)
+        rv = thactl.main(args=args, prog_name="thactl", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("thactl: interrupted", err=True)
+        click.echo(interrupted, err=True)
         return 130
     except click.ClickException as e:
         e.show()
@@ -543,9 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"thactl: error: {_one_line(e)}", err=True)
         return 1
     except KeyboardInterrupt:
-        click.echo("thactl: interrupted", err=True)
+        click.echo(interrupted, err=True)
         return 130
-    return 0
+    return rv if isinstance(rv, int) else 0   # ctx.exit(n) arrives here as n
 
 
 if __name__ == "__main__":
