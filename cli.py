@@ -80,9 +80,15 @@ def samples_cmd(out_dir, count, seed):
               help="JSON file of per-model overrides (see README).")
 def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersample, ambient, overrides):
     """Render MODEL (.pmx/.pmd) as THA training data would: one pose, or a contact sheet."""
+    from pathlib import Path
+
     from PIL import Image
 
+    from renderer.errors import RendererError
     from renderer.offscreen import SHEET_POSES, contact_sheet, render_preview
+
+    if Path(output).suffix.lower() not in ("", ".png"):   # checked before rendering anything
+        raise RendererError(f"{output}: the preview is an RGBA PNG; give a name ending in .png")
 
     poses = list(SHEET_POSES) if sheet else [("pose", pose)]
     res = render_preview(model, poses, size=size, shading=shading, frame=frame or None, aa=aa,

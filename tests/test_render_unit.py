@@ -291,6 +291,10 @@ def test_preview_cli_single_sheet_frame_and_errors(tmp_path, capsys):
     assert "out of range" in err and "Traceback" not in err
     assert "got 0 0 0 2 0 0.3" in err  # as typed, not float32 noise (0.30000001192092896)
     assert cli.main(["preview", str(tmp_path / "nope.pmx"), "-o", str(out)]) == 1
+    capsys.readouterr()
+    jpg = tmp_path / "one.jpg"        # PNG bytes under a .jpg name would mislead every viewer
+    assert cli.main(["preview", str(path), "--size", "32", "-o", str(jpg)]) == 1
+    assert ".png" in capsys.readouterr().err and not jpg.exists()
 
 
 def test_material_morph_rows_follow_material_indices(rc):
