@@ -125,7 +125,7 @@ def setup_device(device: str = "auto", precision: str = "auto", channels_last: b
     channels_last None: on for CUDA, off for the CPU.
     """
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise TrainError(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise TrainError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if precision not in PRECISIONS:
         raise TrainError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     cuda_ok = torch.cuda.is_available()
