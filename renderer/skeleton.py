@@ -148,9 +148,6 @@ class Skeleton:
         for i, p in enumerate(self.parent):
             if 0 <= p < self.count:
                 self.children[p].append(i)
-        # bones that (transitively) take an append from bone a: only they can need an
-        # append evaluated, so a pose that moves nothing appended from skips it all.
-        self.append_targets = {i for i, a in enumerate(self.append) if a is not None}
 
     def descendants(self, roots) -> set[int]:
         """`roots` and every bone below them in the hierarchy."""
