@@ -68,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from renderer.errors import RenderError
+from renderer.skeleton import Skeleton
 
 log = logging.getLogger("thactl.renderer")
 
@@ -132,17 +133,9 @@ class HeadEstimate:
 
 
 def _descendants(model, root: int) -> np.ndarray:
-    parents = np.array([b.parent for b in model.bones], np.int64)
-    inside = np.zeros(len(parents), bool)
-    inside[root] = True
-    # parents may appear after children in the list: iterate to a fixed point
-    for _ in range(len(parents)):
-        valid = parents >= 0
-        grow = valid & ~inside
-        grow[valid] &= inside[parents[valid]]
-        if not grow.any():
-            break
-        inside |= grow
+    """(B,) bool: bone `root` and every bone below it (Skeleton.descendants as a mask)."""
+    inside = np.zeros(len(model.bones), bool)
+    inside[sorted(Skeleton(model).descendants([root]))] = True
     return inside
 
 
