@@ -165,30 +165,28 @@ def morph_side(model: MMDModel, index: int, poser=None, x_ref: float = 0.0):
     return left / total, total
 
 
-def _find_bone(model: MMDModel, aliases) -> int:
+def _find_alias(names: list, names_en: list, aliases) -> int | None:
+    """Index of the first entry named like the first alias that matches (Japanese names
+    first, then English names); entries are already normalised, None never matches."""
     al = [normalise_name(a) for a in aliases]
-    for a in al:
-        for i, b in enumerate(model.bones):
-            if normalise_name(b.name) == a:
-                return i
-    for a in al:
-        for i, b in enumerate(model.bones):
-            if normalise_name(b.name_en) == a:
-                return i
-    return -1
+    for table in (names, names_en):
+        for a in al:
+            if a in table:
+                return table.index(a)
+    return None
+
+
+def _find_bone(model: MMDModel, aliases) -> int:
+    i = _find_alias([normalise_name(b.name) for b in model.bones],
+                    [normalise_name(b.name_en) for b in model.bones], aliases)
+    return -1 if i is None else i
 
 
 def _find_morph(model: MMDModel, aliases) -> int | None:
-    al = [normalise_name(a) for a in aliases]
-    for a in al:                         # Japanese names first, in alias order
-        for i, m in enumerate(model.morphs):
-            if normalise_name(m.name) == a and m.kind != MorphKind.IMPULSE:
-                return i
-    for a in al:
-        for i, m in enumerate(model.morphs):
-            if normalise_name(m.name_en) == a and m.kind != MorphKind.IMPULSE:
-                return i
-    return None
+    keep = [m.kind != MorphKind.IMPULSE for m in model.morphs]
+    return _find_alias([normalise_name(m.name) if k else None for m, k in zip(model.morphs, keep)],
+                       [normalise_name(m.name_en) if k else None for m, k in zip(model.morphs, keep)],
+                       aliases)
 
 
 def resolve_face_rig(model: MMDModel, override: dict | None = None) -> FaceRig:
