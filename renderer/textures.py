@@ -57,7 +57,8 @@ def _split_relative(name: str) -> list[str] | None:
     return parts or None
 
 
-def _variants(component: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def _variants(component: str) -> frozenset[str]:
     """Keys under which a name may appear on disk: case-folded, NFKC, and the usual
     Shift-JIS mojibake (cp932 bytes read as cp437 / latin-1 / raw undecodable bytes)."""
     out = {component}
@@ -79,15 +80,11 @@ def _variants(component: str) -> set[str]:
         out.add(os.fsencode(component).decode("cp932"))
     except (UnicodeEncodeError, UnicodeDecodeError):
         pass
-    return {_key(v) for v in out}
+    return frozenset(_key(v) for v in out)
 
 
 def _key(s: str) -> str:
     return unicodedata.normalize("NFKC", s).casefold()
-
-
-def _entry_keys(entry: str) -> set[str]:
-    return _variants(entry)
 
 
 def _listdir(folder: str) -> tuple[str, ...]:
@@ -118,7 +115,7 @@ def resolve_texture(model_dir: str | os.PathLike, name: str | None) -> Path | No
         entries = _listdir(str(cur))
         found = None
         for e in entries:
-            if e == comp or _key(e) in want or (_entry_keys(e) & want):
+            if e == comp or _key(e) in want or (_variants(e) & want):
                 cand = cur / e
                 if (i == len(parts) - 1 and cand.is_file()) or (i < len(parts) - 1 and cand.is_dir()):
                     found = cand
