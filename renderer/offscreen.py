@@ -269,14 +269,11 @@ class ModelScene:
         self.model = model
         self.shading = shading
         self._mgl = moderngl
-        self._own: list = []
-        try:
+        try:                    # releasing what was created is left to __init__
             self._build()
         except RendererError:
-            self.release()
             raise
         except Exception as e:  # GL out of memory, driver errors, absurd data
-            self.release()
             raise RenderError(f"{model.path}: cannot prepare the model for rendering: "
                               f"{type(e).__name__}: {e}") from e
 
