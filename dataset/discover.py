@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from dataset.errors import DatasetError
-from dataset.shards import SPLITS
+from dataset.shards import SPLITS, sha256_file
 
 log = logging.getLogger("thactl.dataset")
 
@@ -52,14 +52,6 @@ class ModelSource:
     error: str | None = None      # discovery problem (corrupt zip, unsafe member, ...)
     sha256: str = ""
     extra: dict = field(default_factory=dict)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def decode_member_name(info: zipfile.ZipInfo) -> str:
@@ -93,7 +85,7 @@ def safe_member_path(name: str) -> PurePosixPath | None:
 def extract_zip(zip_path: Path, cache_root: Path) -> tuple[Path, list[str], list[str]]:
     """Extract `zip_path` into `cache_root/<name>-<hash12>/`; returns (folder, model members,
     skipped unsafe names).  Raises DatasetError for a corrupt or absurd archive."""
-    digest = _sha256(zip_path)
+    digest = sha256_file(zip_path)
     dest = cache_root / f"{zip_path.stem[:40]}-{digest[:12]}"
     done = dest / ".thactl-extracted"
     try:
