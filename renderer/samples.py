@@ -429,6 +429,15 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     # ---- eyes (textured), lids and lashes (morphed), brows
     lid_closed = {}
     lash_closed = {}
+
+    def add_closable(name, mat, side, U, v_open, v_closed, lift):
+        """Add a head-bone grid in its open shape (eye-map lifted by `lift`); return its closed
+        positions (the eye-close morph target)."""
+        P, N = _eye_map(U, v_open, p, side, lift)
+        Pc, _ = _eye_map(U, v_closed, p, side, lift)
+        b.add(name, P, _grid_tris(*U.shape), mat, B_HEAD, ref=N, normals=N, drop_degenerate=False)
+        return Pc
+
     for side, bone in ((1.0, B_LEYE), (-1.0, B_REYE)):
         tag = "L" if side > 0 else "R"
         u = np.linspace(-1, 1, 17)
@@ -448,11 +457,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         U = np.broadcast_to(u[None], (7, 19))
         v_open = top[None] + 0.02 - 0.06 * r
         v_closed = top[None] + 0.05 + (bot[None] - 0.12 - top[None] - 0.05) * r
-        P, N = _eye_map(U, v_open, p, side, 0.02)
-        Pc, _ = _eye_map(U, v_closed, p, side, 0.02)
-        b.add("lid" + tag, P, _grid_tris(7, 19), "まぶた", B_HEAD, ref=N, normals=N,
-              drop_degenerate=False)
-        lid_closed[tag] = Pc
+        lid_closed[tag] = add_closable("lid" + tag, "まぶた", side, U, v_open, v_closed, 0.02)
 
         # upper lash: a dark band along the top of the eye; closed, a curve low on the lid
         u = np.linspace(-1.15, 1.15, 19)
@@ -464,11 +469,7 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         v_open = top[None] - 0.1 + thick[None] * r + 0.05 * outer[None] ** 2
         centre = -0.5 - 0.22 * (1 - np.clip(u, -1, 1) ** 2)
         v_closed = centre[None] + (0.09 + 0.06 * outer[None]) * (r - 0.5)
-        P, N = _eye_map(U, v_open, p, side, 0.03)
-        Pc, _ = _eye_map(U, v_closed, p, side, 0.03)
-        b.add("lash" + tag, P, _grid_tris(3, 19), "睫毛", B_HEAD, ref=N, normals=N,
-              drop_degenerate=False)
-        lash_closed[tag] = Pc
+        lash_closed[tag] = add_closable("lash" + tag, "睫毛", side, U, v_open, v_closed, 0.03)
 
         # brow
         u = np.linspace(-0.95, 0.95, 13)
