@@ -34,6 +34,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from dataset.errors import DatasetError
 from dataset.shards import SPLITS, sha256_file
@@ -367,16 +368,22 @@ def assign_splits(sources: list[str], ratios=(0.9, 0.05, 0.05),
     return out
 
 
+def read_json(path: str | Path, missing: str, unreadable: str) -> Any:
+    """The parsed JSON file `path`; a DatasetError "<path>: <missing>" when it does not
+    exist, "<path>: <unreadable> (<why>)" when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: {missing}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"{path}: {unreadable} ({e})") from None
+
+
 def load_split_file(path: str | Path) -> dict[str, str]:
     """A split file: {"train": [names...], "validation": [...], "test": [...]} or
     {"name": "train", ...}; names are model rel_paths or source names."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(f"{p}: split file not found") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DatasetError(f"{p}: not a readable JSON split file ({e})") from None
+    data = read_json(p, "split file not found", "not a readable JSON split file")
     if not isinstance(data, dict):
         raise DatasetError(f"{p}: split file must be a JSON object")
     table: dict[str, str] = {}

@@ -49,7 +49,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dataset.discover import (ModelSource, assign_splits, discover_models, load_split_file,
-                              mesh_groups, parse_ratios, split_from_table, split_units)
+                              mesh_groups, parse_ratios, read_json, split_from_table, split_units)
 from dataset.errors import DatasetError
 from dataset.poses import REST_POSE, sample_poses
 from dataset.shards import (SPLITS, ShardWriter, compress_image, shard_name, sha256_file, tmp_glob,
@@ -571,12 +571,7 @@ def _run_render(r: RenderRequest) -> dict:
             raise DatasetError("--count is required with --models (the number of training "
                                "examples; THA1 used 500000)")
     if r.overrides is not None:
-        try:
-            table = json.loads(Path(r.overrides).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DatasetError(f"{r.overrides}: overrides file not found") from None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise DatasetError(f"{r.overrides}: not a readable JSON file ({e})") from None
+        table = read_json(r.overrides, "overrides file not found", "not a readable JSON file")
         if not isinstance(table, dict):
             raise DatasetError(f"{r.overrides}: must be a JSON object mapping model paths to overrides")
     settings = request_settings(r, models_label)
