@@ -47,6 +47,10 @@ def thactl() -> None:
 
 # ---------------------------------------------------------------- samples / preview (renderer)
 
+_overrides_option = click.option(
+    "--overrides", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="JSON file of per-model overrides (see README).")
+
 @thactl.command("samples")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--count", default=3, show_default=True, type=click.IntRange(1, 99),
@@ -76,8 +80,7 @@ def samples_cmd(out_dir, count, seed):
 @click.option("--supersample", default=1, show_default=True, type=click.IntRange(1, 4),
               help="Render at K times the size and box-filter down (combine with --aa 0 for pure SSAA).")
 @click.option("--ambient", default=0.5, show_default=True, type=float, help="Ambient light magnitude (phong; in toon mode the light is 1.2x this).")
-@click.option("--overrides", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="JSON file of per-model overrides (see README).")
+@_overrides_option
 def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersample, ambient, overrides):
     """Render MODEL (.pmx/.pmd) as THA training data would: one pose, or a contact sheet."""
     from pathlib import Path
@@ -107,8 +110,7 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersampl
 
 @thactl.command("info")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--overrides", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="JSON file of per-model overrides (see README).")
+@_overrides_option
 def info_cmd(model, overrides):
     """Load MODEL (.pmx/.pmd) and print its format, counts and face rig (eyes, mouth, neck)."""
     from renderer.modelfile import load_model
@@ -309,6 +311,11 @@ def _weights_options(f):
     return f
 
 
+_output_path_option = click.option(
+    "--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
+    help="Which output: full (combiner; default when given), pumarola or zhou.")
+
+
 def _warn(msg: str) -> None:
     click.echo(f"thactl: warning: {msg}", err=True)
 
@@ -419,8 +426,7 @@ def _pose_values(values) -> "list[float]":
               help="head_x head_y neck_z in [-1,1], left_eye right_eye mouth in [0,1].")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output RGBA PNG.")
 @click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it to the networks' size.")
-@click.option("--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
-              help="Which output: full (combiner; default when given), pumarola or zhou.")
+@_output_path_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, output, fit, path, device):
     """Pose one drawing: IMAGE (RGBA, transparent background, head in the middle box) -> out.png."""
@@ -458,8 +464,7 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
               help="Colour the frames are composited over (white, black, #rrggbb, r,g,b); "
                    "'transparent' keeps 1-bit GIF transparency.")
 @click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it.")
-@click.option("--path", "path", type=click.Choice(["full", "pumarola", "zhou"]), default=None,
-              help="Which output: full (combiner; default when given), pumarola or zhou.")
+@_output_path_option
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option("--save-poses", type=click.Path(dir_okay=False), default=None, help="Also write the poses used as CSV.")
