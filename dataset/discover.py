@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -52,7 +52,6 @@ class ModelSource:
     source: str                   # first component of rel_path: the split unit
     error: str | None = None      # discovery problem (corrupt zip, unsafe member, ...)
     sha256: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def decode_member_name(info: zipfile.ZipInfo) -> str:
@@ -184,8 +183,7 @@ def discover_models(models_dir: str | Path, cache_dir: str | Path | None = None,
                     found.append(ModelSource(rel, None, source,
                                              error=f"only unsafe member paths ({unsafe[0]!r})"))
                 for m in models:
-                    found.append(ModelSource(f"{rel}/{m}", dest.joinpath(*m.split("/")), source,
-                                             extra={"archive": rel}))
+                    found.append(ModelSource(f"{rel}/{m}", dest.joinpath(*m.split("/")), source))
     found.sort(key=lambda m: m.rel_path)
     if not found:
         raise DatasetError(f"{root}: no .pmx/.pmd models (or .zip archives of them) found")

@@ -48,7 +48,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from dataset.discover import (ModelSource, assign_splits, discover_models, load_split_file,
+from dataset.discover import (assign_splits, discover_models, load_split_file,
                               mesh_groups, parse_ratios, read_json, split_from_table, split_units)
 from dataset.errors import DatasetError
 from dataset.poses import REST_POSE, sample_poses
@@ -266,8 +266,6 @@ class _Runner:
     """Runs tasks in-process (workers <= 1) or in a spawn pool; ordered results."""
 
     def __init__(self, workers: int, init_args: tuple):
-        self.workers = workers
-        self.init_args = init_args
         self.pool = None
         if workers > 1:
             self.pool = _RestartingPool(workers, init_args)
@@ -359,7 +357,6 @@ class _RestartingPool:
                            "model; exclude it, then re-run the same command to resume")
 
     def imap(self, fn, tasks, chunksize: int = 1) -> Iterator:
-        from collections import deque
         from concurrent.futures.process import BrokenProcessPool
 
         it = iter(tasks)
