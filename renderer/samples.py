@@ -552,9 +552,9 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
                 y = np.linspace(last[1] - 0.25, chin_y - length, 9)
                 out = np.stack([np.full(9, last[0]), y, np.full(9, last[2])], 1)
                 out[:, 0] += np.sign(last[0]) * 0.08 * np.linspace(0, 1, 9)
-                _, rz_b = _torso_profile(y, p, y_top)
+                rx_b, rz_b = _torso_profile(y, p, y_top)
                 front = z_neck - rz_b - 0.12
-                on_body = np.abs(out[:, 0]) < _torso_profile(y, p, y_top)[0] + 0.1
+                on_body = np.abs(out[:, 0]) < rx_b + 0.1
                 out[:, 2] = np.where(on_body, np.minimum(out[:, 2], front), out[:, 2])
                 return out
 
