@@ -440,7 +440,7 @@ def verify_shard(path: str | Path, deep: bool = True, expected_examples: int | N
     """Problems with a shard (empty list = good).
 
     Cheap checks: opens, format, complete, SPEC datasets/dtypes/shapes, row counts,
-    model_index range, pose ranges, `expected_examples`, and attributes given in
+    model_index range, pose ranges (all by ShardReader), `expected_examples`, and attributes given in
     `expected` (e.g. {"seed": 1, "image_size": 256, "split": "train"}).  With
     `deep=True` every image chunk is also read back (catches truncation and
     corrupted compressed chunks).
@@ -461,10 +461,6 @@ def verify_shard(path: str | Path, deep: bool = True, expected_examples: int | N
                 got = r.settings
             if got != want:
                 problems.append(f"{path}: attribute {key} is {got!r}, expected {want!r}")
-        p = r.pose
-        if len(p) and (not np.all(np.isfinite(p)) or p[:, :3].min() < -1 - 1e-6
-                       or p.max() > 1 + 1e-6 or p[:, 3:].min() < -1e-6):
-            problems.append(f"{path}: pose values out of range")
         if deep:
             for name in IMAGE_DATASETS:
                 ds = r.file[name]
