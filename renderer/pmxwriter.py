@@ -275,8 +275,7 @@ def _write_bone(out: _Out, b: Bone, nbones: int) -> None:
         out.floats(b.local_axis_z if b.local_axis_z is not None else (0, 0, 1), 3)
     if flags & BoneFlag.IK:
         out.index("bone", b.ik_target)
-        out.pack("i", int(getattr(b, "ik_loop", 40)))
-        out.pack("f", float(getattr(b, "ik_limit", 0.5)))
+        out.pack("if", 40, 0.5)   # loop count, limit angle: Bone keeps neither (IK is parsed, not run)
         out.pack("i", len(b.ik_links))
         for link in b.ik_links:
             out.index("bone", link)
@@ -362,7 +361,7 @@ def pmx_bytes(model: MMDModel, display_frames: list[DisplayFrame] | None = None,
     out.text(model.name)
     out.text(model.name_en)
     out.text(model.comment)
-    out.text(getattr(model, "comment_en", "") or "")
+    out.text("")                # English comment: MMDModel keeps none
 
     out.pack("i", V)
     out.raw(_vertex_block(model, out, n_uv))
