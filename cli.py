@@ -411,9 +411,9 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 
 
 def _pose_values(values) -> "list[float]":
-    names = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
-    for i, (name, v) in enumerate(zip(names, values)):
-        lo = -1.0 if i < 3 else 0.0
+    from dataset.poses import POSE_LOW, POSE_NAMES   # numpy only
+
+    for name, v, lo in zip(POSE_NAMES, values, POSE_LOW.tolist()):
         if not (lo <= v <= 1.0):
             raise click.BadParameter(f"{name} = {v:g} is outside [{lo:g}, 1]", param_hint="--pose")
     return list(values)
