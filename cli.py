@@ -479,12 +479,13 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
 
     from pathlib import Path
 
-    if Path(output).suffix.lower() not in (".gif", ".mp4"):
+    ext = Path(output).suffix.lower()
+    if ext not in (".gif", ".mp4"):
         raise TrainError(f"{output}: output must end in .gif or .mp4")
     bg = parse_color(background)
-    if bg is None and Path(output).suffix.lower() == ".mp4":
+    if bg is None and ext == ".mp4":
         raise TrainError(f"{output}: MP4 has no transparency; give a --background colour")
-    if Path(output).suffix.lower() == ".mp4":
+    if ext == ".mp4":
         try:  # say so before rendering every frame, not after
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
