@@ -276,6 +276,7 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, bat
       torchrun --nproc_per_node 8 $(which thactl) train morpher --data ./data --out ./runs/m
     """
     import logging
+    import os
     from pathlib import Path
 
     from train.errors import TrainError
@@ -292,7 +293,7 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, bat
                       workers=workers, vgg_weights=vgg_weights, random_vgg=random_vgg, init=init, rotator=rotator,
                       quiet=quiet, skip_bad_shards=skip_bad_shards)
     summary = train(cfg)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {kind}: {summary['examples']} examples; weights in {summary['weights']}")
 
 # ---------------------------------------------------------------- eval / pose / animate / export
