@@ -24,13 +24,9 @@ class AlphaBlendHeads(nn.Module):
         return alpha * image + (1 - alpha) * change, alpha, change
 
 
-class FaceMorpher(ArchConfigMixin, nn.Module):
-    """image (B, 4, H, W) in [-1, 1] + pose3 (B, 3) = (left_eye, right_eye, mouth).
-
-    Returns (output, alpha, change), each (B, 4, H, W).
-    """
-
-    kind = "morpher"
+class AlphaBlendNet(ArchConfigMixin, nn.Module):
+    """What the morpher and the rotator share: an encoder-decoder over image + 3 pose planes and
+    the alpha-blend heads. Subclasses add their own layers, then call he_init(self)."""
 
     def __init__(self, *, image_size: int = 256, base_channels: int = 64, num_downsample: int = 3,
                  num_res_blocks: int = 6):
@@ -38,6 +34,18 @@ class FaceMorpher(ArchConfigMixin, nn.Module):
         self._record(image_size, base_channels, num_downsample, num_res_blocks)
         self.body = EncoderDecoder(4 + 3, image_size, base_channels, num_downsample, num_res_blocks)
         self.heads = AlphaBlendHeads(self.body.out_channels)
+
+
+class FaceMorpher(AlphaBlendNet):
+    """image (B, 4, H, W) in [-1, 1] + pose3 (B, 3) = (left_eye, right_eye, mouth).
+
+    Returns (output, alpha, change), each (B, 4, H, W).
+    """
+
+    kind = "morpher"
+
+    def __init__(self, **arch):
+        super().__init__(**arch)
         he_init(self)
 
     def forward(self, image: torch.Tensor, pose: torch.Tensor):

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ArchConfigMixin, EncoderDecoder, conv7, he_init, pose_planes
-from .morpher import AlphaBlendHeads
+from .blocks import conv7, he_init, pose_planes
+from .morpher import AlphaBlendNet
 
 ALIGN_CORNERS = False
 
@@ -44,7 +44,7 @@ def apply_flow(image: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return out.to(image.dtype)
 
 
-class TwoAlgoFaceRotator(ArchConfigMixin, nn.Module):
+class TwoAlgoFaceRotator(AlphaBlendNet):
     """image (B, 4, H, W) in [-1, 1] (the morphed image) + pose3 (B, 3) = (head_x, head_y, neck_z).
 
     Returns (pumarola, zhou, offsets, alpha, change):
@@ -56,12 +56,8 @@ class TwoAlgoFaceRotator(ArchConfigMixin, nn.Module):
 
     kind = "rotator"
 
-    def __init__(self, *, image_size: int = 256, base_channels: int = 64, num_downsample: int = 3,
-                 num_res_blocks: int = 6):
-        super().__init__()
-        self._record(image_size, base_channels, num_downsample, num_res_blocks)
-        self.body = EncoderDecoder(4 + 3, image_size, base_channels, num_downsample, num_res_blocks)
-        self.heads = AlphaBlendHeads(self.body.out_channels)
+    def __init__(self, **arch):
+        super().__init__(**arch)
         self.flow = conv7(self.body.out_channels, 2)
         he_init(self)
         nn.init.zeros_(self.flow.weight)  # start from the identity flow
