@@ -211,8 +211,6 @@ def load_networks(paths: dict[str, Path], device: str | torch.device = "cpu") ->
             net = load_weights(p, k)
         except WeightsError as e:
             raise WeightsInputError(str(e)) from None
-        if getattr(net, "kind", k) != k:
-            raise WeightsInputError(f"{p}: holds a {net.kind}, expected a {k}")
         nets[k] = net.to(device).eval()
     sizes = {k: int(n.config["image_size"]) for k, n in nets.items()}
     if len(set(sizes.values())) > 1:
