@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dataset.imageconv import tensor_to_uint8, uint8_to_tensor
+
 from .errors import TrainError
 
 log = logging.getLogger("thactl.inference")
@@ -154,20 +156,6 @@ def save_rgba_png(img: np.ndarray, path: str | Path) -> Path:
 # ----------------------------------------------------------------------------- image tensors
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """(…, S, S, 4) uint8 sRGB -> (…, 4, S, S) float32 THA convention (dataset.imageconv)."""
-    from dataset.imageconv import uint8_to_tensor
-
-    return uint8_to_tensor(img)
-
-
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """(…, 4, S, S) THA tensor -> (…, S, S, 4) uint8 sRGB, RGB 0 under alpha 0 (dataset.imageconv)."""
-    from dataset.imageconv import tensor_to_uint8
-
-    return tensor_to_uint8(t.detach().float().cpu())
-
-
 # ---------------------------------------------------------------------------------- weights
 
 
@@ -280,7 +268,7 @@ class PoserRunner:
         if img.shape != (self.image_size, self.image_size, 4):
             raise ImageInputError(f"image is {img.shape}, the networks take "
                                   f"({self.image_size}, {self.image_size}, 4)")
-        self._image = to_tensor(img).unsqueeze(0).to(self.device)
+        self._image = uint8_to_tensor(img).unsqueeze(0).to(self.device)
         self._morphed.clear()
 
     def _autocast(self):
@@ -342,7 +330,7 @@ class PoserRunner:
                 torch.cuda.synchronize(self.device)
             self.net_seconds += time.perf_counter() - t0
             self.frames += len(p)
-            frames.append(to_uint8(out))
+            frames.append(tensor_to_uint8(out))
             if progress is not None:
                 progress(len(p))
         return np.concatenate(frames) if frames else np.zeros((0, self.image_size, self.image_size, 4), np.uint8)
