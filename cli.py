@@ -531,6 +531,54 @@ def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, 
     click.echo(f"wrote {onnx_out} ({runner.path} path, {runner.image_size}x{runner.image_size}, opset {opset}); {msg}")
 
 
+# ---------------------------------------------------------------- serve (browser app)
+
+@thactl.command("serve")
+@click.option("--models", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Model collection for the model page (QA, framing and morph editor).")
+@click.option("--overrides", type=click.Path(dir_okay=False), default=None,
+              help="Override file the model page writes (default: MODEL.thactl.json beside each model).")
+@click.option("--drawings", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of drawings the puppet page may open (uploads always work).")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="Network weights for the puppet page (folder of .safetensors or THA1 files).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but localhost needs --allow-remote.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--allow-remote", is_flag=True,
+              help="Allow --host to be a non-local address (anyone who reaches it can use the app).")
+def serve_cmd(models, overrides, drawings, weights, device, host, port, allow_remote):
+    """Run the browser app on localhost: model QA and editor, live poser, webcam puppet.
+
+    \b
+    Examples:
+      thactl serve --models ./pmx                   # then open http://127.0.0.1:8765/
+      thactl serve --weights ./weights --drawings ./drawings
+    """
+    from pathlib import Path
+
+    from app.config import ServeConfig
+    from app.server import is_local, make_server
+
+    if not is_local(host) and not allow_remote:
+        raise click.BadParameter(f"{host} is not a local address; add --allow-remote to listen on it",
+                                 param_hint="--host")
+    if not is_local(host):
+        _warn(f"listening on {host}: anyone who can reach this machine can use the app and its files")
+    cfg = ServeConfig(host=host, port=port, models=Path(models).resolve() if models else None,
+                      overrides=Path(overrides).resolve() if overrides else None,
+                      drawings=Path(drawings).resolve() if drawings else None,
+                      weights=Path(weights).resolve() if weights else None, device=device)
+    server = make_server(cfg)
+    url_host = f"[{host}]" if ":" in host else host
+    click.echo(f"thactl serve: http://{url_host}:{server.server_address[1]}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 def _one_line(e: BaseException) -> str:
     """A user error's message on one line. An error raised in a DataLoader worker process
     comes back carrying the worker's traceback text: keep its last line (the message)."""
