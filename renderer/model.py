@@ -83,6 +83,31 @@ class MorphKind(enum.IntEnum):
     IMPULSE = 10
 
 
+MATERIAL_MORPH_WIDTH = 28
+
+
+class MaterialMorphColumn:
+    """Column layout of a material morph row (`Morph.values`, and of `PosedMesh.material_morph`).
+
+    In a morph row every column is an operand (multiply or add). In a posed array,
+    the first 16 columns hold the material's effective values and TINTS holds
+    RGBA tints for the texture, sphere and toon colours (1 = unchanged).
+    Row width: MATERIAL_MORPH_WIDTH.
+    """
+    DIFFUSE = slice(0, 4)          # RGBA
+    DIFFUSE_ALPHA = 3
+    SPECULAR = slice(4, 7)         # RGB
+    SPECULAR_POWER = 7
+    AMBIENT = slice(8, 11)         # RGB
+    EDGE_COLOR = slice(11, 15)     # RGBA
+    EDGE_SIZE = 15
+    TEXTURE_TINT = slice(16, 20)   # RGBA
+    TEXTURE_TINT_ALPHA = 19
+    SPHERE_TINT = slice(20, 24)    # RGBA
+    TOON_TINT = slice(24, 28)      # RGBA
+    TINTS = slice(16, 28)          # TEXTURE_TINT, SPHERE_TINT, TOON_TINT
+
+
 class MorphPanel(enum.IntEnum):
     """Which MMD slider panel a morph sits on."""
     SYSTEM = 0
@@ -139,8 +164,8 @@ class Morph:
     BONE:            indices (K,) bone indices, translations (K,3), rotations (K,4) quaternion x,y,z,w
     GROUP, FLIP:     indices (K,) morph indices, weights (K,) float32
     MATERIAL:        indices (K,) material index (-1 = all), operations (K,) uint8 (0 mul, 1 add),
-                     values (K,28) float32 (diffuse4 specular3 power1 ambient3 edge4 edgesize1
-                     texture4 sphere4 toon4)
+                     values (K, MATERIAL_MORPH_WIDTH) float32, columns named by
+                     MaterialMorphColumn
     IMPULSE:         indices (K,) rigid-body indices (data kept for completeness, never evaluated)
     """
     name: str

@@ -52,6 +52,7 @@ from pymeshio.pmx import reader as pmx_reader
 
 from renderer.errors import ModelLoadError
 from renderer.model import (
+    MATERIAL_MORPH_WIDTH,
     Bone,
     BoneFlag,
     Material,
@@ -368,7 +369,7 @@ class _PmxReader(_ArrayMixin, pmx_reader.Reader):
         elif 3 <= kind <= 7:
             dt = [("i", _VIDX[vs]), ("o", "<f4", 4)]
         elif kind == 8:
-            dt = [("i", _INT[ms]), ("op", "u1"), ("v", "<f4", 28)]
+            dt = [("i", _INT[ms]), ("op", "u1"), ("v", "<f4", MATERIAL_MORPH_WIDTH)]
         elif kind == 10:
             dt = [("i", _INT[rs]), ("local", "u1"), ("v", "<f4", 6)]
         else:

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .model import (
+    MATERIAL_MORPH_WIDTH,
     Bone,
     BoneFlag,
     Material,
@@ -315,10 +316,10 @@ def _write_morph(out: _Out, m: Morph) -> None:
         rec = np.zeros(K, dt)
         rec["v"] = np.asarray(m.offsets, np.float32).reshape(K, 4)
     elif kind == MorphKind.MATERIAL:
-        dt = np.dtype([("i", _SIGNED[sz["material"]]), ("op", "u1"), ("v", "<f4", 28)])
+        dt = np.dtype([("i", _SIGNED[sz["material"]]), ("op", "u1"), ("v", "<f4", MATERIAL_MORPH_WIDTH)])
         rec = np.zeros(K, dt)
         rec["op"] = np.asarray(m.operations, np.uint8).reshape(K)
-        rec["v"] = np.asarray(m.values, np.float32).reshape(K, 28)
+        rec["v"] = np.asarray(m.values, np.float32).reshape(K, MATERIAL_MORPH_WIDTH)
     else:  # pragma: no cover - all PMX 2.0 kinds handled above
         raise PmxWriteError(f"morph {m.name!r}: unsupported kind {kind}")
     rec["i"] = idx

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from renderer.model import MMDModel, MorphKind, SkinningType
+from renderer.model import MATERIAL_MORPH_WIDTH, MMDModel, MorphKind, SkinningType
+from renderer.model import MaterialMorphColumn as MC
 from renderer.morphs import flatten_morph_weights
 from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul, quat_pow
 
@@ -43,19 +44,16 @@ POSE_NAMES = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
 ANGLE_DEGREES = 15.0
 REST_POSE = np.array([0, 0, 0, 0, 0, 1], np.float32)
 
-# material morph columns: diffuse4 specular3 power1 ambient3 edge4 edgesize1 texture4 sphere4 toon4
-MATERIAL_COLUMNS = 28
-
 
 @dataclass
 class PosedMesh:
     positions: np.ndarray              # (V,3) float32
     normals: np.ndarray                # (V,3) float32
     uvs: np.ndarray                    # (V,2) float32
-    # (M,28) float32 or None (no material morph active). Columns 0..15 are the material's
-    # effective values after the morphs (diffuse4 specular3 power1 ambient3 edge_color4
-    # edge_size1: base·Πmul + Σadd); columns 16..27 are RGBA tints for the texture, sphere
-    # and toon colours (Πmul + Σadd starting from 1; colour_used = colour_sampled · tint).
+    # (M, MATERIAL_MORPH_WIDTH) float32 or None (no material morph active), columns named by
+    # MaterialMorphColumn. DIFFUSE..EDGE_SIZE are the material's effective values after the
+    # morphs (base·Πmul + Σadd); TINTS are RGBA tints for the texture, sphere and toon colours
+    # (Πmul + Σadd starting from 1; colour_used = colour_sampled · tint).
     material_morph: np.ndarray | None
 
 
@@ -69,15 +67,15 @@ def neck_quaternions(pose6) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _material_base(model: MMDModel) -> np.ndarray:
-    base = np.zeros((len(model.materials), MATERIAL_COLUMNS), np.float32)
+    base = np.zeros((len(model.materials), MATERIAL_MORPH_WIDTH), np.float32)
     for i, m in enumerate(model.materials):
-        base[i, 0:4] = m.diffuse
-        base[i, 4:7] = m.specular
-        base[i, 7] = m.specular_power
-        base[i, 8:11] = m.ambient
-        base[i, 11:15] = m.edge_color
-        base[i, 15] = m.edge_size
-        base[i, 16:28] = 1.0
+        base[i, MC.DIFFUSE] = m.diffuse
+        base[i, MC.SPECULAR] = m.specular
+        base[i, MC.SPECULAR_POWER] = m.specular_power
+        base[i, MC.AMBIENT] = m.ambient
+        base[i, MC.EDGE_COLOR] = m.edge_color
+        base[i, MC.EDGE_SIZE] = m.edge_size
+        base[i, MC.TINTS] = 1.0
     return base
 
 
@@ -281,8 +279,8 @@ class ModelPoser:
     def _apply_material_morph(self, acc, m, w):
         M = len(self.model.materials)
         if acc is None:
-            acc = (np.ones((M, MATERIAL_COLUMNS), np.float32),
-                   np.zeros((M, MATERIAL_COLUMNS), np.float32))
+            acc = (np.ones((M, MATERIAL_MORPH_WIDTH), np.float32),
+                   np.zeros((M, MATERIAL_MORPH_WIDTH), np.float32))
         mul, add = acc
         for target, op, vals in zip(m.indices.tolist(), m.operations.tolist(), m.values):
             rows = slice(None) if target < 0 else slice(target, target + 1)
