@@ -153,6 +153,10 @@ class Bone:
     local_axis_z: np.ndarray | None = None
     ik_target: int = -1            # IK is parsed, not evaluated (head-only poses)
     ik_links: list[int] = field(default_factory=list)
+    # where the bone's tail (the end MMD draws it to) is: bone `tail_bone`, or, when that is -1,
+    # `position + tail_offset`
+    tail_bone: int = -1
+    tail_offset: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))  # (3,) float32
 
 
 @dataclass

@@ -524,8 +524,11 @@ def _parse_pmx(path: Path, data: bytes) -> MMDModel:
         if parent < -1 or parent >= B or parent == i:
             warnings.append(f"bone {b.name!r}: parent {parent} out of range (made a root)")
             parent = -1
+        tail = int(b.tail_index)
         bone = Bone(name=b.name, name_en=b.english_name, position=_vec(b.position),
-                    parent=parent, deform_layer=int(b.layer), flags=flags)
+                    parent=parent, deform_layer=int(b.layer), flags=flags,
+                    tail_bone=tail if flags & BoneFlag.TAIL_IS_BONE and 0 <= tail < B else -1,
+                    tail_offset=_vec(b.tail_position))
         if flags & (BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION):
             ap = int(b.effect_index)
             if 0 <= ap < B and ap != i:
@@ -740,7 +743,7 @@ def _parse_pmd(path: Path, data: bytes) -> MMDModel:
         if has_tail:
             flags |= BoneFlag.TAIL_IS_BONE
         bone = Bone(name=_sjis(b.name), name_en=bone_en[i], position=_vec(b.pos),
-                    parent=parent, deform_layer=0, flags=flags)
+                    parent=parent, deform_layer=0, flags=flags, tail_bone=tail if has_tail else -1)
         if b.type == 5 and b.ik_index < B and b.ik_index != i:
             bone.append_parent, bone.append_weight = int(b.ik_index), 1.0
         elif b.type == 9 and has_tail and tail != i:

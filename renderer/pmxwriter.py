@@ -10,7 +10,7 @@ what MikuMikuDance, PMXEditor and pymeshio expect from a PMX 2.0 file:
 * vertices with BDEF1 / BDEF2 / BDEF4 / SDEF weights (QDEF is PMX 2.1 and is
   refused), edge scale;
 * triangles, the texture table, materials (texture / sphere index, shared or
-  own toon), bones (parent, deform layer, flags, tail, append parent and
+  own toon), bones (parent, deform layer, flags, tail bone or offset, append parent and
   weight, fixed/local axes, IK), morphs of the PMX 2.0 kinds (group, vertex,
   bone, UV, additional UV, material), display frames, and an empty rigid-body
   and joint list.
@@ -20,13 +20,8 @@ is no per-vertex Python loop (a 22k-vertex model writes in ~15 ms).
 
 `load_model(...)` → `pmx_bytes(...)` → `load_model(...)` gives back the same
 arrays, materials, bones and morphs for every model in ../shared/models (PMD
-files come out as PMX). Not kept: bone tails of loaded models (written as zero
-offsets), IK loop counts/limits/link angle limits (written as 40 / 0.5 rad /
-none), rigid bodies and joints (none written).
-
-Optional extras read with getattr: `Bone.tail_bone` (index, -1 = none) or
-`Bone.tail_offset` (3,) for the bone's tail, `Bone.ik_loop`, `Bone.ik_limit`,
-`MMDModel.comment_en`.
+files come out as PMX). Not kept: IK loop counts/limits/link angle limits
+(written as 40 / 0.5 rad / none), rigid bodies and joints (none written).
 """
 from __future__ import annotations
 
@@ -250,9 +245,7 @@ def _write_bone(out: _Out, b: Bone, nbones: int) -> None:
         raise PmxWriteError(f"bone {b.name!r} has an append parent but no append flag")
     if flags & BoneFlag.EXTERNAL_PARENT:
         raise PmxWriteError(f"bone {b.name!r}: external parent is not supported by this writer")
-    tail_bone = getattr(b, "tail_bone", None)
-    tail_offset = getattr(b, "tail_offset", None)
-    if tail_bone is not None and tail_bone >= 0:
+    if b.tail_bone >= 0:
         flags |= BoneFlag.TAIL_IS_BONE
     else:
         flags &= ~BoneFlag.TAIL_IS_BONE
@@ -263,9 +256,9 @@ def _write_bone(out: _Out, b: Bone, nbones: int) -> None:
     out.pack("i", int(b.deform_layer))
     out.pack("H", int(flags) & 0xFFFF)
     if flags & BoneFlag.TAIL_IS_BONE:
-        out.index("bone", tail_bone)
+        out.index("bone", b.tail_bone)
     else:
-        out.floats(tail_offset if tail_offset is not None else np.zeros(3), 3)
+        out.floats(b.tail_offset, 3)
     if flags & (BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION):
         out.index("bone", b.append_parent)
         out.pack("f", float(b.append_weight))
@@ -281,7 +274,7 @@ def _write_bone(out: _Out, b: Bone, nbones: int) -> None:
         for link in b.ik_links:
             out.index("bone", link)
             out.pack("B", 0)
-    for idx in (b.parent, b.append_parent, b.ik_target):
+    for idx in (b.parent, b.append_parent, b.ik_target, b.tail_bone):
         if not -1 <= idx < nbones:
             raise PmxWriteError(f"bone {b.name!r} references bone {idx}, which does not exist")
 

@@ -673,11 +673,9 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
 
     # ---- bones
     def bone(name, en, pos_, parent, flags, layer=0, tail=None, tail_bone=-1, append=-1):
-        bn = Bone(name, en, _q(pos_), parent, layer, BoneFlag(flags),
-                  append_parent=append, append_weight=1.0 if append >= 0 else 0.0)
-        bn.tail_bone = tail_bone
-        bn.tail_offset = _q(tail if tail is not None else np.zeros(3))
-        return bn
+        return Bone(name, en, _q(pos_), parent, layer, BoneFlag(flags),
+                    append_parent=append, append_weight=1.0 if append >= 0 else 0.0,
+                    tail_bone=tail_bone, tail_offset=_q(tail if tail is not None else np.zeros(3)))
 
     std = BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED
     bones = [

@@ -259,6 +259,10 @@ def test_load_model_and_face_rig(sample_paths):
         np.testing.assert_allclose(m.bone_weights, ref.bone_weights, atol=1e-6)
         assert [b.name for b in m.bones] == [b.name for b in ref.bones]
         assert [b.parent for b in m.bones] == [b.parent for b in ref.bones]
+        # bone tails: 上半身 → 首 → 頭 point at bones, the others carry offsets
+        assert [b.tail_bone for b in m.bones] == [b.tail_bone for b in ref.bones] == [-1, 2, 3, -1, -1, -1, -1]
+        np.testing.assert_array_equal(np.stack([b.tail_offset for b in m.bones]),
+                                      np.stack([b.tail_offset for b in ref.bones]))
         assert [x.name for x in m.morphs] == [x.name for x in ref.morphs]
         assert [x.texture for x in m.materials] == [x.texture for x in ref.materials]
         rig = resolve_face_rig(m)
@@ -453,6 +457,8 @@ def test_writer_round_trips_every_real_model(shared_models):
                    (x.name, x.parent, x.deform_layer, x.append_parent, x.ik_target, x.ik_links)
             np.testing.assert_array_equal(y.position, x.position)
             assert y.append_weight == pytest.approx(x.append_weight)
+            assert y.tail_bone == x.tail_bone
+            np.testing.assert_array_equal(y.tail_offset, x.tail_offset)
         for x, y in zip(a.morphs, b.morphs, strict=True):
             assert (y.name, y.kind, y.panel) == (x.name, x.kind, x.panel)
             for f in ("indices", "offsets", "translations", "rotations", "weights", "operations", "values"):
