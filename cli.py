@@ -412,10 +412,13 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 
 
 def _pose_values(values) -> "list[float]":
-    from dataset.poses import POSE_LOW, POSE_NAMES   # numpy only
+    import numpy as np
 
-    for name, v, lo in zip(POSE_NAMES, values, POSE_LOW.tolist()):
-        if not (lo <= v <= 1.0):
+    from renderer.posevector import POSE_LOW, POSE_NAMES, out_of_range   # numpy only
+
+    bad = out_of_range(np.array(values, np.float64), tolerance=0.0)
+    for name, v, lo, is_bad in zip(POSE_NAMES, values, POSE_LOW.tolist(), bad):
+        if is_bad:
             raise click.BadParameter(f"{name} = {v:g} is outside [{lo:g}, 1]", param_hint="--pose")
     return list(values)
 

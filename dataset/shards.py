@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from dataset.errors import ShardError
-from dataset.poses import ANGLE_DEGREES, POSE_NAMES
+from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, out_of_range
 
 FORMAT = "thactl-shard"
 FORMAT_VERSION = 1
@@ -426,7 +426,7 @@ def pose_problem(pose: np.ndarray) -> str | None:
         return None
     if not np.all(np.isfinite(p)):
         return "pose values are not finite (corrupt data)"
-    if p[:, :3].min() < -1 - 1e-6 or p.max() > 1 + 1e-6 or p[:, 3:].min() < -1e-6:
+    if out_of_range(p).any():
         return "pose values out of range (corrupt data)"
     return None
 

@@ -36,6 +36,7 @@ import numpy as np
 from renderer.errors import ContextError, RenderError, RendererError
 from renderer.framing import Frame
 from renderer.model import MaterialFlag, MMDModel, SphereMode
+from renderer.posevector import out_of_range
 from renderer.textures import TextureSet, builtin_toon
 
 log = logging.getLogger("thactl.renderer")
@@ -591,7 +592,7 @@ def check_pose(pose) -> np.ndarray:
     p = np.asarray(pose, np.float32).reshape(-1)
     if p.shape != (6,) or not np.isfinite(p).all():
         raise RenderError(f"pose must be 6 finite numbers (head_x head_y neck_z left_eye right_eye mouth), got {list(p)}")
-    if np.abs(p[:3]).max() > 1 + 1e-6 or p[3:].min() < -1e-6 or p[3:].max() > 1 + 1e-6:
+    if out_of_range(p).any():
         raise RenderError(f"pose out of range: head values must be in [-1, 1], eye/mouth values in [0, 1]; got {' '.join(f'{v:g}' for v in p)}")
     return p
 
