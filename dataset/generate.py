@@ -52,9 +52,9 @@ from dataset.discover import (assign_splits, discover_models, load_split_file,
                               mesh_groups, parse_ratios, read_json, split_from_table, split_units)
 from dataset.errors import DatasetError
 from dataset.poses import REST_POSE, sample_poses
-from dataset.shards import (SPLITS, ShardWriter, compress_image, shard_name, sha256_file, tmp_glob,
-                            verify_shard)
+from dataset.shards import SPLITS, ShardWriter, compress_image, shard_name, sha256_file, verify_shard
 from dataset.validate import VALIDATION_VERSION, ModelCheck
+from renderer.atomicfile import temp_glob, write_json
 
 log = logging.getLogger("thactl.dataset")
 
@@ -100,20 +100,6 @@ def _file_hash(path: str | Path | None) -> str | None:
     if not p.is_file():
         raise DatasetError(f"{p}: file not found")
     return sha256_file(p)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ------------------------------------------------------------------------------ plan
@@ -634,7 +620,7 @@ def _run_render(r: RenderRequest) -> dict:
             runner.close()
             runner = None
             cache.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(vcache_path, vcache)
+            write_json(vcache_path, vcache, durable=True)
         checks = {m.rel_path: ModelCheck.from_json(vcache[keys[m.rel_path]]) for m in usable}
         by_rel = {m.rel_path: m for m in usable}
         for rel, c in checks.items():
@@ -756,11 +742,11 @@ def _run_render(r: RenderRequest) -> dict:
         done = {sh.rel for sh in shards if shard_ok(sh)}
         for sh in shards:  # temporary files of complete shards can only be leftovers
             if sh.rel in done:
-                for stale in (out / sh.split).glob(tmp_glob(shard_name(sh.index))):
+                for stale in (out / sh.split).glob(temp_glob(shard_name(sh.index))):
                     stale.unlink(missing_ok=True)
         todo_shards = [sh for sh in shards if sh.rel not in done
                        and (part is None or sh.global_index % part[1] == part[0] - 1)]
-        write_json_atomic(out / MANIFEST, manifest(done))
+        write_json(out / MANIFEST, manifest(done), durable=True)
         done_before = set(done)
         total = sum(sh.count for sh in todo_shards)
         if todo_shards:
@@ -774,14 +760,14 @@ def _run_render(r: RenderRequest) -> dict:
             finally:
                 if done != done_before:  # record the shards finished so far, even on Ctrl-C
                     try:
-                        write_json_atomic(out / MANIFEST, manifest(done))
+                        write_json(out / MANIFEST, manifest(done), durable=True)
                     except OSError:
                         pass
             bar.close()
             runner.close()
             runner = None
         man = manifest(done)
-        write_json_atomic(out / MANIFEST, man)
+        write_json(out / MANIFEST, man, durable=True)
         man["_elapsed_s"] = time.time() - t_start
         man["_render_s"] = time.time() - t_validated
         man["_workers"] = workers
@@ -816,7 +802,7 @@ def _render_shards(runner: _Runner, out: Path, plans: dict[str, SplitPlan],
         for res in runner.imap(_render_task, tasks()):
             sh, grp = planned.popleft()
             if current is not sh:
-                for stale in (out / sh.split).glob(tmp_glob(shard_name(sh.index))):
+                for stale in (out / sh.split).glob(temp_glob(shard_name(sh.index))):
                     stale.unlink()
                 writer = ShardWriter(out / sh.rel, r.size, sh.split, r.seed, shard_settings[sh.split])
                 current = sh

@@ -17,17 +17,15 @@ pose_names, angle_degrees=15, seed, complete, settings (JSON), num_examples,
 num_models.  Image datasets are chunked one image per chunk and compressed
 (IMAGE_COMPRESSION below; chosen by measurement).
 
-A shard is written as `.<name>.<host>-<pid>.tmp` in the same folder and
-renamed to its final name only by `finish()`, after `complete` is set and the
-file is flushed, so a reader never sees a half-written shard under the final
-name.  This module imports only numpy and h5py.
+A shard is written under renderer.atomicfile's temporary name (`.<name>.<host>-<pid>.tmp`
+in the same folder) and renamed to its final name only by `finish()`, after `complete`
+is set and the file is flushed, so a reader never sees a half-written shard under the
+final name.  This module imports only numpy, h5py and numpy-only renderer modules.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,6 +34,7 @@ import h5py
 import numpy as np
 
 from dataset.errors import ShardError
+from renderer.atomicfile import commit, discard, temp_path
 from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, out_of_range
 
 FORMAT = "thactl-shard"
@@ -70,11 +69,6 @@ _STR = h5py.string_dtype(encoding="utf-8")
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
-
-
-def tmp_glob(final_name: str) -> str:
-    """Glob pattern matching the temporary files of a shard (any host/pid)."""
-    return f".{final_name}.*.tmp"
 
 
 def sha256_file(path: str | Path, data: bytes | None = None) -> str:
@@ -119,9 +113,7 @@ class ShardWriter:
             raise ValueError("image_size must be positive")
         self.split = str(split)
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        host = socket.gethostname().replace(".", "_").replace("/", "_") or "host"
-        self.tmp_path = self.final_path.with_name(
-            f".{self.final_path.name}.{host}-{os.getpid()}.tmp")
+        self.tmp_path = temp_path(self.final_path)
         self._file = h5py.File(self.tmp_path, "w", libver="latest")
         self._n = 0
         self._m = 0
@@ -220,20 +212,7 @@ class ShardWriter:
         f.attrs["complete"] = True
         f.flush()
         f.close()
-        fd = os.open(self.tmp_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self.tmp_path, self.final_path)
-        try:  # make the rename itself durable
-            dfd = os.open(self.final_path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        commit(self.tmp_path, self.final_path, durable=True)
         self._finished = True
         return self.final_path
 
@@ -244,10 +223,7 @@ class ShardWriter:
                 self._file.close()
         finally:
             if not self._finished:
-                try:
-                    self.tmp_path.unlink()
-                except FileNotFoundError:
-                    pass
+                discard(self.tmp_path)
 
     def __enter__(self) -> "ShardWriter":
         return self
