@@ -35,6 +35,7 @@ import numpy as np
 
 from dataset.errors import ShardError
 from renderer.atomicfile import commit, discard, temp_path
+from renderer.errors import first_line
 from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, out_of_range
 
 FORMAT = "thactl-shard"
@@ -311,12 +312,12 @@ class ShardReader:
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as e:
-            raise ShardError(f"{self.path}: cannot open as HDF5 ({_short(e)})") from None
+            raise ShardError(f"{self.path}: cannot open as HDF5 ({first_line(e, 200)})") from None
         try:
             problems = _check_layout(self.file, self.path, require_complete)
         except Exception as e:  # corrupt metadata raises all sorts of things inside h5py
             self.file.close()
-            raise ShardError(f"{self.path}: unreadable shard ({_short(e)})") from None
+            raise ShardError(f"{self.path}: unreadable shard ({first_line(e, 200)})") from None
         if problems:
             self.file.close()
             raise ShardError(problems[0])
@@ -337,7 +338,7 @@ class ShardReader:
             self.model_frame = self.file["model_frame"][...]
         except Exception as e:
             self.file.close()
-            raise ShardError(f"{self.path}: unreadable shard ({_short(e)})") from None
+            raise ShardError(f"{self.path}: unreadable shard ({first_line(e, 200)})") from None
         self.num_examples = int(len(self.pose))
         self.num_models = int(len(self.model_path))
         if self.num_examples and (self.model_index.min() < 0
@@ -366,7 +367,7 @@ class ShardReader:
         try:
             return self.file[name][i]
         except (OSError, KeyError, RuntimeError) as e:
-            raise ShardError(f"{self.path}: {name}[{i}] unreadable ({_short(e)})") from None
+            raise ShardError(f"{self.path}: {name}[{i}] unreadable ({first_line(e, 200)})") from None
 
     def example(self, i: int) -> dict[str, Any]:
         """Everything about example i as numpy arrays (images uint8 (S,S,4))."""
@@ -407,10 +408,6 @@ def pose_problem(pose: np.ndarray) -> str | None:
     return None
 
 
-def _short(e: BaseException) -> str:
-    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-
-
 def verify_shard(path: str | Path, deep: bool = True, expected_examples: int | None = None,
                  expected: dict[str, Any] | None = None) -> list[str]:
     """Problems with a shard (empty list = good).
@@ -444,10 +441,10 @@ def verify_shard(path: str | Path, deep: bool = True, expected_examples: int | N
                     try:
                         ds[i]
                     except Exception as e:
-                        problems.append(f"{path}: {name}[{i}] unreadable ({_short(e)})")
+                        problems.append(f"{path}: {name}[{i}] unreadable ({first_line(e, 200)})")
                         break
     except Exception as e:
-        problems.append(f"{path}: unreadable shard ({_short(e)})")
+        problems.append(f"{path}: unreadable shard ({first_line(e, 200)})")
     finally:
         r.close()
     return problems

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import ContextError, RenderError, RendererError
+from renderer.errors import ContextError, RenderError, RendererError, first_line
 from renderer.framing import Frame
 from renderer.model import MaterialFlag, MMDModel, SphereMode
 from renderer.posevector import out_of_range
@@ -75,7 +75,7 @@ def gl_context():
             _GL_PID = os.getpid()
         except Exception as e:
             raise ContextError(
-                f"cannot create a headless OpenGL (EGL) context: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                f"cannot create a headless OpenGL (EGL) context: {first_line(e)}; "
                 f"install the system packages {_SYSTEM_PACKAGES}, or a GPU driver that provides EGL") from e
     return _GL_CONTEXT
 
@@ -255,7 +255,7 @@ class ModelScene:
         except BaseException as e:
             self.release()
             if isinstance(e, Exception) and not isinstance(e, RenderError):
-                detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                detail = first_line(e, 200)
                 raise RenderError(f"{getattr(model, 'path', '?')}: cannot prepare the model for "
                                   f"rendering ({detail})") from e
             raise
