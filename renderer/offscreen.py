@@ -638,21 +638,16 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4,
     """RGB uint8 grid of RGBA renders composited over `background`, each labelled underneath."""
     from PIL import Image, ImageDraw
 
+    from renderer.imagegrid import cell_origin, composite_over, enlarge, tile
+
     s0 = images[0].shape[0]
     zoom = -(-112 // s0) if s0 < 112 else 1  # small renders are enlarged (nearest) so the labels fit
     s = s0 * zoom
     label_h = 16
-    rows = (len(images) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * s, rows * (s + label_h)), (255, 255, 255))
+    cells = [enlarge(composite_over(img, background), zoom) for img in images]
+    sheet = Image.fromarray(tile(cells, columns, gap_below=label_h, background=(255, 255, 255)))
     draw = ImageDraw.Draw(sheet)
-    bg = np.asarray(background, np.float32)
-    for i, (img, label) in enumerate(zip(images, labels)):
-        a = img[..., 3:4].astype(np.float32) / 255.0
-        comp = (img[..., :3].astype(np.float32) * a + bg * (1 - a) + 0.5).astype(np.uint8)
-        x, y = (i % columns) * s, (i // columns) * (s + label_h)
-        cell = Image.fromarray(comp)
-        if zoom > 1:
-            cell = cell.resize((s, s), Image.Resampling.NEAREST)
-        sheet.paste(cell, (x, y))
+    for i, label in enumerate(labels):
+        x, y = cell_origin(i, columns, s, gap_below=label_h)
         draw.text((x + 3, y + s + 2), label, fill=(0, 0, 0))
     return np.asarray(sheet)
