@@ -194,10 +194,9 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
         split_file=Path(split_file) if split_file else None,
         overrides=Path(overrides) if overrides else None, workers=workers, part=part, force=force,
         progress=not quiet, dedupe=dedupe)
-    man = run_render(req)
-    n = man.get("_rendered_examples", 0)
-    dt = man.get("_elapsed_s", 0.0)
-    for line in summary_lines(man):
+    result = run_render(req)
+    n, dt = result.stats.rendered_examples, result.stats.elapsed_s
+    for line in summary_lines(result.manifest):
         click.echo(line)
     rate = f" ({n / dt:.1f} examples/s overall)" if n and dt > 0 else ""
     click.echo(f"rendered {n} examples in {dt:.1f} s{rate} -> {out}")
