@@ -212,7 +212,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
 @click.option("--seed", type=int, default=0, show_default=True, help="Which random examples to show.")
 def inspect_cmd(path, sheet, examples, verify, seed) -> None:
     """Summarise a data folder or one shard: counts, models, pose statistics, rejections."""
-    from dataset.inspect import inspect_path
+    from dataset.shardinfo import inspect_path
 
     from dataset.errors import DatasetError
 

@@ -242,7 +242,7 @@ SAME_MESH_TOLERANCE = 0.01
 
 
 def same_mesh(a: dict | None, b: dict | None) -> bool:
-    """Whether two fingerprints (dataset.validate.mesh_fingerprint) are "the same mesh":
+    """Whether two fingerprints (dataset.modelcheck.mesh_fingerprint) are "the same mesh":
 
     1. the same rest shape: equal `shape` hashes (the set of rest positions quantised to
        1e-3 of the bounding box: a .pmd and its .pmx conversion, a re-textured copy, a

@@ -3,7 +3,7 @@
 Phases, one function each (run_render runs them in order):
   resolve_models     discover (folders, zips) and hash every model file;
   check_models       verdicts (load, face rig, probe render, mesh fingerprint;
-                     dataset.validate), cached in OUT/.cache/validation.json;
+                     dataset.modelcheck), cached in OUT/.cache/validation.json;
   plan_render        select, assign splits by source (sources sharing a mesh
                      united, dataset.discover), plan every split and shard;
   render_missing     render the shards that are not complete yet;
@@ -61,7 +61,7 @@ from dataset.discover import (ModelSource, assign_splits, discover_models, load_
 from dataset.errors import DatasetError
 from dataset.poses import REST_POSE, sample_poses
 from dataset.shards import SPLITS, ShardWriter, compress_image, shard_name, sha256_file, verify_shard
-from dataset.validate import PROBE_SIZE, VALIDATION_VERSION, ModelCheck
+from dataset.modelcheck import PROBE_SIZE, VALIDATION_VERSION, ModelCheck
 from renderer.atomicfile import temp_glob, write_json
 
 log = logging.getLogger("thactl.dataset")
@@ -230,7 +230,7 @@ def _model_state(path: str):
 def _validate_task(task: tuple[str, str, str]) -> dict:
     from renderer.offscreen import RenderContext
 
-    from dataset.validate import PROBE_SIZE, validate_model
+    from dataset.modelcheck import PROBE_SIZE, validate_model
 
     path, rel, sha = task
     if _W.get("probe") is None:
@@ -667,7 +667,7 @@ class CheckOptions:
 
 def check_models(found: list[ModelSource], cache: Path, opts: CheckOptions, workers: int = 1,
                  progress: bool = False) -> dict[str, ModelCheck]:
-    """The verdict (dataset.validate.ModelCheck) of every model of `found` without a discovery
+    """The verdict (dataset.modelcheck.ModelCheck) of every model of `found` without a discovery
     error, by rel_path in `found`'s order.  Verdicts come from `cache`/validation.json when
     the model file, its override file, the overrides table, the checks and the shading are
     unchanged; the others are computed in up to `workers` processes and added to the cache."""
