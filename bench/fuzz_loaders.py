@@ -259,7 +259,8 @@ def downstream(m) -> str | None:
     try:
         from renderer.framing import estimate_frame
         from renderer.morphs import resolve_face_rig
-        from renderer.posing import REST_POSE, ModelPoser
+        from renderer.posevector import REST_POSE
+        from renderer.posing import ModelPoser
 
         rig = resolve_face_rig(m)
         if rig.problems():

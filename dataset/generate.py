@@ -59,10 +59,11 @@ import numpy as np
 from dataset.discover import (ModelSource, assign_splits, discover_models, load_split_file,
                               mesh_groups, parse_ratios, read_json, split_from_table, split_units)
 from dataset.errors import DatasetError
-from dataset.poses import REST_POSE, sample_poses
+from dataset.poses import sample_poses
 from dataset.shards import SPLITS, ShardWriter, compress_image, shard_name, sha256_file, verify_shard
 from dataset.modelcheck import PROBE_SIZE, VALIDATION_VERSION, ModelCheck
 from renderer.atomicfile import temp_glob, write_json
+from renderer.posevector import REST_POSE
 
 log = logging.getLogger("thactl.dataset")
 
