@@ -194,10 +194,9 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
         split_file=Path(split_file) if split_file else None,
         overrides=Path(overrides) if overrides else None, workers=workers, part=part, force=force,
         progress=not quiet, dedupe=dedupe)
-    man = run_render(req)
-    n = man.get("_rendered_examples", 0)
-    dt = man.get("_elapsed_s", 0.0)
-    for line in summary_lines(man):
+    result = run_render(req)
+    n, dt = result.stats.rendered_examples, result.stats.elapsed_s
+    for line in summary_lines(result.manifest):
         click.echo(line)
     rate = f" ({n / dt:.1f} examples/s overall)" if n and dt > 0 else ""
     click.echo(f"rendered {n} examples in {dt:.1f} s{rate} -> {out}")
@@ -213,7 +212,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
 @click.option("--seed", type=int, default=0, show_default=True, help="Which random examples to show.")
 def inspect_cmd(path, sheet, examples, verify, seed) -> None:
     """Summarise a data folder or one shard: counts, models, pose statistics, rejections."""
-    from dataset.inspect import inspect_path
+    from dataset.shardinfo import inspect_path
 
     from dataset.errors import DatasetError
 
@@ -412,10 +411,13 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 
 
 def _pose_values(values) -> "list[float]":
-    from dataset.poses import POSE_LOW, POSE_NAMES   # numpy only
+    import numpy as np
 
-    for name, v, lo in zip(POSE_NAMES, values, POSE_LOW.tolist()):
-        if not (lo <= v <= 1.0):
+    from renderer.posevector import POSE_LOW, POSE_NAMES, out_of_range   # numpy only
+
+    bad = out_of_range(np.array(values, np.float64), tolerance=0.0)
+    for name, v, lo, is_bad in zip(POSE_NAMES, values, POSE_LOW.tolist(), bad):
+        if is_bad:
             raise click.BadParameter(f"{name} = {v:g} is outside [{lo:g}, 1]", param_hint="--pose")
     return list(values)
 

@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     from renderer.modelfile import load_model
     from renderer.morphs import resolve_face_rig
     from renderer.offscreen import RenderContext, unpremultiply
-    from renderer.posing import REST_POSE, ModelPoser
+    from renderer.posevector import REST_POSE
+    from renderer.posing import ModelPoser
 
     root = Path(args.models)
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".pmx", ".pmd"))

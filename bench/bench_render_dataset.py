@@ -44,15 +44,15 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="thactl-bench-"))
         ru0 = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         try:
-            man = run_render(RenderRequest(out=tmp / "data", models=Path(args.models), count=args.count,
-                                           val_count=args.count // 10, test_count=args.count // 10,
-                                           size=args.size, aa=args.aa, workers=w, progress=False))
-            n = man["_rendered_examples"]
+            st = run_render(RenderRequest(out=tmp / "data", models=Path(args.models), count=args.count,
+                                          val_count=args.count // 10, test_count=args.count // 10,
+                                          size=args.size, aa=args.aa, workers=w, progress=False)).stats
+            n = st.rendered_examples
             files = [p for s in SPLITS for p in (tmp / "data" / s).glob("shard-*.h5")]
             nbytes = sum(p.stat().st_size for p in files)
-            print(f"workers {w}: {n} examples; whole command {man['_elapsed_s']:.1f} s "
-                  f"({n / man['_elapsed_s']:.1f} ex/s); render phase {man['_render_s']:.1f} s "
-                  f"({n / man['_render_s']:.1f} ex/s); {nbytes / n / 1024:.1f} KB/example on disk "
+            print(f"workers {w}: {n} examples; whole command {st.elapsed_s:.1f} s "
+                  f"({n / st.elapsed_s:.1f} ex/s); render phase {st.render_s:.1f} s "
+                  f"({n / st.render_s:.1f} ex/s); {nbytes / n / 1024:.1f} KB/example on disk "
                   f"({len(files)} shards)")
             ru1 = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
             cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(ru0, ru1))

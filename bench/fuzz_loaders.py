@@ -254,12 +254,13 @@ def model_problems(m) -> list[str]:
 
 def downstream(m) -> str | None:
     """Run face rig / posing / framing on a loaded model; return the non-RendererError, if any."""
-    from renderer.errors import RendererError
+    from renderer.errors import RendererError, typed_first_line
 
     try:
         from renderer.framing import estimate_frame
         from renderer.morphs import resolve_face_rig
-        from renderer.posing import REST_POSE, ModelPoser
+        from renderer.posevector import REST_POSE
+        from renderer.posing import ModelPoser
 
         rig = resolve_face_rig(m)
         if rig.problems():
@@ -271,7 +272,7 @@ def downstream(m) -> str | None:
     except RendererError:
         return None
     except Exception as e:  # noqa: BLE001 - that is what we are looking for
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''}"
+        return typed_first_line(e, 150)
     return None
 
 

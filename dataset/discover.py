@@ -38,6 +38,7 @@ from typing import Any
 
 from dataset.errors import DatasetError
 from dataset.shards import SPLITS, sha256_file
+from renderer.atomicfile import temp_path
 
 log = logging.getLogger("thactl.dataset")
 
@@ -110,7 +111,7 @@ def extract_zip(zip_path: Path, cache_root: Path) -> tuple[Path, list[str], list
         models = sorted(str(rel) for _, rel in members if rel.suffix.lower() in MODEL_SUFFIXES)
         if done.is_file():
             return dest, models, unsafe
-        tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+        tmp = temp_path(dest)
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True, exist_ok=True)       # also when no member is extractable
@@ -241,7 +242,7 @@ SAME_MESH_TOLERANCE = 0.01
 
 
 def same_mesh(a: dict | None, b: dict | None) -> bool:
-    """Whether two fingerprints (dataset.validate.mesh_fingerprint) are "the same mesh":
+    """Whether two fingerprints (dataset.modelcheck.mesh_fingerprint) are "the same mesh":
 
     1. the same rest shape: equal `shape` hashes (the set of rest positions quantised to
        1e-3 of the bounding box: a .pmd and its .pmx conversion, a re-textured copy, a

@@ -1,8 +1,15 @@
 """`thactl render`: training data (HDF5 shards + manifest.json) from MMD models.
 
-Pipeline: discover (folders, zips) -> validate every model (load, face rig,
-probe render, mesh fingerprint; cached in OUT/.cache/validation.json) -> assign
-splits by source, sources sharing a mesh united (dataset.discover) -> plan every shard -> render the shards that are not complete yet -> manifest.
+Phases, one function each (run_render runs them in order):
+  resolve_models     discover (folders, zips) and hash every model file;
+  check_models       verdicts (load, face rig, probe render, mesh fingerprint;
+                     dataset.modelcheck), cached in OUT/.cache/validation.json;
+  plan_render        select, assign splits by source (sources sharing a mesh
+                     united, dataset.discover), plan every split and shard;
+  render_missing     render the shards that are not complete yet;
+  write_manifest     the final manifest.json.
+resolve_models and check_models also serve on their own (a folder -> its models
+-> their verdicts).  The run's figures come back separately (RenderStats).
 
 Determinism.  Everything derives from --seed and the list of accepted models
 of a split (rel_path + sha256, sorted):
@@ -42,19 +49,21 @@ import re
 import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from dataset.discover import (assign_splits, discover_models, load_split_file,
+from dataset.discover import (ModelSource, assign_splits, discover_models, load_split_file,
                               mesh_groups, parse_ratios, read_json, split_from_table, split_units)
 from dataset.errors import DatasetError
-from dataset.poses import REST_POSE, sample_poses
-from dataset.shards import (SPLITS, ShardWriter, compress_image, shard_name, sha256_file, tmp_glob,
-                            verify_shard)
-from dataset.validate import VALIDATION_VERSION, ModelCheck
+from dataset.poses import sample_poses
+from dataset.shards import SPLITS, ShardWriter, compress_image, shard_name, sha256_file, verify_shard
+from dataset.modelcheck import PROBE_SIZE, VALIDATION_VERSION, ModelCheck
+from renderer.atomicfile import temp_glob, write_json
+from renderer.posevector import REST_POSE
 
 log = logging.getLogger("thactl.dataset")
 
@@ -100,20 +109,6 @@ def _file_hash(path: str | Path | None) -> str | None:
     if not p.is_file():
         raise DatasetError(f"{p}: file not found")
     return sha256_file(p)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ------------------------------------------------------------------------------ plan
@@ -236,7 +231,7 @@ def _model_state(path: str):
 def _validate_task(task: tuple[str, str, str]) -> dict:
     from renderer.offscreen import RenderContext
 
-    from dataset.validate import PROBE_SIZE, validate_model
+    from dataset.modelcheck import PROBE_SIZE, validate_model
 
     path, rel, sha = task
     if _W.get("probe") is None:
@@ -529,9 +524,25 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "ex"):
                 smoothing=0.1, file=sys.stderr)
 
 
-def run_render(r: RenderRequest) -> dict:
-    """Do the whole `thactl render`; returns the manifest written.  Every input problem
-    (and a failing disk) is a DatasetError/RendererError with a one-line message."""
+@dataclass
+class RenderStats:
+    """What a run took, for the command's last line and benchmarks (not part of the data)."""
+    elapsed_s: float              # discovery to final manifest
+    render_s: float               # shard checks, rendering and manifests
+    workers: int
+    rendered_examples: int        # examples rendered by this run (0 when all shards existed)
+
+
+@dataclass
+class RenderResult:
+    manifest: dict                # exactly what manifest.json holds
+    stats: RenderStats
+
+
+def run_render(r: RenderRequest) -> RenderResult:
+    """Do the whole `thactl render`; returns the manifest written and the run's figures.
+    Every input problem (and a failing disk) is a DatasetError/RendererError with a
+    one-line message."""
     try:
         return _run_render(r)
     except OSError as e:
@@ -548,14 +559,48 @@ def _oserror_text(e: OSError) -> str:
     return text[:200] or type(e).__name__
 
 
-def _run_render(r: RenderRequest) -> dict:
+def _run_render(r: RenderRequest) -> RenderResult:
     _check_request(r)
     out = Path(r.out)
     part = parse_part(r.part)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a folder")
+    models_root, models_label = _models_source(r)
+    settings = request_settings(r, models_label)
+    old = _previous_manifest(out, settings, r.force)
+    out.mkdir(parents=True, exist_ok=True)
     if r.models is None:
-        models_label = "(built-in samples)"
+        from renderer.samples import write_samples
+
+        models_root = out / "samples"
+        write_samples(models_root, count=SAMPLE_MODELS, seed=0)
+    workers = r.workers or _default_workers()
+    t_start = time.time()
+    try:
+        found = resolve_models(models_root, out / ".cache", exclude=[out])
+        opts = CheckOptions(models_root, r.overrides, r.shading)
+        checks = check_models(found, out / ".cache", opts, workers, r.progress)
+        plan = plan_render(r, settings, found, checks, models_root)
+        if old is not None and old.get("model_list") not in (None, plan.model_list):
+            if not r.force:
+                raise DatasetError(f"{out}: was rendered from a different set of models (models "
+                                   "added, removed, changed or re-assigned); use --force to "
+                                   "replace it, or another --out")
+            _clear_outputs(out)
+        t_validated = time.time()
+        done, rendered = render_missing(plan, r, out, part, workers, models_root)
+        man = write_manifest(out, plan, done)
+    except OSError as e:
+        raise DatasetError(f"{out}: cannot write the data ({_oserror_text(e)})") from None
+    now = time.time()
+    return RenderResult(man, RenderStats(now - t_start, now - t_validated, workers, rendered))
+
+
+def _models_source(r: RenderRequest) -> tuple[Path | None, str]:
+    """(models folder or None for the built-in samples, its label in the settings); sets the
+    default --count of a samples run; checks --models, --count and the overrides table."""
+    if r.models is None:
+        models_root, models_label = None, "(built-in samples)"
         if r.count is None:
             r.count = SAMPLE_COUNT
     else:
@@ -571,227 +616,316 @@ def _run_render(r: RenderRequest) -> dict:
         table = read_json(r.overrides, "overrides file not found", "not a readable JSON file")
         if not isinstance(table, dict):
             raise DatasetError(f"{r.overrides}: must be a JSON object mapping model paths to overrides")
-    settings = request_settings(r, models_label)
+    return models_root, models_label
+
+
+def _comparable(req: dict | None) -> dict:
+    """Request settings without the models folder: it may be moved or named differently; its
+    content (model paths and hashes) is compared separately."""
+    return {k: v for k, v in (req or {}).items() if k != "models"}
+
+
+def _previous_manifest(out: Path, settings: dict, force: bool) -> dict | None:
+    """The manifest of an earlier run into `out` made with the same settings, or None;
+    different settings are refused, or with --force their shards and manifest removed."""
     old = _load_manifest(out)
-
-    def comparable(req: dict | None) -> dict:
-        # the models folder may be moved or named differently; its content (model paths
-        # and hashes) is compared separately below
-        return {k: v for k, v in (req or {}).items() if k != "models"}
-
-    if old is not None and comparable(old.get("request")) != comparable(settings):
-        if not r.force:
+    if old is not None and _comparable(old.get("request")) != _comparable(settings):
+        if not force:
             raise DatasetError(f"{out}: holds data made with different settings "
-                               f"({_diff(comparable(old.get('request')), comparable(settings))}); "
+                               f"({_diff(_comparable(old.get('request')), _comparable(settings))}); "
                                "use --force to replace it, or another --out")
         log.warning("--force: removing the old shards and manifest in %s", out)
         _clear_outputs(out)
         old = None
-    out.mkdir(parents=True, exist_ok=True)
-    cache = out / ".cache"
-    if r.models is None:
-        from renderer.samples import write_samples
+    return old
 
-        models_root = out / "samples"
-        write_samples(models_root, count=SAMPLE_MODELS, seed=0)
-    workers = r.workers or _default_workers()
-    t_start = time.time()
 
-    # -- discover + validate ------------------------------------------------------------
-    found = discover_models(models_root, cache, exclude=[out])
+# ------------------------------------------------------------------------------ phase: resolve models
+
+def resolve_models(models_root: Path, cache: Path, exclude: list[Path] | None = None) -> list[ModelSource]:
+    """Every model under `models_root` (folders and .zip archives, dataset.discover), sorted by
+    rel_path, with its sha256; a model that cannot be unpacked or read has `error` set.
+    Archives are extracted under `cache`; `exclude` folders are skipped."""
+    found = discover_models(models_root, cache, exclude=exclude)
     for m in found:
         if not m.error:
             try:
                 m.sha256 = sha256_file(m.path)
             except OSError as e:
                 m.error = f"cannot read file ({e.strerror or e})"
-    rejected: list[dict] = [dict(path=m.rel_path, reason=m.error) for m in found if m.error]
+    return found
+
+
+# ------------------------------------------------------------------------------ phase: validate
+
+@dataclass
+class CheckOptions:
+    """What a model's verdict depends on besides the model's own files."""
+    models_root: Path                      # the folder rel_paths are relative to
+    overrides: Path | None = None          # --overrides table (JSON)
+    shading: str = "phong"
+
+
+def check_models(found: list[ModelSource], cache: Path, opts: CheckOptions, workers: int = 1,
+                 progress: bool = False) -> dict[str, ModelCheck]:
+    """The verdict (dataset.modelcheck.ModelCheck) of every model of `found` without a discovery
+    error, by rel_path in `found`'s order.  Verdicts come from `cache`/validation.json when
+    the model file, its override file, the overrides table, the checks and the shading are
+    unchanged; the others are computed in up to `workers` processes and added to the cache."""
     usable = [m for m in found if not m.error]
-    ov_hash = settings["overrides_sha256"] or ""
+    ov_hash = _file_hash(opts.overrides) or ""
     vcache_path = cache / "validation.json"
     try:
         vcache = json.loads(vcache_path.read_text(encoding="utf-8")) if vcache_path.is_file() else {}
     except (OSError, ValueError):
         vcache = {}
     keys = {m.rel_path: "|".join([m.rel_path, m.sha256, _override_fingerprint(m.path), ov_hash,
-                                  str(VALIDATION_VERSION), str(r.shading)]) for m in usable}
+                                  str(VALIDATION_VERSION), str(opts.shading)]) for m in usable}
     todo = [m for m in usable if keys[m.rel_path] not in vcache]
-    init_args = (r.size, r.aa, r.shading, str(r.overrides) if r.overrides else None,
-                 str(models_root), 1 if workers > 1 else None, logging.getLogger("thactl").level)
-    runner = None
-    try:
-        if todo:
-            runner = _Runner(min(workers, len(todo)), init_args)
-            bar = _progress(len(todo), "validate", r.progress, unit="model")
+    if todo:
+        n_bad = len(found) - len(usable)
+        init_args = _init_args(PROBE_SIZE, 0, opts, workers)
+        with _running(min(workers, len(todo)), init_args) as runner:
+            bar = _progress(len(todo), "validate", progress, unit="model")
             tasks = [(str(m.path), m.rel_path, m.sha256) for m in todo]
-            n_bad = len(rejected)
             for m, res in zip(todo, runner.imap(_validate_task, tasks)):
                 vcache[keys[m.rel_path]] = res
                 n_bad += not res["ok"]
                 bar.set_postfix(rejected=n_bad, refresh=False)
                 bar.update(1)
             bar.close()
-            runner.close()
-            runner = None
-            cache.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(vcache_path, vcache)
-        checks = {m.rel_path: ModelCheck.from_json(vcache[keys[m.rel_path]]) for m in usable}
-        by_rel = {m.rel_path: m for m in usable}
-        for rel, c in checks.items():
-            if not c.ok:
-                rejected.append(dict(path=rel, reason=c.reason))
-        accepted = [c for c in checks.values() if c.ok]
-        # copies of one mesh (a .pmd and its .pmx, an edited variant) in several sources
-        # are kept, but always in one split (see dataset.discover.same_mesh)
-        groups = mesh_groups({c.rel_path: c.mesh for c in accepted})
-        if r.dedupe:
-            dropped = {rel: g[0] for g in groups for rel in g[1:]}
-            for rel, keep in dropped.items():
-                rejected.append(dict(path=rel, reason=f"same mesh as {keep} (--dedupe)"))
-            accepted = [c for c in accepted if c.rel_path not in dropped]
+        cache.mkdir(parents=True, exist_ok=True)
+        write_json(vcache_path, vcache, durable=True)
+    return {m.rel_path: ModelCheck.from_json(vcache[keys[m.rel_path]]) for m in usable}
 
-        # -- splits ---------------------------------------------------------------------
-        split_of: dict[str, str] = {}
-        if r.split_file is not None:
-            table = load_split_file(r.split_file)
-            for c in accepted:
-                s = split_from_table(c.rel_path, table)
-                if s is None:
-                    rejected.append(dict(path=c.rel_path, reason=f"not listed in split file {r.split_file}"))
-                else:
-                    split_of[c.rel_path] = s
-        else:
-            units = split_units([c.rel_path for c in accepted], groups=groups)
-            sizes: dict[str, int] = {}
-            for src in units.values():
-                sizes[src] = sizes.get(src, 0) + 1
-            by_source = assign_splits(list(units.values()), parse_ratios(r.split_ratios), sizes)
-            for c in accepted:
-                by_rel[c.rel_path].source = units[c.rel_path]
-                split_of[c.rel_path] = by_source[units[c.rel_path]]
-        rejected.sort(key=lambda d: d["path"])
-        group_info = [dict(models=g, splits=sorted({split_of[r] for r in g if r in split_of},
-                                                    key=SPLITS.index))
-                      for g in groups]
-        for gi in group_info:
-            if len(gi["splits"]) > 1:
-                log.warning("same mesh in %s (split file): %s", " and ".join(gi["splits"]),
-                            ", ".join(gi["models"]))
-        plans: dict[str, SplitPlan] = {}
-        for split in SPLITS:
-            models = sorted((c for c in accepted if split_of.get(c.rel_path) == split),
-                            key=lambda c: c.rel_path)
-            if split == "train":
-                count = r.count if models else 0
+
+def _init_args(size: int, aa: int, opts: CheckOptions, workers: int) -> tuple:
+    """_worker_init's arguments (llvmpipe gets one thread per worker process when several run)."""
+    return (size, aa, opts.shading, str(opts.overrides) if opts.overrides else None,
+            str(opts.models_root), 1 if workers > 1 else None, logging.getLogger("thactl").level)
+
+
+@contextmanager
+def _running(workers: int, init_args: tuple) -> Iterator["_Runner"]:
+    """A _Runner closed on exit; terminated (workers killed) when the body raises."""
+    runner = _Runner(workers, init_args)
+    try:
+        yield runner
+    except BaseException:
+        runner.close(terminate=True)
+        raise
+    runner.close()
+
+
+# ------------------------------------------------------------------------------ phase: assign splits
+
+def _select(found: list[ModelSource], checks: dict[str, ModelCheck], dedupe: bool):
+    """(accepted checks, rejections [{path, reason}], same-mesh groups of accepted rel_paths)."""
+    rejected: list[dict] = [dict(path=m.rel_path, reason=m.error) for m in found if m.error]
+    for rel, c in checks.items():
+        if not c.ok:
+            rejected.append(dict(path=rel, reason=c.reason))
+    accepted = [c for c in checks.values() if c.ok]
+    # copies of one mesh (a .pmd and its .pmx, an edited variant) in several sources
+    # are kept, but always in one split (see dataset.discover.same_mesh)
+    groups = mesh_groups({c.rel_path: c.mesh for c in accepted})
+    if dedupe:
+        dropped = {rel: g[0] for g in groups for rel in g[1:]}
+        for rel, keep in dropped.items():
+            rejected.append(dict(path=rel, reason=f"same mesh as {keep} (--dedupe)"))
+        accepted = [c for c in accepted if c.rel_path not in dropped]
+    return accepted, rejected, groups
+
+
+def assign_model_splits(accepted: list[ModelCheck], groups: list[list[str]], sources: dict[str, str],
+                        r: RenderRequest, rejected: list[dict]) -> dict[str, str]:
+    """rel_path -> split for the accepted models: from --split-file (a model it does not list
+    is added to `rejected`) or by source with --split ratios, a mesh group kept together
+    (`sources` gets each model's split unit)."""
+    split_of: dict[str, str] = {}
+    if r.split_file is not None:
+        table = load_split_file(r.split_file)
+        for c in accepted:
+            s = split_from_table(c.rel_path, table)
+            if s is None:
+                rejected.append(dict(path=c.rel_path, reason=f"not listed in split file {r.split_file}"))
             else:
-                given = r.val_count if split == "validation" else r.test_count
-                count = default_eval_count(r.count, len(models)) if given is None else given
-                count = count if models else 0
-            plans[split] = SplitPlan(split, int(count), models)
-        if not plans["train"].models:
-            detail = "; ".join(f"{d['path']}: {d['reason']}" for d in rejected[:5])
-            raise DatasetError(f"{models_root}: no usable model for training "
-                               f"({len(rejected)} rejected: {detail})")
-        for split in ("validation", "test"):
-            if not plans[split].models:
-                log.warning("no model in the %s split: it gets no examples", split)
+                split_of[c.rel_path] = s
+        return split_of
+    units = split_units([c.rel_path for c in accepted], groups=groups)
+    sizes: dict[str, int] = {}
+    for src in units.values():
+        sizes[src] = sizes.get(src, 0) + 1
+    by_source = assign_splits(list(units.values()), parse_ratios(r.split_ratios), sizes)
+    for c in accepted:
+        sources[c.rel_path] = units[c.rel_path]
+        split_of[c.rel_path] = by_source[units[c.rel_path]]
+    return split_of
 
-        # -- shards ---------------------------------------------------------------------
-        shards: list[ShardPlan] = []
-        g = 0
-        for split in SPLITS:
-            sp = plans[split]
-            for k in range(math.ceil(sp.count / r.shard_size)):
-                first = k * r.shard_size
-                shards.append(ShardPlan(split, k, first, min(r.shard_size, sp.count - first), g))
-                g += 1
-        model_list = {s: [[c.rel_path, c.sha256] for c in plans[s].models] for s in SPLITS}
-        if old is not None and old.get("model_list") not in (None, model_list):
-            if not r.force:
-                raise DatasetError(f"{out}: was rendered from a different set of models (models "
-                                   "added, removed, changed or re-assigned); use --force to "
-                                   "replace it, or another --out")
-            _clear_outputs(out)
-        shard_settings = {s: dict(settings, split=s, split_count=plans[s].count,
-                                  models_sha256=_json_hash(model_list[s]), tool="thactl",
-                                  format="thactl-render/1")
-                          for s in SPLITS}
-        for s in shard_settings.values():
-            s.pop("models", None)  # the models folder may move; its content is hashed above
 
-        def shard_ok(sh: ShardPlan) -> bool:
-            path = out / sh.rel
-            if not path.is_file():
-                return False
-            probs = verify_shard(path, deep=False, expected_examples=sh.count,
-                                 expected={"seed": r.seed, "split": sh.split, "image_size": r.size,
-                                           "settings": shard_settings[sh.split]})
-            if probs:
-                log.warning("re-rendering %s: %s", path, probs[0])
-            return not probs
+def _mesh_group_info(groups: list[list[str]], split_of: dict[str, str]) -> list[dict]:
+    """The manifest's mesh groups with their splits; a group split apart is warned about."""
+    info = [dict(models=g, splits=sorted({split_of[r] for r in g if r in split_of}, key=SPLITS.index))
+            for g in groups]
+    for gi in info:
+        if len(gi["splits"]) > 1:
+            log.warning("same mesh in %s (split file): %s", " and ".join(gi["splits"]),
+                        ", ".join(gi["models"]))
+    return info
 
-        def manifest(done: set[str]) -> dict:
-            models = []
-            for split in SPLITS:
-                sp = plans[split]
-                owners = sp.model_of(np.arange(sp.count)) if sp.count else np.zeros(0, int)
-                per = np.bincount(owners, minlength=len(sp.models)) if sp.models else []
-                for i, c in enumerate(sp.models):
-                    models.append(dict(path=c.rel_path, sha256=c.sha256, split=split,
-                                       source=by_rel[c.rel_path].source, examples=int(per[i]),
-                                       frame=c.frame, one_eye_morphs=c.one_eye_morphs,
-                                       morphs=c.morphs, mesh=_mesh_record(c.mesh)))
-            return dict(
-                format=MANIFEST_FORMAT, format_version=MANIFEST_VERSION, seed=r.seed,
-                request=settings, model_list=model_list,
-                settings={s: shard_settings[s] for s in SPLITS},
-                complete=all(sh.rel in done for sh in shards),
-                splits={s: dict(examples=plans[s].count, models=len(plans[s].models),
-                                shards=[dict(file=sh.rel, examples=sh.count, complete=sh.rel in done)
-                                        for sh in shards if sh.split == s]) for s in SPLITS},
-                models=models, rejected=rejected, mesh_groups=group_info,
-            )
 
-        t_validated = time.time()
-        done = {sh.rel for sh in shards if shard_ok(sh)}
-        for sh in shards:  # temporary files of complete shards can only be leftovers
-            if sh.rel in done:
-                for stale in (out / sh.split).glob(tmp_glob(shard_name(sh.index))):
-                    stale.unlink(missing_ok=True)
-        todo_shards = [sh for sh in shards if sh.rel not in done
-                       and (part is None or sh.global_index % part[1] == part[0] - 1)]
-        write_json_atomic(out / MANIFEST, manifest(done))
-        done_before = set(done)
-        total = sum(sh.count for sh in todo_shards)
-        if todo_shards:
-            log.info("rendering %d shards (%d examples) with %d workers", len(todo_shards), total, workers)
-            runner = _Runner(workers, init_args)
-            bar = _progress(total, "render", r.progress)
-            bar.set_postfix(rejected=len(rejected))
-            paths = {rel: m.path for rel, m in by_rel.items()}
-            try:
-                _render_shards(runner, out, plans, todo_shards, r, shard_settings, done, bar, paths)
-            finally:
-                if done != done_before:  # record the shards finished so far, even on Ctrl-C
-                    try:
-                        write_json_atomic(out / MANIFEST, manifest(done))
-                    except OSError:
-                        pass
-            bar.close()
-            runner.close()
-            runner = None
-        man = manifest(done)
-        write_json_atomic(out / MANIFEST, man)
-        man["_elapsed_s"] = time.time() - t_start
-        man["_render_s"] = time.time() - t_validated
-        man["_workers"] = workers
-        man["_rendered_examples"] = total
-        return man
-    except OSError as e:
-        raise DatasetError(f"{out}: cannot write the data ({_oserror_text(e)})") from None
-    finally:
-        if runner is not None:
-            runner.close(terminate=True)
+# ------------------------------------------------------------------------------ phase: plan
+
+@dataclass
+class RenderPlan:
+    """Everything a run renders and records, decided before the first image."""
+    seed: int
+    settings: dict                         # request settings (the manifest's "request")
+    splits: dict[str, SplitPlan]
+    shards: list[ShardPlan]
+    shard_settings: dict[str, dict]        # split -> settings stored in its shards
+    model_list: dict[str, list]            # split -> [[rel_path, sha256], ...]
+    sources: dict[str, str]                # rel_path -> split unit
+    paths: dict[str, Path]                 # rel_path -> model file on disk
+    rejected: list[dict]
+    mesh_groups: list[dict]
+
+
+def plan_render(r: RenderRequest, settings: dict, found: list[ModelSource],
+                checks: dict[str, ModelCheck], models_root: Path) -> RenderPlan:
+    """Select the accepted models, assign their splits and plan every split and shard."""
+    accepted, rejected, groups = _select(found, checks, r.dedupe)
+    usable = [m for m in found if not m.error]
+    sources = {m.rel_path: m.source for m in usable}
+    split_of = assign_model_splits(accepted, groups, sources, r, rejected)
+    rejected.sort(key=lambda d: d["path"])
+    group_info = _mesh_group_info(groups, split_of)
+    plans = _split_plans(r, accepted, split_of)
+    if not plans["train"].models:
+        detail = "; ".join(f"{d['path']}: {d['reason']}" for d in rejected[:5])
+        raise DatasetError(f"{models_root}: no usable model for training "
+                           f"({len(rejected)} rejected: {detail})")
+    for split in ("validation", "test"):
+        if not plans[split].models:
+            log.warning("no model in the %s split: it gets no examples", split)
+    model_list = {s: [[c.rel_path, c.sha256] for c in plans[s].models] for s in SPLITS}
+    shard_settings = {s: dict(settings, split=s, split_count=plans[s].count,
+                              models_sha256=_json_hash(model_list[s]), tool="thactl",
+                              format="thactl-render/1")
+                      for s in SPLITS}
+    for s in shard_settings.values():
+        s.pop("models", None)  # the models folder may move; its content is hashed above
+    return RenderPlan(r.seed, settings, plans, _shard_plans(plans, r.shard_size), shard_settings,
+                      model_list, sources, {m.rel_path: m.path for m in usable}, rejected, group_info)
+
+
+def _split_plans(r: RenderRequest, accepted: list[ModelCheck], split_of: dict[str, str]) -> dict[str, SplitPlan]:
+    """Each split's models (sorted by rel_path) and example count."""
+    plans: dict[str, SplitPlan] = {}
+    for split in SPLITS:
+        models = sorted((c for c in accepted if split_of.get(c.rel_path) == split),
+                        key=lambda c: c.rel_path)
+        if split == "train":
+            count = r.count if models else 0
+        else:
+            given = r.val_count if split == "validation" else r.test_count
+            count = default_eval_count(r.count, len(models)) if given is None else given
+            count = count if models else 0
+        plans[split] = SplitPlan(split, int(count), models)
+    return plans
+
+
+def _shard_plans(plans: dict[str, SplitPlan], shard_size: int) -> list[ShardPlan]:
+    """Every shard of every split, numbered within its split and over the whole run."""
+    shards: list[ShardPlan] = []
+    for split in SPLITS:
+        sp = plans[split]
+        for k in range(math.ceil(sp.count / shard_size)):
+            first = k * shard_size
+            shards.append(ShardPlan(split, k, first, min(shard_size, sp.count - first), len(shards)))
+    return shards
+
+
+# ------------------------------------------------------------------------------ phase: render
+
+def render_missing(plan: RenderPlan, r: RenderRequest, out: Path, part: tuple[int, int] | None,
+                   workers: int, models_root: Path) -> tuple[set[str], int]:
+    """Render the shards of `plan` (of this --part) not already complete in `out`, keeping the
+    manifest up to date; returns (rel names of the complete shards, examples rendered)."""
+    done = {sh.rel for sh in plan.shards if _shard_ok(plan, sh, out, r)}
+    for sh in plan.shards:  # temporary files of complete shards can only be leftovers
+        if sh.rel in done:
+            for stale in (out / sh.split).glob(temp_glob(shard_name(sh.index))):
+                stale.unlink(missing_ok=True)
+    todo = [sh for sh in plan.shards if sh.rel not in done
+            and (part is None or sh.global_index % part[1] == part[0] - 1)]
+    write_json(out / MANIFEST, build_manifest(plan, done), durable=True)
+    done_before = set(done)
+    total = sum(sh.count for sh in todo)
+    if not todo:
+        return done, total
+    log.info("rendering %d shards (%d examples) with %d workers", len(todo), total, workers)
+    init_args = _init_args(r.size, r.aa, CheckOptions(models_root, r.overrides, r.shading), workers)
+    with _running(workers, init_args) as runner:
+        bar = _progress(total, "render", r.progress)
+        bar.set_postfix(rejected=len(plan.rejected))
+        try:
+            _render_shards(runner, out, plan.splits, todo, r, plan.shard_settings, done, bar, plan.paths)
+        finally:
+            if done != done_before:  # record the shards finished so far, even on Ctrl-C
+                try:
+                    write_json(out / MANIFEST, build_manifest(plan, done), durable=True)
+                except OSError:
+                    pass
+        bar.close()
+    return done, total
+
+
+def _shard_ok(plan: RenderPlan, sh: ShardPlan, out: Path, r: RenderRequest) -> bool:
+    """Whether shard `sh` already exists complete and made with this plan's settings."""
+    path = out / sh.rel
+    if not path.is_file():
+        return False
+    probs = verify_shard(path, deep=False, expected_examples=sh.count,
+                         expected={"seed": r.seed, "split": sh.split, "image_size": r.size,
+                                   "settings": plan.shard_settings[sh.split]})
+    if probs:
+        log.warning("re-rendering %s: %s", path, probs[0])
+    return not probs
+
+
+# ------------------------------------------------------------------------------ phase: write manifest
+
+def build_manifest(plan: RenderPlan, done: set[str]) -> dict:
+    """manifest.json's content when the shards named in `done` are complete."""
+    models = []
+    for split in SPLITS:
+        sp = plan.splits[split]
+        owners = sp.model_of(np.arange(sp.count)) if sp.count else np.zeros(0, int)
+        per = np.bincount(owners, minlength=len(sp.models)) if sp.models else []
+        for i, c in enumerate(sp.models):
+            models.append(dict(path=c.rel_path, sha256=c.sha256, split=split,
+                               source=plan.sources[c.rel_path], examples=int(per[i]),
+                               frame=c.frame, one_eye_morphs=c.one_eye_morphs,
+                               morphs=c.morphs, mesh=_mesh_record(c.mesh)))
+    shards = plan.shards
+    return dict(
+        format=MANIFEST_FORMAT, format_version=MANIFEST_VERSION, seed=plan.seed,
+        request=plan.settings, model_list=plan.model_list,
+        settings={s: plan.shard_settings[s] for s in SPLITS},
+        complete=all(sh.rel in done for sh in shards),
+        splits={s: dict(examples=plan.splits[s].count, models=len(plan.splits[s].models),
+                        shards=[dict(file=sh.rel, examples=sh.count, complete=sh.rel in done)
+                                for sh in shards if sh.split == s]) for s in SPLITS},
+        models=models, rejected=plan.rejected, mesh_groups=plan.mesh_groups,
+    )
+
+
+def write_manifest(out: Path, plan: RenderPlan, done: set[str]) -> dict:
+    """Write `out`/manifest.json atomically; returns its content."""
+    man = build_manifest(plan, done)
+    write_json(out / MANIFEST, man, durable=True)
+    return man
 
 
 def _render_shards(runner: _Runner, out: Path, plans: dict[str, SplitPlan],
@@ -816,7 +950,7 @@ def _render_shards(runner: _Runner, out: Path, plans: dict[str, SplitPlan],
         for res in runner.imap(_render_task, tasks()):
             sh, grp = planned.popleft()
             if current is not sh:
-                for stale in (out / sh.split).glob(tmp_glob(shard_name(sh.index))):
+                for stale in (out / sh.split).glob(temp_glob(shard_name(sh.index))):
                     stale.unlink()
                 writer = ShardWriter(out / sh.rel, r.size, sh.split, r.seed, shard_settings[sh.split])
                 current = sh

@@ -1,9 +1,8 @@
 """The THA1 pose vector: names, ranges, the rest pose and the training-data sampling law.
 
-This module is numpy-only on purpose: training nodes import it (through
-dataset/torchdata.py) without OpenGL or the renderer, so the constants are
-defined here rather than re-exported from renderer.posing (they hold the same
-values; tests check that).
+The pose vector's names, bounds and range check belong to renderer/posevector.py
+(numpy-only, so training nodes import them without OpenGL); they are re-exported
+here for the data-set side.
 
 Sampling (SPEC.md, "The pose vector"):
   * eyes and mouth (indices 3, 4, 5): uniform on [0, 1];
@@ -15,15 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-POSE_NAMES: tuple[str, ...] = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
-ANGLE_DEGREES: float = 15.0
-POSE_SIZE = 6
-HEAD_SLICE = slice(0, 3)
-EXPRESSION_SLICE = slice(3, 6)
-#: head straight, eyes open, mouth fully open: the networks' input image
-REST_POSE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0], dtype=np.float32)
-POSE_LOW = np.array([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0], dtype=np.float32)
-POSE_HIGH = np.ones(6, dtype=np.float32)
+from renderer.posevector import (ANGLE_DEGREES, EXPRESSION_SLICE, HEAD_SLICE, POSE_HIGH,  # noqa: F401
+                                 POSE_LOW, POSE_NAMES, POSE_SIZE, REST_POSE, out_of_range)
 
 
 def sample_poses(rng: np.random.Generator, n: int, one_eye_morphs: bool = True) -> np.ndarray:
@@ -72,6 +64,6 @@ def validate_pose(pose: np.ndarray) -> np.ndarray:
         raise ValueError(f"a pose has 6 numbers ({', '.join(POSE_NAMES)}), got shape {p.shape}")
     if not np.all(np.isfinite(p)):
         raise ValueError("pose values must be finite")
-    if np.any(p < POSE_LOW - 1e-6) or np.any(p > POSE_HIGH + 1e-6):
+    if out_of_range(p).any():
         raise ValueError("pose out of range: head values in [-1, 1], eyes and mouth in [0, 1]")
     return p

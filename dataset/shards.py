@@ -17,17 +17,15 @@ pose_names, angle_degrees=15, seed, complete, settings (JSON), num_examples,
 num_models.  Image datasets are chunked one image per chunk and compressed
 (IMAGE_COMPRESSION below; chosen by measurement).
 
-A shard is written as `.<name>.<host>-<pid>.tmp` in the same folder and
-renamed to its final name only by `finish()`, after `complete` is set and the
-file is flushed, so a reader never sees a half-written shard under the final
-name.  This module imports only numpy and h5py.
+A shard is written under renderer.atomicfile's temporary name (`.<name>.<host>-<pid>.tmp`
+in the same folder) and renamed to its final name only by `finish()`, after `complete`
+is set and the file is flushed, so a reader never sees a half-written shard under the
+final name.  This module imports only numpy, h5py and numpy-only renderer modules.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,7 +34,9 @@ import h5py
 import numpy as np
 
 from dataset.errors import ShardError
-from dataset.poses import ANGLE_DEGREES, POSE_NAMES
+from renderer.atomicfile import commit, discard, temp_path
+from renderer.errors import first_line
+from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, out_of_range
 
 FORMAT = "thactl-shard"
 FORMAT_VERSION = 1
@@ -70,11 +70,6 @@ _STR = h5py.string_dtype(encoding="utf-8")
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
-
-
-def tmp_glob(final_name: str) -> str:
-    """Glob pattern matching the temporary files of a shard (any host/pid)."""
-    return f".{final_name}.*.tmp"
 
 
 def sha256_file(path: str | Path, data: bytes | None = None) -> str:
@@ -119,9 +114,7 @@ class ShardWriter:
             raise ValueError("image_size must be positive")
         self.split = str(split)
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        host = socket.gethostname().replace(".", "_").replace("/", "_") or "host"
-        self.tmp_path = self.final_path.with_name(
-            f".{self.final_path.name}.{host}-{os.getpid()}.tmp")
+        self.tmp_path = temp_path(self.final_path)
         self._file = h5py.File(self.tmp_path, "w", libver="latest")
         self._n = 0
         self._m = 0
@@ -220,20 +213,7 @@ class ShardWriter:
         f.attrs["complete"] = True
         f.flush()
         f.close()
-        fd = os.open(self.tmp_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self.tmp_path, self.final_path)
-        try:  # make the rename itself durable
-            dfd = os.open(self.final_path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        commit(self.tmp_path, self.final_path, durable=True)
         self._finished = True
         return self.final_path
 
@@ -244,10 +224,7 @@ class ShardWriter:
                 self._file.close()
         finally:
             if not self._finished:
-                try:
-                    self.tmp_path.unlink()
-                except FileNotFoundError:
-                    pass
+                discard(self.tmp_path)
 
     def __enter__(self) -> "ShardWriter":
         return self
@@ -335,12 +312,12 @@ class ShardReader:
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as e:
-            raise ShardError(f"{self.path}: cannot open as HDF5 ({_short(e)})") from None
+            raise ShardError(f"{self.path}: cannot open as HDF5 ({first_line(e, 200)})") from None
         try:
             problems = _check_layout(self.file, self.path, require_complete)
         except Exception as e:  # corrupt metadata raises all sorts of things inside h5py
             self.file.close()
-            raise ShardError(f"{self.path}: unreadable shard ({_short(e)})") from None
+            raise ShardError(f"{self.path}: unreadable shard ({first_line(e, 200)})") from None
         if problems:
             self.file.close()
             raise ShardError(problems[0])
@@ -361,7 +338,7 @@ class ShardReader:
             self.model_frame = self.file["model_frame"][...]
         except Exception as e:
             self.file.close()
-            raise ShardError(f"{self.path}: unreadable shard ({_short(e)})") from None
+            raise ShardError(f"{self.path}: unreadable shard ({first_line(e, 200)})") from None
         self.num_examples = int(len(self.pose))
         self.num_models = int(len(self.model_path))
         if self.num_examples and (self.model_index.min() < 0
@@ -390,7 +367,7 @@ class ShardReader:
         try:
             return self.file[name][i]
         except (OSError, KeyError, RuntimeError) as e:
-            raise ShardError(f"{self.path}: {name}[{i}] unreadable ({_short(e)})") from None
+            raise ShardError(f"{self.path}: {name}[{i}] unreadable ({first_line(e, 200)})") from None
 
     def example(self, i: int) -> dict[str, Any]:
         """Everything about example i as numpy arrays (images uint8 (S,S,4))."""
@@ -426,13 +403,9 @@ def pose_problem(pose: np.ndarray) -> str | None:
         return None
     if not np.all(np.isfinite(p)):
         return "pose values are not finite (corrupt data)"
-    if p[:, :3].min() < -1 - 1e-6 or p.max() > 1 + 1e-6 or p[:, 3:].min() < -1e-6:
+    if out_of_range(p).any():
         return "pose values out of range (corrupt data)"
     return None
-
-
-def _short(e: BaseException) -> str:
-    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
 def verify_shard(path: str | Path, deep: bool = True, expected_examples: int | None = None,
@@ -468,10 +441,10 @@ def verify_shard(path: str | Path, deep: bool = True, expected_examples: int | N
                     try:
                         ds[i]
                     except Exception as e:
-                        problems.append(f"{path}: {name}[{i}] unreadable ({_short(e)})")
+                        problems.append(f"{path}: {name}[{i}] unreadable ({first_line(e, 200)})")
                         break
     except Exception as e:
-        problems.append(f"{path}: unreadable shard ({_short(e)})")
+        problems.append(f"{path}: unreadable shard ({first_line(e, 200)})")
     finally:
         r.close()
     return problems

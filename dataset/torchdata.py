@@ -1,4 +1,5 @@
-"""A PyTorch Dataset over thactl shards (h5py + numpy + torch only; no OpenGL, no renderer).
+"""A PyTorch Dataset over thactl shards (h5py + numpy + torch; no OpenGL: from renderer/ only
+its dependency-free modules).
 
     ds = ShardDataset("./data", split="train")
     item = ds[0]   # dict(rest_image, morphed_image, posed_image: float32 (4,S,S) THA1
@@ -31,6 +32,7 @@ from torch.utils.data import Dataset
 from dataset.errors import DatasetError, ShardError
 from dataset.imageconv import uint8_to_numpy
 from dataset.shards import SPLITS, ShardReader
+from renderer.errors import first_line
 
 log = logging.getLogger("thactl.dataset")
 
@@ -133,7 +135,7 @@ class ShardDataset(Dataset):
         try:
             f = h5py.File(self.files[k], "r", rdcc_nbytes=0)
         except OSError as e:
-            raise ShardError(f"{self.files[k]}: cannot open ({str(e).splitlines()[0]})") from None
+            raise ShardError(f"{self.files[k]}: cannot open ({first_line(e)})") from None
         self._handles[k] = f
         while len(self._handles) > self.max_open_files:
             _, old = self._handles.popitem(last=False)
@@ -258,7 +260,7 @@ class ShardDataset(Dataset):
             posed = self._tensor(self._raw(f, "posed_image", i))
             rest = self._rest(k, f, row)
         except (OSError, KeyError, ValueError, zlib.error) as e:
-            raise ShardError(f"{self.files[k]}: example {i} unreadable ({str(e).splitlines()[0]})") from None
+            raise ShardError(f"{self.files[k]}: example {i} unreadable ({first_line(e)})") from None
         return dict(
             rest_image=torch.from_numpy(rest),
             morphed_image=morphed,

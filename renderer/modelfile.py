@@ -50,7 +50,7 @@ import numpy as np
 from pymeshio.pmd import reader as pmd_reader
 from pymeshio.pmx import reader as pmx_reader
 
-from renderer.errors import ModelLoadError
+from renderer.errors import ModelLoadError, first_line
 from renderer.model import (
     MATERIAL_MORPH_WIDTH,
     Bone,
@@ -113,7 +113,7 @@ def load_model(path, data: bytes | None = None) -> MMDModel:
         if isinstance(e, (struct.error, EOFError)):
             raise ModelLoadError(f"{path}: truncated or corrupt {fmt} file (unexpected end of "
                                  "data)") from None
-        detail = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        detail = first_line(e, 120)
         raise ModelLoadError(f"{path}: corrupt {fmt} file ({detail})") from None
 
 

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import ContextError, RenderError, RendererError
+from renderer.errors import ContextError, RenderError, RendererError, first_line
 from renderer.framing import Frame
 from renderer.model import MaterialFlag, MMDModel, SphereMode
+from renderer.posevector import out_of_range
 from renderer.textures import TextureSet, builtin_toon
 
 log = logging.getLogger("thactl.renderer")
@@ -74,7 +75,7 @@ def gl_context():
             _GL_PID = os.getpid()
         except Exception as e:
             raise ContextError(
-                f"cannot create a headless OpenGL (EGL) context: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                f"cannot create a headless OpenGL (EGL) context: {first_line(e)}; "
                 f"install the system packages {_SYSTEM_PACKAGES}, or a GPU driver that provides EGL") from e
     return _GL_CONTEXT
 
@@ -254,7 +255,7 @@ class ModelScene:
         except BaseException as e:
             self.release()
             if isinstance(e, Exception) and not isinstance(e, RenderError):
-                detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                detail = first_line(e, 200)
                 raise RenderError(f"{getattr(model, 'path', '?')}: cannot prepare the model for "
                                   f"rendering ({detail})") from e
             raise
@@ -591,7 +592,7 @@ def check_pose(pose) -> np.ndarray:
     p = np.asarray(pose, np.float32).reshape(-1)
     if p.shape != (6,) or not np.isfinite(p).all():
         raise RenderError(f"pose must be 6 finite numbers (head_x head_y neck_z left_eye right_eye mouth), got {list(p)}")
-    if np.abs(p[:3]).max() > 1 + 1e-6 or p[3:].min() < -1e-6 or p[3:].max() > 1 + 1e-6:
+    if out_of_range(p).any():
         raise RenderError(f"pose out of range: head values must be in [-1, 1], eye/mouth values in [0, 1]; got {' '.join(f'{v:g}' for v in p)}")
     return p
 
@@ -637,21 +638,16 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4,
     """RGB uint8 grid of RGBA renders composited over `background`, each labelled underneath."""
     from PIL import Image, ImageDraw
 
+    from renderer.imagegrid import cell_origin, composite_over, enlarge, tile
+
     s0 = images[0].shape[0]
     zoom = -(-112 // s0) if s0 < 112 else 1  # small renders are enlarged (nearest) so the labels fit
     s = s0 * zoom
     label_h = 16
-    rows = (len(images) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * s, rows * (s + label_h)), (255, 255, 255))
+    cells = [enlarge(composite_over(img, background), zoom) for img in images]
+    sheet = Image.fromarray(tile(cells, columns, gap_below=label_h, background=(255, 255, 255)))
     draw = ImageDraw.Draw(sheet)
-    bg = np.asarray(background, np.float32)
-    for i, (img, label) in enumerate(zip(images, labels)):
-        a = img[..., 3:4].astype(np.float32) / 255.0
-        comp = (img[..., :3].astype(np.float32) * a + bg * (1 - a) + 0.5).astype(np.uint8)
-        x, y = (i % columns) * s, (i // columns) * (s + label_h)
-        cell = Image.fromarray(comp)
-        if zoom > 1:
-            cell = cell.resize((s, s), Image.Resampling.NEAREST)
-        sheet.paste(cell, (x, y))
+    for i, label in enumerate(labels):
+        x, y = cell_origin(i, columns, s, gap_below=label_h)
         draw.text((x + 3, y + s + 2), label, fill=(0, 0, 0))
     return np.asarray(sheet)

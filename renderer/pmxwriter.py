@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomicfile import write_bytes
 from .model import (
     MATERIAL_MORPH_WIDTH,
     Bone,
@@ -399,7 +400,5 @@ def write_pmx(path: str | Path, model: MMDModel, display_frames: list[DisplayFra
     path = Path(path)
     data = pmx_bytes(model, display_frames, utf8=utf8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes(path, data)
     return path

@@ -38,11 +38,8 @@ import numpy as np
 from renderer.model import MATERIAL_MORPH_WIDTH, MMDModel, MorphKind, SkinningType
 from renderer.model import MaterialMorphColumn as MC
 from renderer.morphs import flatten_morph_weights
+from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, REST_POSE  # noqa: F401  (re-exported)
 from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul, quat_pow
-
-POSE_NAMES = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
-ANGLE_DEGREES = 15.0
-REST_POSE = np.array([0, 0, 0, 0, 0, 1], np.float32)
 
 
 @dataclass

@@ -51,6 +51,7 @@ from .model import (
     SkinningType,
     SphereMode,
 )
+from .atomicfile import write_bytes
 from .errors import RendererError
 from .pmxwriter import DisplayFrame, pmx_bytes
 
@@ -817,9 +818,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file() and path.read_bytes() == data:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes(path, data)
 
 
 def write_samples(out_dir, count: int = 3, seed: int = 0) -> list[Path]:

@@ -8,7 +8,7 @@ import pytest
 
 from cli import main
 from dataset.discover import assign_splits, mesh_groups, merge_units, same_mesh, split_units
-from dataset.validate import VALIDATION_VERSION, mesh_fingerprint
+from dataset.modelcheck import VALIDATION_VERSION, mesh_fingerprint
 
 
 def _mesh(seed: int = 0, n: int = 2000):

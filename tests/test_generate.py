@@ -429,7 +429,7 @@ def test_probe_rejects_morphs_that_do_not_act_as_named(reference, tmp_path):
 
 
 def test_check_probe_synthetic():
-    from dataset.validate import check_probe
+    from dataset.modelcheck import check_probe
 
     s = 64
     rest = np.zeros((s, s, 4), np.uint8)

@@ -310,7 +310,7 @@ def test_render_pool_names_a_task_that_always_kills_its_worker(tmp_path):
 def test_a_model_that_kills_its_validation_worker_is_rejected():
     """During validation the culprit becomes a rejected model (the run goes on without it)."""
     from dataset.generate import _RestartingPool, _validate_task
-    from dataset.validate import ModelCheck
+    from dataset.modelcheck import ModelCheck
 
     res = ModelCheck.from_json(_RestartingPool._crash_result(_validate_task, ("/m/x.pmx", "x.pmx", "ab" * 32)))
     assert not res.ok and res.rel_path == "x.pmx" and "crashed" in res.reason and res.sha256 == "ab" * 32

@@ -14,8 +14,10 @@ from typing import Callable
 import numpy as np
 
 from dataset.errors import DatasetError, ShardError
-from dataset.poses import POSE_NAMES, expected_fractions
+from dataset.poses import expected_fractions
 from dataset.shards import SPLITS, ShardReader, verify_shard
+from renderer.imagegrid import cell_origin, composite_over, enlarge, tile
+from renderer.posevector import POSE_NAMES
 
 BARS = " ▁▂▃▄▅▆▇█"
 NBINS = 10
@@ -48,12 +50,6 @@ def pose_stat_lines(poses: np.ndarray) -> list[str]:
 
 # ------------------------------------------------------------------------------ sheet
 
-def _composite(img: np.ndarray, bg=(128, 128, 128)) -> np.ndarray:
-    a = img[..., 3:4].astype(np.float32) / 255.0
-    out = img[..., :3].astype(np.float32) * a + np.array(bg, np.float32) * (1 - a)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
 def contact_sheet(rows: list[dict], out_path: str | Path) -> Path:
     """rows: dicts with rest_image, morphed_image, posed_image (uint8 RGBA), pose, title."""
     from PIL import Image, ImageDraw, ImageFont
@@ -63,26 +59,22 @@ def contact_sheet(rows: list[dict], out_path: str | Path) -> Path:
     s = s0 * zoom
     label_h = 30
     pad = 4
-    w = 3 * s + 4 * pad
-    h = len(rows) * (s + label_h + pad) + pad + 16
-    sheet = Image.new("RGB", (w, h), (40, 40, 40))
+    layout = dict(pad=pad, gap_below=label_h, top=16)
+    cells = [enlarge(composite_over(r[key], (128, 128, 128)), zoom)
+             for r in rows for key in ("rest_image", "morphed_image", "posed_image")]
+    sheet = Image.fromarray(tile(cells, 3, background=(40, 40, 40), **layout))
+    w = sheet.width
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     draw.text((pad, 2), "rest | morphed (expression only) | posed (expression + rotation)",
               fill=(230, 230, 230), font=font)
-    y = 16
-    for r in rows:
-        for j, key in enumerate(("rest_image", "morphed_image", "posed_image")):
-            cell = Image.fromarray(_composite(r[key]))
-            if zoom > 1:
-                cell = cell.resize((s, s), Image.Resampling.NEAREST)
-            sheet.paste(cell, (pad + j * (s + pad), y))
+    for i, r in enumerate(rows):
+        _, y = cell_origin(3 * i, 3, s, **layout)
         p = r["pose"]
         text1 = (f"hx {p[0]:+.2f} hy {p[1]:+.2f} nz {p[2]:+.2f}  le {p[3]:.2f} re {p[4]:.2f} "
                  f"m {p[5]:.2f}  amb {r.get('ambient', float('nan')):.2f}")
         draw.text((pad, y + s + 2), text1, fill=(255, 255, 255), font=font)
         draw.text((pad, y + s + 15), str(r.get("title", ""))[: w // 6], fill=(180, 180, 180), font=font)
-        y += s + label_h + pad
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from cli import main
-from dataset.inspect import pose_stat_lines
+from dataset.shardinfo import pose_stat_lines
 from dataset.poses import sample_poses
 from dataset.shards import ShardWriter
 

@@ -166,7 +166,7 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
                    sha256: str = "") -> ModelCheck:
     """Run every check on one model (needs a GL RenderContext `probe_rc`); never raises for a
     bad model, returns a rejection instead."""
-    from renderer.errors import RendererError
+    from renderer.errors import RendererError, typed_first_line
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
     from renderer.morphs import load_override, resolve_face_rig
@@ -181,7 +181,7 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
         res.reason = "cannot load: " + _strip_path(str(e), path)
         return res
     except Exception as e:  # noqa: BLE001 - any failure on a user's file is a rejection
-        res.reason = f"cannot load: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        res.reason = f"cannot load: {typed_first_line(e)}"
         return res
     try:
         res.mesh = mesh_fingerprint(model.positions, model.indices)
@@ -228,7 +228,7 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
         return res
     except Exception as e:  # noqa: BLE001
         log.debug("validation of %s failed", rel_path, exc_info=True)
-        res.reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        res.reason = typed_first_line(e)
         return res
     res.ok = True
     return res

@@ -1,0 +1,44 @@
+"""THE pose vector (SPEC.md, "The pose vector"): names, indices, rest pose, bounds, range check.
+
+Six numbers in this order: head_x, head_y, neck_z (head rotation, each in [-1, 1],
+one unit = ANGLE_DEGREES) then left_eye, right_eye, mouth (expression, each in
+[0, 1]).  This module imports nothing beyond numpy, so every package (renderer,
+dataset, train, inference, the app) can take pose facts from here without
+pulling in OpenGL or torch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+POSE_NAMES: tuple[str, ...] = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
+POSE_SIZE = 6
+HEAD_X, HEAD_Y, NECK_Z, LEFT_EYE, RIGHT_EYE, MOUTH = range(POSE_SIZE)
+#: name -> index into the vector
+POSE_INDEX: dict[str, int] = {name: i for i, name in enumerate(POSE_NAMES)}
+HEAD_SLICE = slice(0, 3)
+EXPRESSION_SLICE = slice(3, 6)
+#: degrees of rotation for a head value of 1
+ANGLE_DEGREES: float = 15.0
+
+#: head straight, eyes open, mouth fully open: the networks' input image
+REST_POSE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0], dtype=np.float32)
+POSE_LOW = np.array([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+POSE_HIGH = np.ones(6, dtype=np.float32)
+#: slack a stored or computed value may have beyond the bounds (float rounding)
+RANGE_TOLERANCE = 1e-6
+
+
+def out_of_range(values, tolerance: float = RANGE_TOLERANCE) -> np.ndarray:
+    """Boolean mask shaped like `values` (..., 6): True where a value lies outside
+    [low - tolerance, high + tolerance] or is not a number.
+
+    The widened bounds are computed in float64 and compared in the dtype of
+    `values` (float32 poses are compared against float32 bounds); values that are
+    not floating point are compared as float64.
+    """
+    v = np.asarray(values)
+    if not np.issubdtype(v.dtype, np.floating):
+        v = v.astype(np.float64)
+    low = (POSE_LOW.astype(np.float64) - tolerance).astype(v.dtype)
+    high = (POSE_HIGH.astype(np.float64) + tolerance).astype(v.dtype)
+    return ~((v >= low) & (v <= high))
