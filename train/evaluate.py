@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dataset.imageconv import linear_to_srgb, srgb_to_linear
+
 from .errors import TrainError
 
 log = logging.getLogger("thactl.eval")
@@ -58,18 +60,6 @@ PATH_TO_CONFIG = {v: k for k, v in CONFIGS.items()}
 
 
 # ------------------------------------------------------------------------------------- colour
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """Linear [0, 1] -> sRGB [0, 1] (IEC 61966-2-1 curve)."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12).pow(1.0 / 2.4) - 0.055)
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB [0, 1] -> linear [0, 1]."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).pow(2.4))
 
 
 def tha_to_srgb01(t: torch.Tensor) -> torch.Tensor:
