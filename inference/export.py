@@ -9,29 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+
+from models.poser import Poser
 
 from .errors import InferenceError
 
 log = logging.getLogger("thactl.inference")
 
 
-class PoserGraph(nn.Module):
-    """(image (B, 4, S, S), pose (B, 6)) -> final image (B, 4, S, S): the exportable full poser."""
-
-    def __init__(self, morpher: nn.Module, rotator: nn.Module, combiner: nn.Module | None, path: str):
-        super().__init__()
-        self.morpher, self.rotator, self.combiner, self.path = morpher, rotator, combiner, path
+class PoserGraph(Poser):
+    """(image (B, 4, S, S), pose (B, 6)) -> final image (B, 4, S, S): the exportable poser."""
 
     def forward(self, image: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        rot, expr = pose[:, 0:3], pose[:, 3:6]
-        morphed = self.morpher(image, expr)[0]
-        pu, zh = self.rotator(morphed, rot)[:2]
-        if self.path == "pumarola":
-            return pu
-        if self.path == "zhou":
-            return zh
-        return self.combiner(pu, zh, rot)[0]
+        return super().forward(image, pose)[0]
 
 
 def export_onnx(runner, out: str | Path, opset: int = 20, verify: bool = True,
@@ -40,9 +30,9 @@ def export_onnx(runner, out: str | Path, opset: int = 20, verify: bool = True,
     'path', 'max_abs_diff' (None when onnxruntime is missing) and 'verified'."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-
     # a CPU fp32 copy: the runner's own modules stay where they are
-    graph = copy.deepcopy(PoserGraph(runner.morpher, runner.rotator, runner.combiner, runner.path))
+    poser = runner.poser
+    graph = copy.deepcopy(PoserGraph(poser.morpher, poser.rotator, poser.combiner, path=poser.path))
     graph = graph.to("cpu").float().eval()
     s = runner.image_size
     g = torch.Generator().manual_seed(seed)

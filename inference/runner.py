@@ -1,6 +1,6 @@
 """PoserRunner: trained networks + one input drawing -> posed images, fast.
 
-Runs batches of poses under `torch.inference_mode`, in fp16 autocast on
+Runs batches of poses through models.poser under `torch.inference_mode`, in fp16 autocast on
 CUDA, and skips the morpher when the expression (left_eye, right_eye, mouth) has been seen
 before for the current image.
 """
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dataset.imageconv import tensor_to_uint8, uint8_to_tensor
+from models.poser import PATHS, Poser, default_path
 
 from .errors import ImageInputError, InferenceError, WeightsInputError
 from .weights import load_networks, pick_device, resolve_weights
@@ -30,15 +31,13 @@ class PoserRunner:
                  path: str | None = None, device: str | torch.device | None = None,
                  half: bool | None = None, batch_size: int = 8, cache_size: int = 64):
         self.device = pick_device(device) if not isinstance(device, torch.device) else device
-        self.morpher = morpher.to(self.device).eval()
-        self.rotator = rotator.to(self.device).eval()
-        self.combiner = combiner.to(self.device).eval() if combiner is not None else None
-        path = path or ("full" if combiner is not None else "pumarola")
-        if path not in ("full", "pumarola", "zhou"):
+        path = path or default_path(combiner is not None)
+        if path not in PATHS:
             raise InferenceError(f"path must be full, pumarola or zhou, got {path!r}")
         if path == "full" and combiner is None:
             raise WeightsInputError("path full needs a combiner (combiner.safetensors in --weights or --combiner)")
-        self.path = path
+        self.poser = Poser(morpher.to(self.device).eval(), rotator.to(self.device).eval(),
+                           combiner.to(self.device).eval() if combiner is not None else None, path=path).eval()
         self.half = (self.device.type == "cuda") if half is None else bool(half)
         if self.half and self.device.type != "cuda":
             raise InferenceError("half precision is only used on CUDA")
@@ -50,6 +49,10 @@ class PoserRunner:
         self.frames = 0
         self.morpher_runs = 0
         self.net_seconds = 0.0
+
+    @property
+    def path(self) -> str:
+        return self.poser.path
 
     @classmethod
     def from_weights(cls, weights=None, morpher=None, rotator=None, combiner=None, path=None,
@@ -86,7 +89,7 @@ class PoserRunner:
         if uniq:
             idx = list(uniq.values())
             e = expr[idx]
-            out = self.morpher(self._image.expand(len(idx), -1, -1, -1), e)[0]
+            out = self.poser.morpher(self._image.expand(len(idx), -1, -1, -1), e)[0]
             self.morpher_runs += len(idx)
             for k, o in zip(uniq.keys(), out):
                 self._morphed[k] = o
@@ -104,15 +107,7 @@ class PoserRunner:
             raise InferenceError("no input image: call set_image first")
         poses = poses.to(self.device, torch.float32)
         with self._autocast():
-            morphed = self._morph(poses[:, 3:6])
-            rot = poses[:, 0:3]
-            pu, zh = self.rotator(morphed, rot)[:2]
-            if self.path == "pumarola":
-                out = pu
-            elif self.path == "zhou":
-                out = zh
-            else:
-                out = self.combiner(pu, zh, rot)[0]
+            out = self.poser.pose_morphed(self._morph(poses[:, 3:6]), poses[:, 0:3])[0]
         return out.float()
 
     def run(self, poses: np.ndarray, progress=None) -> np.ndarray:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset.imageconv import linear_to_srgb, srgb_to_linear
+from models.poser import final_image
 
 from .errors import TrainError
 
@@ -54,9 +55,9 @@ THA1_SCORES: dict[str, tuple[float, float]] = {
     "FU-P-P": (0.009789, 0.852795),
 }
 
-# full-poser configurations: name -> (path flag, which output is the final image)
-CONFIGS = {"PU": "pumarola", "ZH": "zhou", "FU": "full"}
-PATH_TO_CONFIG = {v: k for k, v in CONFIGS.items()}
+# THA1's label of each poser path (models.poser.PATHS), used for the table's configuration rows only
+PATH_TO_CONFIG = {"pumarola": "PU", "zhou": "ZH", "full": "FU"}
+CONFIGS = {label: path for path, label in PATH_TO_CONFIG.items()}
 
 
 # ------------------------------------------------------------------------------------- colour
@@ -325,17 +326,11 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
             rows["rotator/pumarola"].add(score_images(pu, posed_t))
             rows["rotator/zhou"].add(score_images(zh, posed_t))
             if combiner is not None:
-                rows["rotator+combiner"].add(score_images(combiner(pu, zh, rot)[0], posed_t))
+                rows["rotator+combiner"].add(score_images(final_image("full", pu, zh, rot, combiner), posed_t))
         if configs:
             pu, zh = rotator(morphed, rot)[:2]
             for cfg in configs:
-                if cfg == "PU":
-                    out = pu
-                elif cfg == "ZH":
-                    out = zh
-                else:
-                    out = combiner(pu, zh, rot)[0]
-                rows[cfg].add(score_images(out, posed_t))
+                rows[cfg].add(score_images(final_image(CONFIGS[cfg], pu, zh, rot, combiner), posed_t))
         seen += rest.shape[0]
         if progress is not None:
             progress(rest.shape[0])
