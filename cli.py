@@ -321,7 +321,7 @@ def _warn(msg: str) -> None:
 
 
 def _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=8, half=None):
-    from train.inference import PoserRunner
+    from inference.runner import PoserRunner
 
     return PoserRunner.from_weights(weights, morpher_src, rotator_src, combiner_src, path=path,
                                     device=device, batch_size=batch_size, half=half)
@@ -375,7 +375,7 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 
     from dataset.torchdata import ShardDataset
     from train import evaluate as ev
-    from train.inference import load_networks, pick_device, resolve_weights
+    from inference.weights import load_networks, pick_device, resolve_weights
 
     if out is not None and Path(out).exists() and not Path(out).is_dir():  # was a traceback after the run
         raise ev.TrainError(f"{out}: --out must be a folder (eval-<split>.json/.csv go in it), this is a file")
@@ -437,8 +437,8 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
 
     from pathlib import Path
 
+    from inference.drawing import load_input_image, save_rgba_png
     from train.errors import TrainError
-    from train.inference import load_input_image, save_rgba_png
 
     if Path(output).suffix.lower() != ".png":  # the result is RGBA: JPEG or no extension crashed in Pillow
         raise TrainError(f"{output}: output must end in .png (the posed image is RGBA)")
@@ -476,8 +476,9 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
     """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression)."""
     from tqdm import tqdm
 
-    from train.inference import load_input_image, parse_color, write_animation
-    from train.motion import get_motion, write_csv
+    from inference.animation import parse_color, write_animation
+    from inference.drawing import load_input_image
+    from inference.motion import get_motion, write_csv
     from train.errors import TrainError
 
     from pathlib import Path
@@ -522,7 +523,7 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
               help="Check with onnxruntime (when installed) that outputs match torch within 1e-3.")
 def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, opset, verify):
     """Export the poser (image (B,4,S,S), pose (B,6)) -> image (B,4,S,S) to ONNX."""
-    from train.inference import export_onnx
+    from inference.export import export_onnx
 
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, "cpu")
     rep = export_onnx(runner, onnx_out, opset=opset, verify=verify)

@@ -14,16 +14,28 @@ import numpy as np
 import torch
 
 
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] -> linear light in [0, 1] (IEC 61966-2-1)."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+def _namespace(x):
+    """torch for tensors, numpy for everything else (arrays, lists, scalars: computed in float64)."""
+    if isinstance(x, torch.Tensor):
+        return torch, x
+    return np, np.asarray(x, dtype=np.float64)
 
 
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """Linear light in [0, 1] -> sRGB-encoded values in [0, 1]."""
-    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+def srgb_to_linear(x):
+    """sRGB-encoded values -> linear light (IEC 61966-2-1), inputs clamped to [0, 1].
+
+    The one sRGB decoding curve: numpy arrays (float64) or torch tensors (their own dtype/device).
+    """
+    xp, x = _namespace(x)
+    x = xp.clip(x, 0.0, 1.0)
+    return xp.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x):
+    """Linear light -> sRGB-encoded values (IEC 61966-2-1), inputs clamped to [0, 1]; numpy or torch."""
+    xp, x = _namespace(x)
+    x = xp.clip(x, 0.0, 1.0)
+    return xp.where(x <= 0.0031308, x * 12.92, 1.055 * xp.clip(x, 1e-12, None) ** (1.0 / 2.4) - 0.055)
 
 
 _LEVELS = np.arange(256, dtype=np.float64) / 255.0

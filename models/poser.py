@@ -1,4 +1,10 @@
-"""The full THA1 poser: morpher(pose[3:6]) -> rotator(pose[0:3]) -> combiner(pose[0:3])."""
+"""THE poser chain: morpher(pose[3:6]) -> rotator(pose[0:3]) -> Pumarola | Zhou | combiner(pose[0:3]).
+
+One path vocabulary everywhere (inference, ONNX export, evaluation, tests):
+  "full"      both rotator outputs merged and retouched by the combiner (needs a combiner)
+  "pumarola"  the rotator's Pumarola (appearance-flow) output
+  "zhou"      the rotator's Zhou (warp) output
+"""
 from __future__ import annotations
 
 import torch
@@ -8,15 +14,30 @@ from .combiner import Combiner
 from .morpher import FaceMorpher
 from .rotator import TwoAlgoFaceRotator
 
-PATHS = ("combiner", "pumarola", "zhou")
+PATHS = ("full", "pumarola", "zhou")
+
+
+def default_path(has_combiner: bool) -> str:
+    """"full" when a combiner is there, else "pumarola"."""
+    return "full" if has_combiner else "pumarola"
+
+
+def final_image(path: str, pumarola: torch.Tensor, zhou: torch.Tensor, rotation: torch.Tensor,
+                combiner: nn.Module | None = None) -> torch.Tensor:
+    """The image `path` picks from the rotator's two outputs (the combiner runs only for "full")."""
+    if path == "pumarola":
+        return pumarola
+    if path == "zhou":
+        return zhou
+    return combiner(pumarola, zhou, rotation)[0]
 
 
 class Poser(nn.Module):
     """image (B, 4, H, W) in [-1, 1] + pose (B, 6) in SPEC order -> (final, morphed, pumarola, zhou).
 
-    `path` picks the final image: "combiner" (needs a combiner; THA1's FU configs),
-    "pumarola" (PU) or "zhou" (ZH). Without arguments all three networks are built at
-    THA1's defaults (randomly initialised); pass trained modules to use weights.
+    `path` picks the final image (PATHS); default "full" with a combiner, else "pumarola".
+    Without networks all three are built at THA1's defaults (randomly initialised), or with
+    the architecture keywords given; pass trained modules to use weights.
     """
 
     def __init__(self, morpher: FaceMorpher | None = None, rotator: TwoAlgoFaceRotator | None = None,
@@ -26,21 +47,22 @@ class Poser(nn.Module):
             morpher, rotator, combiner = FaceMorpher(**arch), TwoAlgoFaceRotator(**arch), Combiner(**arch)
         if morpher is None or rotator is None:
             raise ValueError("Poser needs a morpher and a rotator")
-        path = path or ("combiner" if combiner is not None else "pumarola")
+        path = path or default_path(combiner is not None)
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-        if path == "combiner" and combiner is None:
-            raise ValueError("path 'combiner' needs a combiner")
+        if path == "full" and combiner is None:
+            raise ValueError("path 'full' needs a combiner")
         self.morpher, self.rotator, self.combiner, self.path = morpher, rotator, combiner, path
+
+    def pose_morphed(self, morphed: torch.Tensor, rotation: torch.Tensor):
+        """Rotate an already morphed image (B, 4, H, W) by rotation (B, 3) -> (final, pumarola, zhou)."""
+        pumarola, zhou = self.rotator(morphed, rotation)[:2]
+        return final_image(self.path, pumarola, zhou, rotation, self.combiner), pumarola, zhou
 
     def forward(self, image: torch.Tensor, pose: torch.Tensor):
         if pose.dim() != 2 or pose.shape[1] != 6:
             raise ValueError(f"pose must be (B, 6), got {tuple(pose.shape)}")
         rotation, expression = pose[:, 0:3], pose[:, 3:6]
         morphed = self.morpher(image, expression)[0]
-        pumarola, zhou = self.rotator(morphed, rotation)[:2]
-        if self.path == "combiner":
-            final = self.combiner(pumarola, zhou, rotation)[0]
-        else:
-            final = pumarola if self.path == "pumarola" else zhou
+        final, pumarola, zhou = self.pose_morphed(morphed, rotation)
         return final, morphed, pumarola, zhou

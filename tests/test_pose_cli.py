@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 import cli
-from train import motion
-from train.inference import PoserRunner, check_image, fit_to_square
+from inference import motion
+from inference.drawing import check_image, fit_to_square
+from inference.runner import PoserRunner
 
 S = 32
 TINY = dict(image_size=S, base_channels=4, num_downsample=3, num_res_blocks=1)
@@ -221,7 +222,7 @@ def test_animate_sweep_gif(weights, tmp_path, capsys):
             im.seek(k)
             total += im.info["duration"]
         assert 2 <= im.n_frames <= n and total == n * 200
-    from train.inference import composite
+    from inference.animation import composite
 
     net = _direct(weights, _character(), motion.get_motion("sweep", fps=5)[:1])
     on_white, on_black = composite(net, (255, 255, 255))[0], composite(net, (0, 0, 0))[0]

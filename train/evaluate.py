@@ -31,6 +31,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dataset.imageconv import linear_to_srgb, srgb_to_linear
+from models.poser import final_image
+
 from .errors import TrainError
 
 log = logging.getLogger("thactl.eval")
@@ -52,24 +55,12 @@ THA1_SCORES: dict[str, tuple[float, float]] = {
     "FU-P-P": (0.009789, 0.852795),
 }
 
-# full-poser configurations: name -> (path flag, which output is the final image)
-CONFIGS = {"PU": "pumarola", "ZH": "zhou", "FU": "full"}
-PATH_TO_CONFIG = {v: k for k, v in CONFIGS.items()}
+# THA1's label of each poser path (models.poser.PATHS), used for the table's configuration rows only
+PATH_TO_CONFIG = {"pumarola": "PU", "zhou": "ZH", "full": "FU"}
+CONFIGS = {label: path for path, label in PATH_TO_CONFIG.items()}
 
 
 # ------------------------------------------------------------------------------------- colour
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """Linear [0, 1] -> sRGB [0, 1] (IEC 61966-2-1 curve)."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12).pow(1.0 / 2.4) - 0.055)
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB [0, 1] -> linear [0, 1]."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).pow(2.4))
 
 
 def tha_to_srgb01(t: torch.Tensor) -> torch.Tensor:
@@ -335,17 +326,11 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
             rows["rotator/pumarola"].add(score_images(pu, posed_t))
             rows["rotator/zhou"].add(score_images(zh, posed_t))
             if combiner is not None:
-                rows["rotator+combiner"].add(score_images(combiner(pu, zh, rot)[0], posed_t))
+                rows["rotator+combiner"].add(score_images(final_image("full", pu, zh, rot, combiner), posed_t))
         if configs:
             pu, zh = rotator(morphed, rot)[:2]
             for cfg in configs:
-                if cfg == "PU":
-                    out = pu
-                elif cfg == "ZH":
-                    out = zh
-                else:
-                    out = combiner(pu, zh, rot)[0]
-                rows[cfg].add(score_images(out, posed_t))
+                rows[cfg].add(score_images(final_image(CONFIGS[cfg], pu, zh, rot, combiner), posed_t))
         seen += rest.shape[0]
         if progress is not None:
             progress(rest.shape[0])

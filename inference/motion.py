@@ -12,17 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TrainError
+from .errors import MotionError
 
 POSE_NAMES = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
 LOWER = np.array([-1, -1, -1, 0, 0, 0], np.float32)
 UPPER = np.array([1, 1, 1, 1, 1, 1], np.float32)
 REST = np.array([0, 0, 0, 0, 0, 1], np.float32)
 BUILTIN = ("sweep", "blink", "talk")
-
-
-class MotionError(TrainError):
-    """A motion name or pose CSV file is unusable (message names the file and line)."""
 
 
 def sweep(frames_per_param: int = 24) -> np.ndarray:

@@ -1,0 +1,21 @@
+"""The error base of inference/: bad input shown to the user as one line (a TrainError, so the CLI
+reports it like every training error)."""
+from __future__ import annotations
+
+from train.errors import TrainError
+
+
+class InferenceError(TrainError):
+    """Input to inference is unusable (message names the file and the problem)."""
+
+
+class ImageInputError(InferenceError):
+    """The input drawing cannot be used as it is (message names the file and the problem)."""
+
+
+class WeightsInputError(InferenceError):
+    """Weights folder/files missing or inconsistent."""
+
+
+class MotionError(InferenceError):
+    """A motion name or pose CSV file is unusable (message names the file and line)."""

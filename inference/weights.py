@@ -1,0 +1,71 @@
+"""Weights for inference, in one place: which files (--weights DIR and per-network sources), loading
+them as eval-mode networks that agree on the image size, and the device to run on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import InferenceError, WeightsInputError
+
+WEIGHT_FILES = ("morpher", "rotator", "combiner")
+
+
+def resolve_weights(weights: str | Path | None = None, morpher: str | Path | None = None,
+                    rotator: str | Path | None = None, combiner: str | Path | None = None,
+                    need_combiner: bool = False) -> dict[str, Path]:
+    """Paths of the weight files: --weights DIR (morpher/rotator[/combiner].safetensors) and/or
+    per-network run folders or files (which win over DIR). Missing morpher/rotator -> error."""
+    from models.io import WeightsError, resolve_weights_path
+
+    given = {"morpher": morpher, "rotator": rotator, "combiner": combiner}
+    out: dict[str, Path] = {}
+    if weights is not None:
+        d = Path(weights)
+        if not d.is_dir():
+            raise WeightsInputError(f"{d}: weights folder not found")
+        for k in WEIGHT_FILES:
+            if (d / f"{k}.safetensors").is_file():
+                out[k] = d / f"{k}.safetensors"
+    for k, p in given.items():
+        if p is not None:
+            try:
+                out[k] = resolve_weights_path(p, k)
+            except WeightsError as e:
+                raise WeightsInputError(str(e)) from None
+    for k in ("morpher", "rotator") + (("combiner",) if need_combiner else ()):
+        if k not in out:
+            where = f"{weights}: no {k}.safetensors" if weights is not None else f"no {k} weights given"
+            why = "--path full needs a combiner: " if k == "combiner" else ""
+            raise WeightsInputError(f"{why}{where} (give --weights DIR or --{k} RUN)")
+    return out
+
+
+def load_networks(paths: dict[str, Path], device: str | torch.device = "cpu") -> dict[str, nn.Module]:
+    """Load each network named in `paths`, check their kinds and image sizes agree, eval mode."""
+    from models.io import WeightsError, load_weights
+
+    nets: dict[str, nn.Module] = {}
+    for k, p in paths.items():
+        try:
+            net = load_weights(p, k)
+        except WeightsError as e:
+            raise WeightsInputError(str(e)) from None
+        nets[k] = net.to(device).eval()
+    sizes = {k: int(n.config["image_size"]) for k, n in nets.items()}
+    if len(set(sizes.values())) > 1:
+        raise WeightsInputError("networks disagree on image size: "
+                                + ", ".join(f"{k} {s}" for k, s in sizes.items()))
+    return nets
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """'auto'/None -> cuda when available, else cpu; otherwise the named device (checked)."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InferenceError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
