@@ -234,12 +234,44 @@ class _PmxReader(_ArrayMixin, pmx_reader.Reader):
 
     # -- vertices: one cheap Python pass finds each vertex's start (deform records vary in
     #    size), then numpy gathers every field at once.
-    def read_vertices(self):
+    def read_vertices(self) -> dict[str, np.ndarray]:
+        """The vertex list as MMDModel's per-vertex arrays (keyword name -> array)."""
         V = self.count("<i", 32 + 16 * self.extra_uv + 1 + 1 + 4, "vertex")
         A = self.extra_uv
+        starts, types = self._vertex_starts(V)
+        fields = [("pos", "<f4", 3), ("nrm", "<f4", 3), ("uv", "<f4", 2)]
+        if A:
+            fields.append(("ex", "<f4", (A, 4)))
+        head = self._gather(starts, fields)
+        extra = (np.ascontiguousarray(head["ex"].transpose(1, 0, 2)).astype(np.float32)
+                 if A else np.zeros((0, V, 4), np.float32))
+        dpos = starts + self._fixed_vertex_bytes() + 1      # first byte after the deform type
+        bidx, bw, sdef = self._gather_deforms(dpos, types)
+        dsize = np.asarray(self._deform_sizes(), np.int64)[types]
+        edge = self._gather(dpos + dsize, [("e", "<f4")])["e"]
+        return dict(positions=head["pos"].astype(np.float32), normals=head["nrm"].astype(np.float32),
+                    uvs=head["uv"].astype(np.float32), extra_uvs=extra,
+                    skin_type=types.copy(), bone_indices=bidx, bone_weights=bw,
+                    sdef_c=sdef[0], sdef_r0=sdef[1], sdef_r1=sdef[2],
+                    edge_scale=edge.astype(np.float32))
+
+    def _fixed_vertex_bytes(self) -> int:
+        """Bytes of a vertex before its deform type: position, normal, UV, additional UVs."""
+        return 32 + 16 * self.extra_uv
+
+    def _deform_sizes(self) -> tuple[int, ...]:
+        """Bytes of the deform record after the type byte, indexed by SkinningType."""
         bs = self.sizes["bone"]
-        pre = 32 + 16 * A
-        dsize = (bs, 2 * bs + 4, 4 * bs + 16, 2 * bs + 4 + 36, 4 * bs + 16)
+        size = {SkinningType.BDEF1: bs, SkinningType.BDEF2: 2 * bs + 4,
+                SkinningType.BDEF4: 4 * bs + 16, SkinningType.SDEF: 2 * bs + 4 + 36,
+                SkinningType.QDEF: 4 * bs + 16}
+        return tuple(size[t] for t in SkinningType)
+
+    def _vertex_starts(self, V: int) -> tuple[np.ndarray, np.ndarray]:
+        """(start offset (V,) int64, deform type (V,) uint8) of each vertex, from the read position."""
+        pre = self._fixed_vertex_bytes()
+        dsize = self._deform_sizes()
+        last_type = int(SkinningType.QDEF)
         data = self.data
         o = self.ios.tell()
         end = len(data)
@@ -250,7 +282,7 @@ class _PmxReader(_ArrayMixin, pmx_reader.Reader):
             if p >= end:
                 raise _Bad(f"truncated file (end of data inside vertex {i} of {V})")
             t = data[p]
-            if t > 4:
+            if t > last_type:
                 raise _Bad(f"corrupt file (vertex {i} has unknown deform type {t})")
             starts[i] = o
             types[i] = t
@@ -258,58 +290,46 @@ class _PmxReader(_ArrayMixin, pmx_reader.Reader):
         if o > end:
             raise _Bad("truncated file (end of data inside the vertex list)")
         self.ios.seek(o)
-        buf = np.frombuffer(data, np.uint8)
-        starts = np.asarray(starts, np.int64)
-        types = np.frombuffer(bytes(types), np.uint8)
+        return np.asarray(starts, np.int64), np.frombuffer(bytes(types), np.uint8)
 
-        def gather(offsets, dtype):
-            dt = np.dtype(dtype)
-            rows = buf[offsets[:, None] + np.arange(dt.itemsize)]
-            return np.ascontiguousarray(rows).view(dt)[:, 0]
+    def _gather(self, offsets: np.ndarray, dtype) -> np.ndarray:
+        """One record of `dtype` read at each of `offsets` (byte positions in the file)."""
+        dt = np.dtype(dtype)
+        rows = np.frombuffer(self.data, np.uint8)[offsets[:, None] + np.arange(dt.itemsize)]
+        return np.ascontiguousarray(rows).view(dt)[:, 0]
 
-        fields = [("pos", "<f4", 3), ("nrm", "<f4", 3), ("uv", "<f4", 2)]
-        if A:
-            fields.append(("ex", "<f4", (A, 4)))
-        head = gather(starts, fields)
-        positions = head["pos"].astype(np.float32)
-        normals = head["nrm"].astype(np.float32)
-        uvs = head["uv"].astype(np.float32)
-        extra = (np.ascontiguousarray(head["ex"].transpose(1, 0, 2)).astype(np.float32)
-                 if A else np.zeros((0, V, 4), np.float32))
-
+    def _gather_deforms(self, dpos: np.ndarray, types: np.ndarray):
+        """(bone indices (V,4), weights (V,4), SDEF C/R0/R1 (3,V,3)) from the deform records
+        starting at `dpos`, one vectorised read per skinning type."""
+        V = types.size
         bidx = np.zeros((V, 4), np.int32)
         bw = np.zeros((V, 4), np.float32)
         sdef = np.zeros((3, V, 3), np.float32)
-        it = _INT[bs]
-        dpos = starts + pre + 1
-        for t in range(5):
-            sel = np.nonzero(types == t)[0]
+        it = _INT[self.sizes["bone"]]
+        for t in SkinningType:
+            sel = np.nonzero(types == int(t))[0]
             if sel.size == 0:
                 continue
-            if t == 0:
-                rec = gather(dpos[sel], [("b", it, 1)])
+            if t == SkinningType.BDEF1:
+                rec = self._gather(dpos[sel], [("b", it, 1)])
                 bidx[sel, 0] = rec["b"][:, 0]
                 bw[sel, 0] = 1.0
-            elif t in (1, 3):
+            elif t in (SkinningType.BDEF2, SkinningType.SDEF):
                 f = [("b", it, 2), ("w", "<f4")]
-                if t == 3:
+                if t == SkinningType.SDEF:
                     f.append(("s", "<f4", (3, 3)))
-                rec = gather(dpos[sel], f)
+                rec = self._gather(dpos[sel], f)
                 bidx[sel, :2] = rec["b"]
                 w = rec["w"].astype(np.float32)
                 bw[sel, 0] = w
                 bw[sel, 1] = 1.0 - w
-                if t == 3:
+                if t == SkinningType.SDEF:
                     sdef[:, sel] = rec["s"].transpose(1, 0, 2)
-            else:
-                rec = gather(dpos[sel], [("b", it, 4), ("w", "<f4", 4)])
+            else:                                   # BDEF4, QDEF: four bones, four weights
+                rec = self._gather(dpos[sel], [("b", it, 4), ("w", "<f4", 4)])
                 bidx[sel] = rec["b"]
                 bw[sel] = rec["w"]
-        edge = gather(dpos + np.asarray(dsize, np.int64)[types], [("e", "<f4")])["e"]
-        return dict(positions=positions, normals=normals, uvs=uvs, extra_uvs=extra,
-                    skin_type=types.copy(), bone_indices=bidx, bone_weights=bw,
-                    sdef_c=sdef[0], sdef_r0=sdef[1], sdef_r1=sdef[2],
-                    edge_scale=edge.astype(np.float32))
+        return bidx, bw, sdef
 
     def read_faces(self, nverts: int) -> np.ndarray:
         vs = self.sizes["vertex"]
@@ -354,29 +374,44 @@ class _PmxReader(_ArrayMixin, pmx_reader.Reader):
         return None
 
     def read_morgh(self):  # (sic: pymeshio's spelling) numpy offsets, every PMX 2.1 type
+        """(name, English name, panel, kind, offset records) of one morph; panel and kind raw."""
         name = self.read_text()
         name_en = self.read_text()
         self.need(2, "morph")
         panel, kind = struct.unpack("<BB", self.ios.read(2))
-        vs, bs, ms, mos, rs = (self.sizes[k] for k in ("vertex", "bone", "material", "morph",
-                                                       "rigid"))
-        if kind in (0, 9):
-            dt = [("i", _INT[mos]), ("w", "<f4")]
-        elif kind == 1:
-            dt = [("i", _VIDX[vs]), ("o", "<f4", 3)]
-        elif kind == 2:
-            dt = [("i", _INT[bs]), ("t", "<f4", 3), ("q", "<f4", 4)]
-        elif 3 <= kind <= 7:
-            dt = [("i", _VIDX[vs]), ("o", "<f4", 4)]
-        elif kind == 8:
-            dt = [("i", _INT[ms]), ("op", "u1"), ("v", "<f4", MATERIAL_MORPH_WIDTH)]
-        elif kind == 10:
-            dt = [("i", _INT[rs]), ("local", "u1"), ("v", "<f4", 6)]
-        else:
-            raise _Bad(f"corrupt file (morph {name!r} has unknown type {kind})")
+        dt = self._morph_offset_dtype(kind, name)
         n = self.count("<i", np.dtype(dt).itemsize, f"morph {name!r} offset")
         rec = self.array(dt, n, f"morph {name!r}")
         return name, name_en, panel, kind, rec
+
+    def _morph_offset_dtype(self, kind: int, name: str) -> list:
+        """numpy record layout of one offset of a morph of type `kind` (MorphKind's numbering)."""
+        s = self.sizes
+        if kind in (MorphKind.GROUP, MorphKind.FLIP):
+            return [("i", _INT[s["morph"]]), ("w", "<f4")]
+        if kind == MorphKind.VERTEX:
+            return [("i", _VIDX[s["vertex"]]), ("o", "<f4", 3)]
+        if kind == MorphKind.BONE:
+            return [("i", _INT[s["bone"]]), ("t", "<f4", 3), ("q", "<f4", 4)]
+        if MorphKind.UV <= kind <= MorphKind.UV4:
+            return [("i", _VIDX[s["vertex"]]), ("o", "<f4", 4)]
+        if kind == MorphKind.MATERIAL:
+            return [("i", _INT[s["material"]]), ("op", "u1"), ("v", "<f4", MATERIAL_MORPH_WIDTH)]
+        if kind == MorphKind.IMPULSE:
+            return [("i", _INT[s["rigid"]]), ("local", "u1"), ("v", "<f4", 6)]
+        raise _Bad(f"corrupt file (morph {name!r} has unknown type {kind})")
+
+    def skip_unused_sections(self, version: float) -> None:
+        """Read (to check them) display slots, rigid bodies, joints and PMX 2.1 soft bodies
+        (only their count): none of them plays a part in rendering."""
+        for _ in range(self.count("<i", 13, "display slot")):
+            self.read_display_slot()
+        for _ in range(self.count("<i", 69, "rigid body")):
+            self.read_rigidbody()
+        for _ in range(self.count("<i", 105, "joint")):
+            self.read_joint()
+        if version >= 2.1:
+            self.count("<i", 1, "soft body")
 
 
 def _pmx_morph(name, name_en, panel, kind, rec, V, B, M, A, warnings) -> Morph:
@@ -433,7 +468,9 @@ def _check_group_refs(morphs: list[Morph], warnings: list[str]) -> None:
                 m.weights = m.weights[ok]
 
 
-def _parse_pmx(path: Path, data: bytes) -> MMDModel:
+def _pmx_header(data: bytes) -> tuple[float, int, int, int, tuple[int, int, int, int, int, int]]:
+    """(version, offset of the model name, text encoding, additional UV count,
+    (vertex, texture, material, bone, morph, rigid body) index sizes) of a PMX file."""
     if len(data) < 17:
         raise _Bad("truncated file (PMX header incomplete)")
     version = struct.unpack_from("<f", data, 4)[0]
@@ -452,9 +489,99 @@ def _parse_pmx(path: Path, data: bytes) -> MMDModel:
                     ("morph", mos), ("rigid body", rs)):
         if s not in (1, 2, 4):
             raise _Bad(f"corrupt PMX header ({what} index size {s}, expected 1, 2 or 4)")
+    return version, 9 + nflags, enc, extra_uv, (vs, ts, ms, bs, mos, rs)
+
+
+def _check_bone_positions(positions) -> None:
+    """Refuse non-finite bone positions (pymeshio Vector3s)."""
+    _check_finite(np.array([[v.x, v.y, v.z] for v in positions], np.float64).reshape(-1, 3),
+                  "bone positions")
+
+
+def _pmx_texture(textures: list[str], i, what: str, mname: str, warnings: list[str]) -> str | None:
+    """Texture table entry `i` of material `mname`, None for none (-1) or out of range."""
+    if i is None or i < 0:
+        return None
+    if i >= len(textures):
+        warnings.append(f"material {mname!r}: {what} index {i} out of range (ignored)")
+        return None
+    return textures[i] or None
+
+
+def _pmx_material(m, start: int, count: int, textures: list[str], warnings: list[str]) -> Material:
+    def tex(i, what: str) -> str | None:
+        return _pmx_texture(textures, i, what, m.name, warnings)
+
+    if m.toon_sharing_flag == 1:
+        toon, shared = None, (int(m.toon_texture_index) if 0 <= m.toon_texture_index <= 9
+                              else None)
+    else:
+        toon, shared = tex(m.toon_texture_index, "toon texture"), None
+    smode = m.sphere_mode if SphereMode.NONE <= m.sphere_mode <= SphereMode.SUBTEXTURE \
+        else SphereMode.NONE
+    sphere = tex(m.sphere_texture_index, "sphere texture") if smode else None
+    return Material(
+        name=m.name, name_en=m.english_name,
+        diffuse=np.array([m.diffuse_color.r, m.diffuse_color.g, m.diffuse_color.b, m.alpha],
+                         np.float32),
+        specular=_rgb(m.specular_color), specular_power=float(m.specular_factor),
+        ambient=_rgb(m.ambient_color), flags=MaterialFlag(m.flag & 0xFF),
+        edge_color=_rgba(m.edge_color), edge_size=float(m.edge_size),
+        texture=tex(m.texture_index, "texture"), sphere=sphere,
+        sphere_mode=SphereMode(smode if sphere else 0), toon=toon, toon_shared=shared,
+        index_start=start, index_count=count, comment=m.comment)
+
+
+def _pmx_materials(raw_mats, textures: list[str], nidx: int, warnings: list[str]) -> list[Material]:
+    """Materials in file order, each owning the next `vertex_count` of the `nidx` face indices."""
+    materials = []
+    start = 0
+    for m in raw_mats:
+        count = int(m.vertex_count)
+        if count < 0 or start + count > nidx:
+            raise _Bad(f"corrupt file (material {m.name!r} claims {count} face indices, "
+                       f"only {nidx - start} left)")
+        materials.append(_pmx_material(m, start, count, textures, warnings))
+        start += count
+    return materials
+
+
+def _pmx_bone(i: int, b, nbones: int, warnings: list[str]) -> Bone:
+    """Bone `i` of `nbones`; out-of-range parents and append parents are dropped with a warning."""
+    flags = BoneFlag(b.flag & 0x3FFF)
+    parent = int(b.parent_index)
+    if parent < -1 or parent >= nbones or parent == i:
+        warnings.append(f"bone {b.name!r}: parent {parent} out of range (made a root)")
+        parent = -1
+    tail = int(b.tail_index)
+    bone = Bone(name=b.name, name_en=b.english_name, position=_vec(b.position),
+                parent=parent, deform_layer=int(b.layer), flags=flags,
+                tail_bone=tail if flags & BoneFlag.TAIL_IS_BONE and 0 <= tail < nbones else -1,
+                tail_offset=_vec(b.tail_position))
+    if flags & (BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION):
+        ap = int(b.effect_index)
+        if 0 <= ap < nbones and ap != i:
+            bone.append_parent, bone.append_weight = ap, float(b.effect_factor)
+        else:
+            flags &= ~(BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION)
+            bone.flags = flags
+            if ap != -1:
+                warnings.append(f"bone {b.name!r}: append parent {ap} out of range (ignored)")
+    if flags & BoneFlag.FIXED_AXIS:
+        bone.fixed_axis = _vec(b.fixed_axis)
+    if flags & BoneFlag.LOCAL_AXIS:
+        bone.local_axis_x, bone.local_axis_z = _vec(b.local_x_vector), _vec(b.local_z_vector)
+    if flags & BoneFlag.IK and b.ik is not None:
+        bone.ik_target = int(b.ik.target_index)
+        bone.ik_links = [int(l.bone_index) for l in b.ik.link]
+    return bone
+
+
+def _parse_pmx(path: Path, data: bytes) -> MMDModel:
+    version, start, enc, extra_uv, sizes = _pmx_header(data)
     ios = io.BytesIO(data)
-    ios.seek(9 + nflags)
-    r = _PmxReader(data, ios, enc, extra_uv, (vs, ts, ms, bs, mos, rs))
+    ios.seek(start)
+    r = _PmxReader(data, ios, enc, extra_uv, sizes)
     warnings: list[str] = []
 
     name, name_en, comment, _comment_en = (r.read_text() for _ in range(4))
@@ -465,90 +592,15 @@ def _parse_pmx(path: Path, data: bytes) -> MMDModel:
     raw_mats = [r.read_material() for _ in range(r.count("<i", 84, "material"))]
     raw_bones = [r.read_bone() for _ in range(r.count("<i", 28, "bone"))]
     raw_morphs = [r.read_morgh() for _ in range(r.count("<i", 14, "morph"))]
-    for _ in range(r.count("<i", 13, "display slot")):
-        r.read_display_slot()
-    for _ in range(r.count("<i", 69, "rigid body")):
-        r.read_rigidbody()
-    for _ in range(r.count("<i", 105, "joint")):
-        r.read_joint()
-    if version >= 2.1:
-        # PMX 2.1 soft bodies: only their count is checked; they play no part in rendering.
-        r.count("<i", 1, "soft body")
+    r.skip_unused_sections(version)
 
     B, M = len(raw_bones), len(raw_mats)
-    T = len(textures)
     _check_finite(verts["positions"], "vertex positions")
-    _check_finite(np.array([[b.position.x, b.position.y, b.position.z] for b in raw_bones],
-                           np.float64).reshape(-1, 3), "bone positions")
+    _check_bone_positions(b.position for b in raw_bones)
     _fix_normals(verts["normals"], warnings)
-
-    def tex(i: int, what: str, mname: str) -> str | None:
-        if i is None or i < 0:
-            return None
-        if i >= T:
-            warnings.append(f"material {mname!r}: {what} index {i} out of range (ignored)")
-            return None
-        return textures[i] or None
-
-    materials = []
-    start = 0
-    nidx = faces.size
-    for m in raw_mats:
-        count = int(m.vertex_count)
-        if count < 0 or start + count > nidx:
-            raise _Bad(f"corrupt file (material {m.name!r} claims {count} face indices, "
-                       f"only {nidx - start} left)")
-        if m.toon_sharing_flag == 1:
-            toon, shared = None, (int(m.toon_texture_index) if 0 <= m.toon_texture_index <= 9
-                                  else None)
-        else:
-            toon, shared = tex(m.toon_texture_index, "toon texture", m.name), None
-        smode = m.sphere_mode if 0 <= m.sphere_mode <= 3 else 0
-        sphere = tex(m.sphere_texture_index, "sphere texture", m.name) if smode else None
-        materials.append(Material(
-            name=m.name, name_en=m.english_name,
-            diffuse=np.array([m.diffuse_color.r, m.diffuse_color.g, m.diffuse_color.b, m.alpha],
-                             np.float32),
-            specular=_rgb(m.specular_color), specular_power=float(m.specular_factor),
-            ambient=_rgb(m.ambient_color), flags=MaterialFlag(m.flag & 0xFF),
-            edge_color=_rgba(m.edge_color), edge_size=float(m.edge_size),
-            texture=tex(m.texture_index, "texture", m.name), sphere=sphere,
-            sphere_mode=SphereMode(smode if sphere else 0), toon=toon, toon_shared=shared,
-            index_start=start, index_count=count, comment=m.comment))
-        start += count
-
-    bones = []
-    for i, b in enumerate(raw_bones):
-        flags = BoneFlag(b.flag & 0x3FFF)
-        parent = int(b.parent_index)
-        if parent < -1 or parent >= B or parent == i:
-            warnings.append(f"bone {b.name!r}: parent {parent} out of range (made a root)")
-            parent = -1
-        tail = int(b.tail_index)
-        bone = Bone(name=b.name, name_en=b.english_name, position=_vec(b.position),
-                    parent=parent, deform_layer=int(b.layer), flags=flags,
-                    tail_bone=tail if flags & BoneFlag.TAIL_IS_BONE and 0 <= tail < B else -1,
-                    tail_offset=_vec(b.tail_position))
-        if flags & (BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION):
-            ap = int(b.effect_index)
-            if 0 <= ap < B and ap != i:
-                bone.append_parent, bone.append_weight = ap, float(b.effect_factor)
-            else:
-                flags &= ~(BoneFlag.APPEND_ROTATION | BoneFlag.APPEND_TRANSLATION)
-                bone.flags = flags
-                if ap != -1:
-                    warnings.append(f"bone {b.name!r}: append parent {ap} out of range (ignored)")
-        if flags & BoneFlag.FIXED_AXIS:
-            bone.fixed_axis = _vec(b.fixed_axis)
-        if flags & BoneFlag.LOCAL_AXIS:
-            bone.local_axis_x, bone.local_axis_z = _vec(b.local_x_vector), _vec(b.local_z_vector)
-        if flags & BoneFlag.IK and b.ik is not None:
-            bone.ik_target = int(b.ik.target_index)
-            bone.ik_links = [int(l.bone_index) for l in b.ik.link]
-        bones.append(bone)
-
-    A = extra_uv
-    morphs = [_pmx_morph(*m, V, B, M, A, warnings) for m in raw_morphs]
+    materials = _pmx_materials(raw_mats, textures, faces.size, warnings)
+    bones = [_pmx_bone(i, b, B, warnings) for i, b in enumerate(raw_bones)]
+    morphs = [_pmx_morph(*m, V, B, M, extra_uv, warnings) for m in raw_morphs]
     _check_group_refs(morphs, warnings)
 
     bidx, bw = _normalise_weights(verts.pop("bone_indices"), verts.pop("bone_weights"), B,
