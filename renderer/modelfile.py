@@ -31,19 +31,21 @@ PMD → PMX mappings used here:
   index 255 = none; index i with the file's toon list naming the standard
   `toon{i+1:02d}.bmp` (or no toon list) → `toon_shared = i`; a custom name in
   the list → `toon = name`.
-* bone types: 0 rotate; 1 rotate+move; 2 IK; 4 IK-influenced; 5 rotation
+* bone types (`PmdBoneType`): 0 rotate; 1 rotate+move; 2 IK; 4 IK-influenced; 5 rotation
   influenced (append rotation from the bone in the IK field, weight 1);
   6 IK target; 7 invisible; 8 twist (fixed axis along the tail); 9 rotation
   linked (append rotation from the tail bone, weight = IK field / 100).
-  PMD has no deform layers: all 0.
+  PMD has no deform layers: all 0. Tail index 0 or 0xFFFF = no tail bone.
 * vertex: two bones, weight byte / 100 on the first → BDEF2 (BDEF1 when the
   weight is 100 or both bones are the same); edge flag 1 → edge_scale 0.
 """
 from __future__ import annotations
 
+import enum
 import io
 import logging
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -617,6 +619,19 @@ def _sjis(raw: bytes) -> str:
     return raw.split(b"\x00", 1)[0].decode("cp932", "replace")
 
 
+_PMD_VERTEX = np.dtype([("pos", "<f4", 3), ("nrm", "<f4", 3), ("uv", "<f4", 2),
+                        ("b", "<u2", 2), ("w", "u1"), ("edge", "u1")])
+
+
+@dataclass
+class _PmdExtensions:
+    """What PMD's optional trailing blocks add: English names and the toon texture list."""
+    name_en: str
+    bone_en: list[str]
+    morph_en: list[str]
+    toon_names: list[str] | None
+
+
 class _PmdReader(_ArrayMixin, pmd_reader.Reader):
     """pymeshio's PMD reader with numpy bulk reads and decoded names."""
 
@@ -628,6 +643,16 @@ class _PmdReader(_ArrayMixin, pmd_reader.Reader):
         self.need(size, "name field")
         return _sjis(self.read_text(size))
 
+    def read_faces(self, nverts: int) -> np.ndarray:
+        """The triangle list, (F,3) uint32, every index checked against `nverts`."""
+        nidx = self.count("<I", 2, "face index")
+        if nidx % 3:
+            raise _Bad(f"corrupt file (face index count {nidx} is not a multiple of 3)")
+        faces = self.array("<u2", nidx, "face list").astype(np.int64)
+        if nidx and faces.max() >= nverts:
+            raise _Bad(f"corrupt file (face refers to vertex {int(faces.max())} of {nverts})")
+        return faces.astype(np.uint32).reshape(-1, 3)
+
     def read_morph_array(self):
         name = self.text(20)
         self.need(5, "morph")
@@ -636,9 +661,37 @@ class _PmdReader(_ArrayMixin, pmd_reader.Reader):
         rec = self.array([("i", "<u4"), ("p", "<f4", 3)], n, f"morph {name!r}")
         return name, kind, rec
 
+    def skip_display_lists(self) -> int:
+        """Read (to check them) the morph display list, bone group names and bone display
+        list; returns the bone group count (the English extension names the groups again)."""
+        self.array("<u2", self.count("<B", 2, "morph display"), "morph display list")
+        n_groups = self.count("<B", 50, "bone group")
+        self.array("S50", n_groups, "bone group names")
+        self.array([("b", "<u2"), ("g", "u1")], self.count("<I", 3, "bone display"),
+                   "bone display list")
+        return n_groups
 
-_PMD_VERTEX = np.dtype([("pos", "<f4", 3), ("nrm", "<f4", 3), ("uv", "<f4", 2),
-                        ("b", "<u2", 2), ("w", "u1"), ("edge", "u1")])
+    def read_extensions(self, nbones: int, raw_morphs, n_groups: int) -> _PmdExtensions:
+        """The optional blocks after the display lists: English names, toon list, physics."""
+        ext = _PmdExtensions("", [""] * nbones, [""] * len(raw_morphs), None)
+        if self.remaining() > 0 and self.read_uint(1) == 1:      # extension 1: English names
+            ext.name_en = self.text(20)
+            self.text(256)
+            ext.bone_en = [self.text(20) for _ in range(nbones)]
+            for j, m in enumerate(raw_morphs):
+                if j == 0 and m[0] == "base":
+                    continue
+                ext.morph_en[j] = self.text(20)
+            for _ in range(n_groups):
+                self.text(50)
+        if self.remaining() > 0:                                 # extension 2: toon texture list
+            ext.toon_names = [self.text(100) for _ in range(10)]
+        if self.remaining() > 0:                                 # extension 3: rigid bodies, joints
+            for _ in range(self.count("<I", 83, "rigid body")):
+                self.read_rigidbody()
+            for _ in range(self.count("<I", 124, "joint")):
+                self.read_joint()
+        return ext
 
 
 def _split_pmd_texture(field: str) -> tuple[str | None, str | None, SphereMode]:
@@ -658,20 +711,35 @@ def _split_pmd_texture(field: str) -> tuple[str | None, str | None, SphereMode]:
     return tex, sphere, mode
 
 
+class PmdBoneType(enum.IntEnum):
+    """PMD bone types, numbered as in the file (3 is unused)."""
+    ROTATE = 0
+    ROTATE_MOVE = 1
+    IK = 2
+    IK_INFLUENCED = 4
+    ROTATION_INFLUENCED = 5     # append rotation from the bone in the IK field, weight 1
+    IK_TARGET = 6
+    INVISIBLE = 7
+    TWIST = 8                   # fixed axis along the tail
+    ROTATION_LINKED = 9         # append rotation from the tail bone, weight = IK field / 100
+
+
+_SHOWN = BoneFlag.VISIBLE | BoneFlag.ENABLED
 _PMD_BONE_FLAGS = {
-    0: BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
-    1: BoneFlag.ROTATABLE | BoneFlag.TRANSLATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
-    2: BoneFlag.IK | BoneFlag.TRANSLATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
-    4: BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED,
-    5: BoneFlag.ROTATABLE | BoneFlag.APPEND_ROTATION | BoneFlag.VISIBLE | BoneFlag.ENABLED,
-    6: BoneFlag.ROTATABLE | BoneFlag.ENABLED,
-    7: BoneFlag.ROTATABLE | BoneFlag.ENABLED,
-    8: BoneFlag.ROTATABLE | BoneFlag.FIXED_AXIS | BoneFlag.VISIBLE | BoneFlag.ENABLED,
-    9: BoneFlag.ROTATABLE | BoneFlag.APPEND_ROTATION | BoneFlag.ENABLED,
+    PmdBoneType.ROTATE: BoneFlag.ROTATABLE | _SHOWN,
+    PmdBoneType.ROTATE_MOVE: BoneFlag.ROTATABLE | BoneFlag.TRANSLATABLE | _SHOWN,
+    PmdBoneType.IK: BoneFlag.IK | BoneFlag.TRANSLATABLE | _SHOWN,
+    PmdBoneType.IK_INFLUENCED: BoneFlag.ROTATABLE | _SHOWN,
+    PmdBoneType.ROTATION_INFLUENCED: BoneFlag.ROTATABLE | BoneFlag.APPEND_ROTATION | _SHOWN,
+    PmdBoneType.IK_TARGET: BoneFlag.ROTATABLE | BoneFlag.ENABLED,
+    PmdBoneType.INVISIBLE: BoneFlag.ROTATABLE | BoneFlag.ENABLED,
+    PmdBoneType.TWIST: BoneFlag.ROTATABLE | BoneFlag.FIXED_AXIS | _SHOWN,
+    PmdBoneType.ROTATION_LINKED: BoneFlag.ROTATABLE | BoneFlag.APPEND_ROTATION | BoneFlag.ENABLED,
 }
 
 
-def _parse_pmd(path: Path, data: bytes) -> MMDModel:
+def _pmd_header(data: bytes) -> _PmdReader:
+    """A reader positioned after the PMD header (magic + version 1.0)."""
     if len(data) < 7:
         raise _Bad("truncated file (PMD header incomplete)")
     version = struct.unpack_from("<f", data, 3)[0]
@@ -679,59 +747,13 @@ def _parse_pmd(path: Path, data: bytes) -> MMDModel:
         raise _Bad(f"unsupported PMD version {version:g} (expected 1.0)")
     ios = io.BytesIO(data)
     ios.seek(7)
-    r = _PmdReader(data, ios, 1.0)
-    warnings: list[str] = []
+    return _PmdReader(data, ios, 1.0)
 
-    name = r.text(20)
-    comment = r.text(256)
-    V = r.count("<I", _PMD_VERTEX.itemsize, "vertex")
-    vrec = r.array(_PMD_VERTEX, V, "vertex list")
-    nidx = r.count("<I", 2, "face index")
-    if nidx % 3:
-        raise _Bad(f"corrupt file (face index count {nidx} is not a multiple of 3)")
-    faces = r.array("<u2", nidx, "face list").astype(np.int64)
-    if nidx and faces.max() >= V:
-        raise _Bad(f"corrupt file (face refers to vertex {int(faces.max())} of {V})")
-    raw_mats = [r.read_material() for _ in range(r.count("<I", 70, "material"))]
-    raw_bones = [r.read_bone() for _ in range(r.count("<H", 39, "bone"))]
-    raw_iks = [r.read_ik() for _ in range(r.count("<H", 11, "IK chain"))]
-    raw_morphs = [r.read_morph_array() for _ in range(r.count("<H", 25, "morph"))]
-    r.array("<u2", r.count("<B", 2, "morph display"), "morph display list")
-    n_groups = r.count("<B", 50, "bone group")
-    r.array("S50", n_groups, "bone group names")
-    r.array([("b", "<u2"), ("g", "u1")], r.count("<I", 3, "bone display"), "bone display list")
 
-    B = len(raw_bones)
-    name_en = ""
-    bone_en = [""] * B
-    morph_en = [""] * len(raw_morphs)
-    toon_names: list[str] | None = None
-    if r.remaining() > 0:                          # extension 1: English names
-        if r.read_uint(1) == 1:
-            name_en = r.text(20)
-            r.text(256)
-            bone_en = [r.text(20) for _ in range(B)]
-            for j, m in enumerate(raw_morphs):
-                if j == 0 and m[0] == "base":
-                    continue
-                morph_en[j] = r.text(20)
-            for _ in range(n_groups):
-                r.text(50)
-    if r.remaining() > 0:                          # extension 2: toon texture list
-        toon_names = [r.text(100) for _ in range(10)]
-    if r.remaining() > 0:                          # extension 3: rigid bodies, joints
-        for _ in range(r.count("<I", 83, "rigid body")):
-            r.read_rigidbody()
-        for _ in range(r.count("<I", 124, "joint")):
-            r.read_joint()
-
-    # vertices
-    positions = vrec["pos"].astype(np.float32)
-    normals = vrec["nrm"].astype(np.float32)
-    _check_finite(positions, "vertex positions")
-    _check_finite(np.array([[b.pos.x, b.pos.y, b.pos.z] for b in raw_bones],
-                           np.float64).reshape(-1, 3), "bone positions")
-    _fix_normals(normals, warnings)
+def _pmd_skin(vrec: np.ndarray, nbones: int, warnings: list[str]):
+    """(skin type (V,), bone indices (V,4), weights (V,4)): two bones, weight byte / 100 on the
+    first → BDEF2, or BDEF1 when one bone carries everything."""
+    V = vrec.shape[0]
     bidx = np.zeros((V, 4), np.int32)
     bw = np.zeros((V, 4), np.float32)
     bidx[:, :2] = vrec["b"]
@@ -745,9 +767,55 @@ def _parse_pmd(path: Path, data: bytes) -> MMDModel:
     bw[one, 1] = 0.0
     bidx[one, 1] = 0
     skin = np.where(one, SkinningType.BDEF1, SkinningType.BDEF2).astype(np.uint8)
-    bidx, bw = _normalise_weights(bidx, bw, B, warnings)
+    bidx, bw = _normalise_weights(bidx, bw, nbones, warnings)
+    return skin, bidx, bw
 
-    # materials
+
+def _pmd_vertices(vrec: np.ndarray, nbones: int, warnings: list[str]) -> dict[str, np.ndarray]:
+    """MMDModel's per-vertex arrays (keyword name -> array) from PMD vertex records."""
+    V = vrec.shape[0]
+    normals = vrec["nrm"].astype(np.float32)
+    _fix_normals(normals, warnings)
+    skin, bidx, bw = _pmd_skin(vrec, nbones, warnings)
+    zeros3 = np.zeros((V, 3), np.float32)
+    return dict(positions=vrec["pos"].astype(np.float32), normals=normals,
+                uvs=vrec["uv"].astype(np.float32), extra_uvs=np.zeros((0, V, 4), np.float32),
+                skin_type=skin, bone_indices=bidx, bone_weights=bw,
+                sdef_c=zeros3, sdef_r0=zeros3.copy(), sdef_r1=zeros3.copy(),
+                edge_scale=np.where(vrec["edge"] == 1, 0.0, 1.0).astype(np.float32))
+
+
+def _pmd_material(m, index: int, start: int, count: int, toon_names: list[str] | None) -> Material:
+    tex, sphere, smode = _split_pmd_texture(_sjis(m.texture_file))
+    toon, shared = None, None
+    ti = int(m.toon_index)
+    if 0 <= ti <= 9:
+        listed = toon_names[ti] if toon_names else ""
+        if not listed or listed.lower() == f"toon{ti + 1:02d}.bmp":
+            shared = ti
+        else:
+            toon = listed
+    alpha = float(m.alpha)
+    flags = MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP
+    if abs(alpha - 0.98) > 1e-4:
+        flags |= MaterialFlag.SELF_SHADOW
+    if alpha < 1.0:
+        flags |= MaterialFlag.DOUBLE_SIDED
+    if m.edge_flag == 1:
+        flags |= MaterialFlag.EDGE
+    return Material(
+        name=f"material{index}", name_en="",
+        diffuse=np.array([m.diffuse_color.r, m.diffuse_color.g, m.diffuse_color.b, alpha],
+                         np.float32),
+        specular=_rgb(m.specular_color), specular_power=float(m.specular_factor),
+        ambient=_rgb(m.ambient_color), flags=flags,
+        edge_color=np.array([0, 0, 0, 1], np.float32), edge_size=1.0,
+        texture=tex, sphere=sphere, sphere_mode=smode, toon=toon, toon_shared=shared,
+        index_start=start, index_count=count)
+
+
+def _pmd_materials(raw_mats, nidx: int, toon_names: list[str] | None) -> list[Material]:
+    """Materials in file order, each owning the next `vertex_count` of the `nidx` face indices."""
     materials = []
     start = 0
     for m in raw_mats:
@@ -755,98 +823,105 @@ def _parse_pmd(path: Path, data: bytes) -> MMDModel:
         if start + count > nidx:
             raise _Bad(f"corrupt file (material claims {count} face indices, only "
                        f"{nidx - start} left)")
-        tex, sphere, smode = _split_pmd_texture(_sjis(m.texture_file))
-        toon, shared = None, None
-        ti = int(m.toon_index)
-        if 0 <= ti <= 9:
-            listed = toon_names[ti] if toon_names else ""
-            if not listed or listed.lower() == f"toon{ti + 1:02d}.bmp":
-                shared = ti
-            else:
-                toon = listed
-        alpha = float(m.alpha)
-        flags = MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP
-        if abs(alpha - 0.98) > 1e-4:
-            flags |= MaterialFlag.SELF_SHADOW
-        if alpha < 1.0:
-            flags |= MaterialFlag.DOUBLE_SIDED
-        if m.edge_flag == 1:
-            flags |= MaterialFlag.EDGE
-        materials.append(Material(
-            name=f"material{len(materials)}", name_en="",
-            diffuse=np.array([m.diffuse_color.r, m.diffuse_color.g, m.diffuse_color.b, alpha],
-                             np.float32),
-            specular=_rgb(m.specular_color), specular_power=float(m.specular_factor),
-            ambient=_rgb(m.ambient_color), flags=flags,
-            edge_color=np.array([0, 0, 0, 1], np.float32), edge_size=1.0,
-            texture=tex, sphere=sphere, sphere_mode=smode, toon=toon, toon_shared=shared,
-            index_start=start, index_count=count))
+        materials.append(_pmd_material(m, len(materials), start, count, toon_names))
         start += count
+    return materials
 
-    # bones
-    bones = []
-    for i, b in enumerate(raw_bones):
-        flags = _PMD_BONE_FLAGS.get(b.type, BoneFlag.ROTATABLE | BoneFlag.ENABLED)
-        parent = -1 if b.parent_index in (0xFFFF,) or b.parent_index >= B else int(b.parent_index)
-        if parent == i:
-            parent = -1
-        tail = int(b.tail_index)
-        has_tail = tail not in (0, 0xFFFF) and tail < B
-        if has_tail:
-            flags |= BoneFlag.TAIL_IS_BONE
-        bone = Bone(name=_sjis(b.name), name_en=bone_en[i], position=_vec(b.pos),
-                    parent=parent, deform_layer=0, flags=flags, tail_bone=tail if has_tail else -1)
-        if b.type == 5 and b.ik_index < B and b.ik_index != i:
-            bone.append_parent, bone.append_weight = int(b.ik_index), 1.0
-        elif b.type == 9 and has_tail and tail != i:
-            bone.append_parent, bone.append_weight = tail, float(b.ik_index) / 100.0
-        else:
-            bone.flags &= ~BoneFlag.APPEND_ROTATION
-        if b.type == 8 and has_tail:
-            axis = _vec(raw_bones[tail].pos) - bone.position
-            nrm = float(np.linalg.norm(axis))
-            bone.fixed_axis = axis / nrm if nrm > 0 else np.array([1, 0, 0], np.float32)
-        elif b.type == 8:
-            bone.flags &= ~BoneFlag.FIXED_AXIS
-        bones.append(bone)
+
+def _pmd_bone(i: int, raw_bones, name_en: str) -> Bone:
+    """Bone `i`, its PMD type mapped onto PMX flags, append parents and fixed axes."""
+    b = raw_bones[i]
+    B = len(raw_bones)
+    flags = _PMD_BONE_FLAGS.get(b.type, BoneFlag.ROTATABLE | BoneFlag.ENABLED)
+    parent = -1 if b.parent_index in (0xFFFF,) or b.parent_index >= B else int(b.parent_index)
+    if parent == i:
+        parent = -1
+    tail = int(b.tail_index)
+    has_tail = tail not in (0, 0xFFFF) and tail < B
+    if has_tail:
+        flags |= BoneFlag.TAIL_IS_BONE
+    bone = Bone(name=_sjis(b.name), name_en=name_en, position=_vec(b.pos),
+                parent=parent, deform_layer=0, flags=flags, tail_bone=tail if has_tail else -1)
+    if b.type == PmdBoneType.ROTATION_INFLUENCED and b.ik_index < B and b.ik_index != i:
+        bone.append_parent, bone.append_weight = int(b.ik_index), 1.0
+    elif b.type == PmdBoneType.ROTATION_LINKED and has_tail and tail != i:
+        bone.append_parent, bone.append_weight = tail, float(b.ik_index) / 100.0
+    else:
+        bone.flags &= ~BoneFlag.APPEND_ROTATION
+    if b.type == PmdBoneType.TWIST and has_tail:
+        axis = _vec(raw_bones[tail].pos) - bone.position
+        nrm = float(np.linalg.norm(axis))
+        bone.fixed_axis = axis / nrm if nrm > 0 else np.array([1, 0, 0], np.float32)
+    elif b.type == PmdBoneType.TWIST:
+        bone.flags &= ~BoneFlag.FIXED_AXIS
+    return bone
+
+
+def _pmd_bones(raw_bones, raw_iks, bone_en: list[str]) -> list[Bone]:
+    """Bones with their IK chains (references to missing bones dropped)."""
+    bones = [_pmd_bone(i, raw_bones, bone_en[i]) for i in range(len(raw_bones))]
+    B = len(bones)
     for ik in raw_iks:
         if ik.index < B:
             bones[ik.index].ik_target = int(ik.target) if ik.target < B else -1
             bones[ik.index].ik_links = [int(c) for c in ik.children if c < B]
+    return bones
 
-    # morphs: "base" holds absolute vertex indices; the others index into base's list
+
+_PMD_MORPH_PANELS = (MorphPanel.EYEBROW, MorphPanel.EYE, MorphPanel.MOUTH)
+
+
+def _pmd_morphs(raw_morphs, morph_en: list[str], nverts: int) -> list[Morph]:
+    """PMX-style vertex morphs on absolute vertex indices. The first morph of kind 0 ("base")
+    holds absolute indices; the others index into its list. "base" itself is not kept."""
     morphs = []
     base_idx = None
     for j, (mname, kind, rec) in enumerate(raw_morphs):
         idx = rec["i"].astype(np.int64)
-        if kind == 0 and base_idx is None:
-            ok = idx < V
-            if not np.all(ok):
-                raise _Bad(f"corrupt file (morph base refers to vertex {int(idx.max())} of {V})")
+        if kind == MorphPanel.SYSTEM and base_idx is None:
+            if not np.all(idx < nverts):
+                raise _Bad(f"corrupt file (morph base refers to vertex {int(idx.max())} of "
+                           f"{nverts})")
             base_idx = idx
             continue
         if base_idx is None:
             raise _Bad(f"corrupt file (morph {mname!r} comes before the base morph)")
-        ok = idx < base_idx.size
-        if not np.all(ok):
+        if not np.all(idx < base_idx.size):
             raise _Bad(f"corrupt file (morph {mname!r} refers to base entry "
                        f"{int(idx.max())} of {base_idx.size})")
-        panel = {1: MorphPanel.EYEBROW, 2: MorphPanel.EYE, 3: MorphPanel.MOUTH}.get(
-            kind, MorphPanel.OTHER)
+        panel = MorphPanel(kind) if kind in _PMD_MORPH_PANELS else MorphPanel.OTHER
         morphs.append(Morph(mname, morph_en[j], panel, MorphKind.VERTEX,
                             base_idx[idx].astype(np.int32),
                             offsets=rec["p"].astype(np.float32)))
+    return morphs
 
+
+def _parse_pmd(path: Path, data: bytes) -> MMDModel:
+    r = _pmd_header(data)
+    warnings: list[str] = []
+
+    name = r.text(20)
+    comment = r.text(256)
+    V = r.count("<I", _PMD_VERTEX.itemsize, "vertex")
+    vrec = r.array(_PMD_VERTEX, V, "vertex list")
+    faces = r.read_faces(V)
+    raw_mats = [r.read_material() for _ in range(r.count("<I", 70, "material"))]
+    raw_bones = [r.read_bone() for _ in range(r.count("<H", 39, "bone"))]
+    raw_iks = [r.read_ik() for _ in range(r.count("<H", 11, "IK chain"))]
+    raw_morphs = [r.read_morph_array() for _ in range(r.count("<H", 25, "morph"))]
+    n_groups = r.skip_display_lists()
+    ext = r.read_extensions(len(raw_bones), raw_morphs, n_groups)
+
+    _check_finite(vrec["pos"].astype(np.float32), "vertex positions")
+    _check_bone_positions(b.pos for b in raw_bones)
+    verts = _pmd_vertices(vrec, len(raw_bones), warnings)
+    materials = _pmd_materials(raw_mats, faces.size, ext.toon_names)
+    bones = _pmd_bones(raw_bones, raw_iks, ext.bone_en)
+    morphs = _pmd_morphs(raw_morphs, ext.morph_en, V)
     return MMDModel(
-        path=path, format=ModelFormat.PMD, version=1.0, name=name, name_en=name_en,
-        comment=comment, positions=positions, normals=normals,
-        uvs=vrec["uv"].astype(np.float32), extra_uvs=np.zeros((0, V, 4), np.float32),
-        skin_type=skin, bone_indices=bidx, bone_weights=bw,
-        sdef_c=np.zeros((V, 3), np.float32), sdef_r0=np.zeros((V, 3), np.float32),
-        sdef_r1=np.zeros((V, 3), np.float32),
-        edge_scale=np.where(vrec["edge"] == 1, 0.0, 1.0).astype(np.float32),
-        indices=faces.astype(np.uint32).reshape(-1, 3), textures=_pmd_texture_list(materials),
-        materials=materials, bones=bones, morphs=morphs, warnings=warnings)
+        path=path, format=ModelFormat.PMD, version=1.0, name=name, name_en=ext.name_en,
+        comment=comment, indices=faces, textures=_pmd_texture_list(materials),
+        materials=materials, bones=bones, morphs=morphs, warnings=warnings, **verts)
 
 
 def _pmd_texture_list(materials: list[Material]) -> list[str]:
