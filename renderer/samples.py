@@ -32,6 +32,7 @@ the maths library do not reach the file.
 from __future__ import annotations
 
 import colorsys
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,13 +357,35 @@ def _superellipse(a, e=2.6):
     return np.sign(c) * np.abs(c) ** (2 / e), np.sign(s) * np.abs(s) ** (2 / e)
 
 
-def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
-    """Build sample character `index` for `seed` (deterministic)."""
-    p = _params(index, seed)
-    rng = np.random.default_rng([int(seed), int(index), 0xB0B])
-    b = _Builder()
+@dataclass
+class _Anchors:
+    """Rest-pose landmarks the parts and bones are placed around (model units)."""
+    chin_y: float              # lowest point of the bare head
+    skull_top: float           # top of the bare skull
+    z_neck: float              # depth of the neck's axis
+    head_joint: np.ndarray     # (3,) 頭
+    neck_base: np.ndarray      # (3,) 首
+    upper: np.ndarray          # (3,) 上半身
+    center: np.ndarray         # (3,) センター
+    eye_c: np.ndarray          # (3,3) eye centres on the face: right, left, middle
+    eyes_pos: np.ndarray       # (3,) 両目
+    y_top: float               # top of the body (where the collar sits)
 
-    # ---- head skin
+
+def _anchors(p: _Params, chin_y: float) -> _Anchors:
+    z_neck = 0.12 * p.rz
+    head_joint = np.array([0.0, chin_y + 0.12, z_neck])
+    neck_base = head_joint - [0.0, p.neck_len, 0.0]
+    eye_c = _on_face(np.array([-p.eye_th, p.eye_th, 0.0]), np.full(3, p.eye_ph), p, 0.0)
+    return _Anchors(chin_y=chin_y, skull_top=p.cy + p.ry, z_neck=z_neck, head_joint=head_joint,
+                    neck_base=neck_base, upper=neck_base - [0.0, 3.0, 0.0],
+                    center=neck_base - [0.0, 8.2, 0.0], eye_c=eye_c,
+                    eyes_pos=np.array([0.0, eye_c[0, 1], eye_c[0, 2]]) + [0, 0.9, -0.6],
+                    y_top=neck_base[1] + 0.05)
+
+
+def _add_head(b: _Builder, p: _Params) -> float:
+    """The head's skin (an ellipsoid with a pointed chin); returns the chin's height."""
     th = np.linspace(-np.pi, np.pi, 61)
     ph = np.linspace(-np.pi / 2, np.pi / 2, 41)
     TH, PH = np.meshgrid(th, ph, indexing="ij")
@@ -370,43 +393,41 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     P = _head(TH, PH, p)
     b.add("head", P, _grid_tris(*TH.shape), "肌", B_HEAD, ref=P - [0, p.cy, 0],
           uv=np.stack([(TH + np.pi) / TWO_PI, 0.5 - PH / np.pi], -1))
-    chin_y = float(P[..., 1].min())
-    skull_top = p.cy + p.ry
+    return float(P[..., 1].min())
 
-    # ---- bones (positions)
-    z_neck = 0.12 * p.rz
-    head_joint = np.array([0.0, chin_y + 0.12, z_neck])
-    neck_base = head_joint - [0.0, p.neck_len, 0.0]
-    upper = neck_base - [0.0, 3.0, 0.0]
-    center = neck_base - [0.0, 8.2, 0.0]
-    eye_c = _on_face(np.array([-p.eye_th, p.eye_th, 0.0]), np.full(3, p.eye_ph), p, 0.0)
-    eyes_pos = np.array([0.0, eye_c[0, 1], eye_c[0, 2]]) + [0, 0.9, -0.6]
 
-    # ---- neck: BDEF2 首↔頭 above the middle, 首↔上半身 below
-    n_y = np.linspace(neck_base[1] - 0.45, head_joint[1] + 0.55, 10)
-    path = np.stack([np.zeros_like(n_y), n_y, np.full_like(n_y, z_neck)], 1)
+def _add_neck(b: _Builder, p: _Params, a: _Anchors) -> None:
+    """The neck: BDEF2 首↔頭 above the middle, 首↔上半身 below."""
+    n_y = np.linspace(a.neck_base[1] - 0.45, a.head_joint[1] + 0.55, 10)
+    path = np.stack([np.zeros_like(n_y), n_y, np.full_like(n_y, a.z_neck)], 1)
     P, F, R, UV = _tube(path, np.full(10, p.neck_r), np.full(10, p.neck_r * 0.92),
                         np.tile([1.0, 0, 0], (10, 1)), nseg=24, tip=False)
-    t = (P[:, 1] - neck_base[1]) / (head_joint[1] - neck_base[1])
+    t = (P[:, 1] - a.neck_base[1]) / (a.head_joint[1] - a.neck_base[1])
     upper_half = t >= 0.5
     bones = np.where(upper_half[:, None], [B_HEAD, B_NECK], [B_UPPER, B_NECK])
     w0 = np.where(upper_half, np.clip(2 * t - 1, 0, 1), np.clip(1 - 2 * t, 0, 1))
     b.add("neck", P, F, "肌", B_NECK, ref=R, uv=UV, bones=bones, w0=w0)
 
-    # ---- body with clothes
-    y_top = neck_base[1] + 0.05
+
+def _add_body(b: _Builder, p: _Params, a: _Anchors) -> None:
+    """The upper body in its clothes."""
+    y_top, z_neck = a.y_top, a.z_neck
     ys = y_top - np.concatenate([np.linspace(0, 0.95, 11)[:-1], np.linspace(0.95, 3.0, 8)])
-    a = np.linspace(0, TWO_PI, 49)
-    sx, sz = _superellipse(a)
+    ang = np.linspace(0, TWO_PI, 49)
+    sx, sz = _superellipse(ang)
     rxs, rzs = _torso_profile(ys, p, y_top)
     P = np.stack(np.broadcast_arrays(rxs[:, None] * sx[None], ys[:, None] + 0 * sx[None],
                                      rzs[:, None] * sz[None] + z_neck), -1)
     axis = np.stack(np.broadcast_arrays(0 * P[..., 0], P[..., 1], z_neck + 0 * P[..., 0]), -1)
     ref = P - axis + [0, 0.3, 0] * (np.arange(len(ys)) < 8)[:, None, None]
-    b.add("body", P, _grid_tris(len(ys), len(a)), "服", B_UPPER, ref=ref,
-          uv=np.stack(np.broadcast_arrays(a[None] / TWO_PI, np.linspace(0, 1, len(ys))[:, None]), -1))
+    b.add("body", P, _grid_tris(len(ys), len(ang)), "服", B_UPPER, ref=ref,
+          uv=np.stack(np.broadcast_arrays(ang[None] / TWO_PI, np.linspace(0, 1, len(ys))[:, None]),
+                      -1))
 
-    # ---- collar ring and tie
+
+def _add_collar_and_tie(b: _Builder, p: _Params, a: _Anchors) -> None:
+    """A collar ring round the neck and a tie down the front of the body."""
+    y_top, z_neck = a.y_top, a.z_neck
     ang = np.linspace(0, TWO_PI, 33)
     ring_y = y_top - 0.03
     path = np.stack([np.sin(ang) * p.neck_r * 1.28, np.full_like(ang, ring_y),
@@ -426,63 +447,85 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     P, F, R, UV = _tube(tie, width, np.full(10, 0.035), np.tile([1.0, 0, 0], (10, 1)), nseg=8)
     b.add("tie", P, F, "襟", B_UPPER, ref=R, uv=UV)
 
-    # ---- eyes (textured), lids and lashes (morphed), brows
-    lid_closed = {}
-    lash_closed = {}
 
-    def add_closable(name, mat, side, U, v_open, v_closed, lift):
-        """Add a head-bone grid in its open shape (eye-map lifted by `lift`); return its closed
-        positions (the eye-close morph target)."""
-        P, N = _eye_map(U, v_open, p, side, lift)
-        Pc, _ = _eye_map(U, v_closed, p, side, lift)
-        b.add(name, P, _grid_tris(*U.shape), mat, B_HEAD, ref=N, normals=N, drop_degenerate=False)
-        return Pc
+def _add_closable(b: _Builder, p: _Params, name, mat, side, U, v_open, v_closed, lift):
+    """Add a head-bone grid in its open shape (eye-map lifted by `lift`); return its closed
+    positions (the eye-close morph target)."""
+    P, N = _eye_map(U, v_open, p, side, lift)
+    Pc, _ = _eye_map(U, v_closed, p, side, lift)
+    b.add(name, P, _grid_tris(*U.shape), mat, B_HEAD, ref=N, normals=N, drop_degenerate=False)
+    return Pc
 
+
+def _add_eyeball(b: _Builder, p: _Params, side: float, tag: str, bone: int) -> None:
+    """The textured eye (left half of the face atlas), weighted to its eye bone."""
+    u = np.linspace(-1, 1, 17)
+    top, bot = _eye_outline(u, p, side)
+    r = np.linspace(0, 1, 13)[:, None]
+    V = top[None] + (bot - top)[None] * r
+    U = np.broadcast_to(u[None], V.shape)
+    P, N = _eye_map(U, V, p, side, 0.012)
+    uv = np.stack([0.25 + 0.24 * U, 0.5 - 0.26 * V], -1)                # atlas: left half
+    b.add("eye" + tag, P, _grid_tris(*V.shape), "目", bone, ref=N, normals=N, uv=uv,
+          drop_degenerate=False)
+
+
+def _add_lid(b: _Builder, p: _Params, side: float, tag: str) -> np.ndarray:
+    """Skin patch folded under the lash when open, covering the eye when closed; returns
+    its closed positions."""
+    u = np.linspace(-1.1, 1.1, 19)
+    top, bot = _eye_outline(np.clip(u, -1, 1), p, side)
+    r = np.linspace(0, 1, 7)[:, None]
+    U = np.broadcast_to(u[None], (7, 19))
+    v_open = top[None] + 0.02 - 0.06 * r
+    v_closed = top[None] + 0.05 + (bot[None] - 0.12 - top[None] - 0.05) * r
+    return _add_closable(b, p, "lid" + tag, "まぶた", side, U, v_open, v_closed, 0.02)
+
+
+def _add_lash(b: _Builder, p: _Params, side: float, tag: str) -> np.ndarray:
+    """Upper lash: a dark band along the top of the eye, closed a curve low on the lid;
+    returns its closed positions."""
+    u = np.linspace(-1.15, 1.15, 19)
+    top, _ = _eye_outline(np.clip(u, -1, 1), p, side)
+    outer = np.clip(u * side, 0, None)
+    thick = 0.16 + 0.12 * outer
+    r = np.linspace(0, 1, 3)[:, None]
+    U = np.broadcast_to(u[None], (3, 19))
+    v_open = top[None] - 0.1 + thick[None] * r + 0.05 * outer[None] ** 2
+    centre = -0.5 - 0.22 * (1 - np.clip(u, -1, 1) ** 2)
+    v_closed = centre[None] + (0.09 + 0.06 * outer[None]) * (r - 0.5)
+    return _add_closable(b, p, "lash" + tag, "睫毛", side, U, v_open, v_closed, 0.03)
+
+
+def _add_brow(b: _Builder, p: _Params, side: float, tag: str) -> None:
+    """An arched brow above the eye, thinner at its outer end."""
+    u = np.linspace(-0.95, 0.95, 13)
+    us = u * side                                                    # + = outer end
+    r = np.linspace(0, 1, 3)[:, None]
+    arc = 1.75 + 0.2 * (1 - ((us + 0.1) / 1.1) ** 2)
+    w = 0.16 * (1 - 0.6 * np.clip(us, 0, 1))
+    V = arc[None] + w[None] * (r - 0.5)
+    U = np.broadcast_to(u[None], V.shape)
+    P, N = _eye_map(U, V, p, side, 0.015)
+    b.add("brow" + tag, P, _grid_tris(*V.shape), "眉", B_HEAD, ref=N, normals=N)
+
+
+def _add_eyes(b: _Builder, p: _Params) -> tuple[dict, dict]:
+    """Both eyes with lids, lashes and brows, left (L, x > 0) first; returns the closed
+    positions of the lids and of the lashes, by side tag."""
+    lid_closed, lash_closed = {}, {}
     for side, bone in ((1.0, B_LEYE), (-1.0, B_REYE)):
         tag = "L" if side > 0 else "R"
-        u = np.linspace(-1, 1, 17)
-        top, bot = _eye_outline(u, p, side)
-        r = np.linspace(0, 1, 13)[:, None]
-        V = top[None] + (bot - top)[None] * r
-        U = np.broadcast_to(u[None], V.shape)
-        P, N = _eye_map(U, V, p, side, 0.012)
-        uv = np.stack([0.25 + 0.24 * U, 0.5 - 0.26 * V], -1)                # atlas: left half
-        b.add("eye" + tag, P, _grid_tris(*V.shape), "目", bone, ref=N, normals=N, uv=uv,
-              drop_degenerate=False)
+        _add_eyeball(b, p, side, tag, bone)
+        lid_closed[tag] = _add_lid(b, p, side, tag)
+        lash_closed[tag] = _add_lash(b, p, side, tag)
+        _add_brow(b, p, side, tag)
+    return lid_closed, lash_closed
 
-        # lid: skin patch folded under the lash when open, covering the eye when closed
-        u = np.linspace(-1.1, 1.1, 19)
-        top, bot = _eye_outline(np.clip(u, -1, 1), p, side)
-        r = np.linspace(0, 1, 7)[:, None]
-        U = np.broadcast_to(u[None], (7, 19))
-        v_open = top[None] + 0.02 - 0.06 * r
-        v_closed = top[None] + 0.05 + (bot[None] - 0.12 - top[None] - 0.05) * r
-        lid_closed[tag] = add_closable("lid" + tag, "まぶた", side, U, v_open, v_closed, 0.02)
 
-        # upper lash: a dark band along the top of the eye; closed, a curve low on the lid
-        u = np.linspace(-1.15, 1.15, 19)
-        top, _ = _eye_outline(np.clip(u, -1, 1), p, side)
-        outer = np.clip(u * side, 0, None)
-        thick = 0.16 + 0.12 * outer
-        r = np.linspace(0, 1, 3)[:, None]
-        U = np.broadcast_to(u[None], (3, 19))
-        v_open = top[None] - 0.1 + thick[None] * r + 0.05 * outer[None] ** 2
-        centre = -0.5 - 0.22 * (1 - np.clip(u, -1, 1) ** 2)
-        v_closed = centre[None] + (0.09 + 0.06 * outer[None]) * (r - 0.5)
-        lash_closed[tag] = add_closable("lash" + tag, "睫毛", side, U, v_open, v_closed, 0.03)
-
-        # brow
-        u = np.linspace(-0.95, 0.95, 13)
-        us = u * side                                                    # + = outer end
-        r = np.linspace(0, 1, 3)[:, None]
-        arc = 1.75 + 0.2 * (1 - ((us + 0.1) / 1.1) ** 2)
-        w = 0.16 * (1 - 0.6 * np.clip(us, 0, 1))
-        V = arc[None] + w[None] * (r - 0.5)
-        U = np.broadcast_to(u[None], V.shape)
-        P, N = _eye_map(U, V, p, side, 0.015)
-        b.add("brow" + tag, P, _grid_tris(*V.shape), "眉", B_HEAD, ref=N, normals=N)
-
-    # ---- mouth: a thin line when closed; あ opens it, い widens it, お rounds it
+def _add_mouth(b: _Builder, p: _Params) -> dict[str, np.ndarray]:
+    """The mouth, a thin line when closed; returns the target positions of あ (opens it),
+    い (widens it) and お (rounds it)."""
     cols, rows = 15, 9
     u = np.linspace(-1, 1, cols)[None]
     r = np.linspace(0, 1, rows)[:, None]
@@ -498,9 +541,10 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         "い": (1.3 * U, (0.15 * u ** 2 + 0.05) + (-0.55 * prof - 0.05) * r),
         "お": (0.6 * U, 0.5 * prof + (-1.3 * prof - 0.5 * prof) * r),
     }
-    mouth_targets = {k: _mouth_map(uu, vv, p, 0.012)[0] for k, (uu, vv) in mouth_shapes.items()}
+    return {k: _mouth_map(uu, vv, p, 0.012)[0] for k, (uu, vv) in mouth_shapes.items()}
 
-    # ---- hair cap
+
+def _add_hair_cap(b: _Builder, p: _Params) -> None:
     th = np.linspace(-np.pi, np.pi, 73)
     s_back = (1 - np.cos(th)) / 2
     hairline = p.hairline_front * (1 - s_back) - 0.95 * s_back ** 1.3
@@ -514,19 +558,25 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     b.add("hair_cap", P, _grid_tris(*PH.shape), "髪", B_HEAD, ref=P - [0, p.cy, 0],
           uv=np.stack(np.broadcast_arrays(th[None] / TWO_PI * 6, 1 - k), -1))
 
-    def strand(name, th_path, ph_path, scale_path, width, thick, extra=None, nseg=10):
-        Pp = _head(th_path, ph_path, p, scale_path)
-        if extra is not None:
-            Pp = np.concatenate([Pp, extra(Pp[-1], th_path[-1])])
-        n = len(Pp)
-        thp = np.concatenate([th_path, np.full(n - len(th_path), th_path[-1])])
-        side_dir = np.stack([np.cos(thp), np.zeros(n), np.sin(thp)], 1)
-        P, F, R, UV = _tube(Pp, width(np.linspace(0, 1, n)), thick(np.linspace(0, 1, n)),
-                            side_dir, nseg=nseg)
-        UV = UV * [0.3, 1.0] + [rng.uniform(0, 0.7), 0]
-        b.add(name, P, F, "髪", B_HEAD, ref=R, uv=UV)
 
-    # bangs over the forehead
+def _add_strand(b: _Builder, p: _Params, rng: np.random.Generator, name, th_path, ph_path,
+                scale_path, width, thick, extra=None, nseg=10) -> None:
+    """A hair strand along the head surface (theta, phi, scale paths), continued by
+    `extra(last point, last theta)` if given; draws its texture offset from `rng`."""
+    Pp = _head(th_path, ph_path, p, scale_path)
+    if extra is not None:
+        Pp = np.concatenate([Pp, extra(Pp[-1], th_path[-1])])
+    n = len(Pp)
+    thp = np.concatenate([th_path, np.full(n - len(th_path), th_path[-1])])
+    side_dir = np.stack([np.cos(thp), np.zeros(n), np.sin(thp)], 1)
+    P, F, R, UV = _tube(Pp, width(np.linspace(0, 1, n)), thick(np.linspace(0, 1, n)),
+                        side_dir, nseg=nseg)
+    UV = UV * [0.3, 1.0] + [rng.uniform(0, 0.7), 0]
+    b.add(name, P, F, "髪", B_HEAD, ref=R, uv=UV)
+
+
+def _add_bangs(b: _Builder, p: _Params, rng: np.random.Generator) -> None:
+    """Bangs over the forehead."""
     nb = p.n_bangs
     ths = np.linspace(-0.95, 0.95, nb) + rng.uniform(-0.04, 0.04, nb)
     spacing = 1.9 / (nb - 1) * p.rx
@@ -537,10 +587,25 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         ph_path = 1.15 + (tip - 1.15) * s
         sc = 1.04 + 0.07 * (1 - s ** 3)
         w0 = spacing * rng.uniform(0.55, 0.75)
-        strand(f"bang{i}", th_path, ph_path, sc,
-               lambda v, w0=w0: w0 * (1 - v) ** 0.7 + 0.005, lambda v: 0.045 * (1 - v) + 0.01)
+        _add_strand(b, p, rng, f"bang{i}", th_path, ph_path, sc,
+                    lambda v, w0=w0: w0 * (1 - v) ** 0.7 + 0.005, lambda v: 0.045 * (1 - v) + 0.01)
 
-    # side locks: over the temples, then hanging below the chin
+
+def _side_lock_hang(last, th_last, length, p: _Params, a: _Anchors):
+    """The hanging end of a side lock: straight down to `length` below the chin, kept in
+    front of the body where it passes over it."""
+    y = np.linspace(last[1] - 0.25, a.chin_y - length, 9)
+    out = np.stack([np.full(9, last[0]), y, np.full(9, last[2])], 1)
+    out[:, 0] += np.sign(last[0]) * 0.08 * np.linspace(0, 1, 9)
+    rx_b, rz_b = _torso_profile(y, p, a.y_top)
+    front = a.z_neck - rz_b - 0.12
+    on_body = np.abs(out[:, 0]) < rx_b + 0.1
+    out[:, 2] = np.where(on_body, np.minimum(out[:, 2], front), out[:, 2])
+    return out
+
+
+def _add_side_locks(b: _Builder, p: _Params, rng: np.random.Generator, a: _Anchors) -> None:
+    """Two locks per side over the temples, then hanging below the chin."""
     for side in (1.0, -1.0):
         for j, (th0, wl) in enumerate(((1.12, 0.28), (1.38, 0.32))):
             s = np.linspace(0, 1, 10)
@@ -548,22 +613,24 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
             ph_path = 1.0 + (-0.15 - 1.0) * s
             sc = 1.12 - 0.02 * s
             length = p.side_len * (1.0 if j == 0 else 0.8)
+            _add_strand(b, p, rng, f"side{'LR'[side < 0]}{j}", th_path, ph_path, sc,
+                        lambda v, wl=wl: wl * (1 - v) ** 0.5 + 0.01, lambda v: 0.06 * (1 - v) + 0.01,
+                        extra=functools.partial(_side_lock_hang, length=length, p=p, a=a))
 
-            def hang(last, th_last, length=length):
-                y = np.linspace(last[1] - 0.25, chin_y - length, 9)
-                out = np.stack([np.full(9, last[0]), y, np.full(9, last[2])], 1)
-                out[:, 0] += np.sign(last[0]) * 0.08 * np.linspace(0, 1, 9)
-                rx_b, rz_b = _torso_profile(y, p, y_top)
-                front = z_neck - rz_b - 0.12
-                on_body = np.abs(out[:, 0]) < rx_b + 0.1
-                out[:, 2] = np.where(on_body, np.minimum(out[:, 2], front), out[:, 2])
-                return out
 
-            strand(f"side{'LR'[side < 0]}{j}", th_path, ph_path, sc,
-                   lambda v, wl=wl: wl * (1 - v) ** 0.5 + 0.01, lambda v: 0.06 * (1 - v) + 0.01,
-                   extra=hang)
+def _back_hair_hang(last, th_last, length, p: _Params, a: _Anchors):
+    """The hanging end of a back strand: down to `length` below the chin, fanning out,
+    kept behind the body."""
+    y = np.linspace(last[1] - 0.3, a.chin_y - length, 9)
+    out = np.stack([np.full(9, last[0]) * (1 + 0.25 * np.linspace(0, 1, 9)), y,
+                    np.full(9, last[2])], 1)
+    _, rz_b = _torso_profile(y, p, a.y_top)
+    out[:, 2] = np.maximum(out[:, 2], a.z_neck + rz_b + 0.1)
+    return out
 
-    # back hair: a curtain of wide strands down the back
+
+def _add_back_hair(b: _Builder, p: _Params, rng: np.random.Generator, a: _Anchors) -> None:
+    """A curtain of wide strands down the back."""
     nback = 7
     for i, t0 in enumerate(np.linspace(-1, 1, nback)):
         th0 = np.pi - t0 * 1.45
@@ -572,56 +639,65 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         ph_path = 0.7 + (-0.75 - 0.7) * s
         sc = np.full(10, 1.1)
         length = p.back_len * (1 - 0.3 * abs(t0))
+        _add_strand(b, p, rng, f"back{i}", th_path, ph_path, sc,
+                    lambda v: 0.62 * (1 - v) ** 0.4 + 0.02, lambda v: 0.1 * (1 - v) + 0.02,
+                    extra=functools.partial(_back_hair_hang, length=length, p=p, a=a), nseg=8)
 
-        def hang_back(last, th_last, length=length):
-            y = np.linspace(last[1] - 0.3, chin_y - length, 9)
-            out = np.stack([np.full(9, last[0]) * (1 + 0.25 * np.linspace(0, 1, 9)), y,
-                            np.full(9, last[2])], 1)
-            _, rz_b = _torso_profile(y, p, y_top)
-            out[:, 2] = np.maximum(out[:, 2], z_neck + rz_b + 0.1)
-            return out
 
-        strand(f"back{i}", th_path, ph_path, sc, lambda v: 0.62 * (1 - v) ** 0.4 + 0.02,
-               lambda v: 0.1 * (1 - v) + 0.02, extra=hang_back, nseg=8)
+def _add_twin_tails(b: _Builder, p: _Params) -> None:
+    """Twin tails tied at the back of the head, hanging beside the body, with hair ties."""
+    for side in (1.0, -1.0):
+        root = _head(side * 1.95, 0.55, p, 1.0)
+        out = np.array([side, 0.0, 0.35])
+        tt = np.linspace(0, 1, 16)[:, None]
+        c1 = root + out * 0.9 + [0, 0.5, 0]
+        c2 = root + out * 1.1 + [0, -2.0, 0]
+        end = root + out * 0.8 + [0, -3.4 - p.back_len, 0.2]
+        path = ((1 - tt) ** 3 * root + 3 * (1 - tt) ** 2 * tt * c1 + 3 * (1 - tt) * tt ** 2 * c2
+                + tt ** 3 * end)
+        v = tt[:, 0]
+        width = 0.22 + 0.3 * np.sin(np.clip(v * 2.2, 0, np.pi / 2)) * (1 - v) ** 0.8 + 0.2 * (1 - v) ** 8
+        width = width * (1 - v) ** 0.5 + 0.01
+        P, F, R, UV = _tube(path, width, width * 0.7, np.tile([0, 0, 1.0], (16, 1)), nseg=12)
+        b.add(f"tail{'LR'[side < 0]}", P, F, "髪", B_HEAD, ref=R, uv=UV * [0.3, 1])
+        # the hair tie
+        ang = np.linspace(0, TWO_PI, 13)
+        ring = root + out * 0.3 + np.stack([np.zeros(13), np.sin(ang) * 0.24, np.cos(ang) * 0.2], 1)
+        ring_c = np.concatenate([ring[-2:-1], ring, ring[1:2]])
+        P, F, R, UV = _tube(ring_c, np.full(15, 0.08), np.full(15, 0.08),
+                            np.tile([0, 1.0, 0], (15, 1)), nseg=8, tip=False)
+        keep = np.arange(1, 14)
+        P, R = (x.reshape(15, 9, 3)[keep].reshape(-1, 3) for x in (P, R))
+        b.add(f"tie{'LR'[side < 0]}", P, _grid_tris(13, 9), "襟", B_HEAD, ref=R)
 
-    # twin tails: tied at the back of the head, hanging beside the body
-    if p.twin_tails:
-        for side in (1.0, -1.0):
-            root = _head(side * 1.95, 0.55, p, 1.0)
-            out = np.array([side, 0.0, 0.35])
-            tt = np.linspace(0, 1, 16)[:, None]
-            c1 = root + out * 0.9 + [0, 0.5, 0]
-            c2 = root + out * 1.1 + [0, -2.0, 0]
-            end = root + out * 0.8 + [0, -3.4 - p.back_len, 0.2]
-            path = ((1 - tt) ** 3 * root + 3 * (1 - tt) ** 2 * tt * c1 + 3 * (1 - tt) * tt ** 2 * c2
-                    + tt ** 3 * end)
-            v = tt[:, 0]
-            width = 0.22 + 0.3 * np.sin(np.clip(v * 2.2, 0, np.pi / 2)) * (1 - v) ** 0.8 + 0.2 * (1 - v) ** 8
-            width = width * (1 - v) ** 0.5 + 0.01
-            P, F, R, UV = _tube(path, width, width * 0.7, np.tile([0, 0, 1.0], (16, 1)), nseg=12)
-            b.add(f"tail{'LR'[side < 0]}", P, F, "髪", B_HEAD, ref=R, uv=UV * [0.3, 1])
-            # the hair tie
-            a = np.linspace(0, TWO_PI, 13)
-            ring = root + out * 0.3 + np.stack([np.zeros(13), np.sin(a) * 0.24, np.cos(a) * 0.2], 1)
-            ring_c = np.concatenate([ring[-2:-1], ring, ring[1:2]])
-            P, F, R, UV = _tube(ring_c, np.full(15, 0.08), np.full(15, 0.08),
-                                np.tile([0, 1.0, 0], (15, 1)), nseg=8, tip=False)
-            keep = np.arange(1, 14)
-            P, R = (x.reshape(15, 9, 3)[keep].reshape(-1, 3) for x in (P, R))
-            b.add(f"tie{'LR'[side < 0]}", P, _grid_tris(13, 9), "襟", B_HEAD, ref=R)
 
-    # ahoge: a strand sticking up from the crown
-    if p.ahoge:
-        root = _head(0.3, 1.3, p, 1.0)
-        tt = np.linspace(0, 1, 14)[:, None]
-        c1 = root + [0.05, 1.0, -0.25]
-        c2 = root + [0.45, 1.15, -0.75]
-        path = (1 - tt) ** 2 * root + 2 * (1 - tt) * tt * c1 + tt ** 2 * c2
-        P, F, R, UV = _tube(path, 0.14 * (1 - tt[:, 0]) ** 0.6 + 0.005, 0.04 * (1 - tt[:, 0]) + 0.01,
-                            np.tile([1.0, 0, 0.3], (14, 1)), nseg=8)
-        b.add("ahoge", P, F, "髪", B_HEAD, ref=R, uv=UV * [0.3, 1])
+def _add_ahoge(b: _Builder, p: _Params) -> None:
+    """A strand sticking up from the crown."""
+    root = _head(0.3, 1.3, p, 1.0)
+    tt = np.linspace(0, 1, 14)[:, None]
+    c1 = root + [0.05, 1.0, -0.25]
+    c2 = root + [0.45, 1.15, -0.75]
+    path = (1 - tt) ** 2 * root + 2 * (1 - tt) * tt * c1 + tt ** 2 * c2
+    P, F, R, UV = _tube(path, 0.14 * (1 - tt[:, 0]) ** 0.6 + 0.005, 0.04 * (1 - tt[:, 0]) + 0.01,
+                        np.tile([1.0, 0, 0.3], (14, 1)), nseg=8)
+    b.add("ahoge", P, F, "髪", B_HEAD, ref=R, uv=UV * [0.3, 1])
 
-    # ------------------------------------------------------------------ assemble arrays
+
+@dataclass
+class _Mesh:
+    """The parts joined into the model's arrays (vertices in part order, triangles in
+    material order)."""
+    positions: np.ndarray      # (V,3) float32, quantised
+    normals: np.ndarray        # (V,3) float64
+    uvs: np.ndarray            # (V,2) float64
+    faces: np.ndarray          # (F,3) uint32
+    index_counts: dict         # material name -> face index count
+    skin: np.ndarray           # (V,) uint8 SkinningType
+    bone_indices: np.ndarray   # (V,4) int32
+    bone_weights: np.ndarray   # (V,4) float32
+
+
+def _join_parts(b: _Builder) -> _Mesh:
     order = {m: i for i, m in enumerate(MATERIALS)}
     pos = np.concatenate([pt.P for pt in b.parts])
     nor = np.concatenate([pt.N for pt in b.parts])
@@ -635,7 +711,6 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
         counts[pt.material] += 3 * len(pt.F)
 
     V = len(pos)
-    posq = _q(pos)
     skin = np.where(w0 >= 1.0 - 1e-9, SkinningType.BDEF1, SkinningType.BDEF2).astype(np.uint8)
     bone_idx = np.zeros((V, 4), np.int32)
     bone_w = np.zeros((V, 4), np.float32)
@@ -645,109 +720,158 @@ def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
     bdef1 = skin == SkinningType.BDEF1
     bone_idx[bdef1, 1] = 0
     bone_w[bdef1, 1] = 0
+    return _Mesh(_q(pos), nor, uv, faces, counts, skin, bone_idx, bone_w)
 
-    def vmorph(name, name_en, panel, parts_targets):
-        idx, off = [], []
-        for part_name, target in parts_targets:
-            pt = b.by_name[part_name]
-            d = _q(target.reshape(-1, 3)) - posq[pt.start:pt.start + len(pt.P)]
-            moved = np.abs(d).max(1) > 0
-            idx.append(np.nonzero(moved)[0] + pt.start)
-            off.append(d[moved])
-        return Morph(name, name_en, panel, MorphKind.VERTEX, np.concatenate(idx).astype(np.int32),
-                     offsets=np.concatenate(off).astype(np.float32))
 
+def _vertex_morph(b: _Builder, posq: np.ndarray, name, name_en, panel, parts_targets) -> Morph:
+    """A vertex morph moving each named part to its target positions (unmoved vertices left out)."""
+    idx, off = [], []
+    for part_name, target in parts_targets:
+        pt = b.by_name[part_name]
+        d = _q(target.reshape(-1, 3)) - posq[pt.start:pt.start + len(pt.P)]
+        moved = np.abs(d).max(1) > 0
+        idx.append(np.nonzero(moved)[0] + pt.start)
+        off.append(d[moved])
+    return Morph(name, name_en, panel, MorphKind.VERTEX, np.concatenate(idx).astype(np.int32),
+                 offsets=np.concatenate(off).astype(np.float32))
+
+
+def _morphs(b: _Builder, p: _Params, posq: np.ndarray, lid_closed: dict, lash_closed: dict,
+            mouth_targets: dict) -> list[Morph]:
+    """Winks, blink (vertex or group morph) and the mouth vowels あ い お."""
     wink_r, wink_l = p.wink_names
+    right = [("lidR", lid_closed["R"]), ("lashR", lash_closed["R"])]
+    left = [("lidL", lid_closed["L"]), ("lashL", lash_closed["L"])]
     morphs = [
-        vmorph(wink_r, "wink", MorphPanel.EYE, [("lidR", lid_closed["R"]), ("lashR", lash_closed["R"])]),
-        vmorph(wink_l, "wink_R", MorphPanel.EYE, [("lidL", lid_closed["L"]), ("lashL", lash_closed["L"])]),
+        _vertex_morph(b, posq, wink_r, "wink", MorphPanel.EYE, right),
+        _vertex_morph(b, posq, wink_l, "wink_R", MorphPanel.EYE, left),
     ]
     if p.blink_group:
         morphs.append(Morph("まばたき", "blink", MorphPanel.EYE, MorphKind.GROUP,
                             np.array([0, 1], np.int32), weights=np.ones(2, np.float32)))
     else:
-        morphs.append(vmorph("まばたき", "blink", MorphPanel.EYE,
-                             [("lidR", lid_closed["R"]), ("lashR", lash_closed["R"]),
-                              ("lidL", lid_closed["L"]), ("lashL", lash_closed["L"])]))
+        morphs.append(_vertex_morph(b, posq, "まばたき", "blink", MorphPanel.EYE, right + left))
     for name, en in (("あ", "a"), ("い", "i"), ("お", "o")):
-        morphs.append(vmorph(name, en, MorphPanel.MOUTH, [("mouth", mouth_targets[name])]))
+        morphs.append(_vertex_morph(b, posq, name, en, MorphPanel.MOUTH, [("mouth", mouth_targets[name])]))
+    return morphs
 
-    # ---- bones
-    def bone(name, en, pos_, parent, flags, layer=0, tail=None, tail_bone=-1, append=-1):
-        return Bone(name, en, _q(pos_), parent, layer, BoneFlag(flags),
-                    append_parent=append, append_weight=1.0 if append >= 0 else 0.0,
-                    tail_bone=tail_bone, tail_offset=_q(tail if tail is not None else np.zeros(3)))
 
+def _bone(name, en, pos_, parent, flags, layer=0, tail=None, tail_bone=-1, append=-1) -> Bone:
+    return Bone(name, en, _q(pos_), parent, layer, BoneFlag(flags),
+                append_parent=append, append_weight=1.0 if append >= 0 else 0.0,
+                tail_bone=tail_bone, tail_offset=_q(tail if tail is not None else np.zeros(3)))
+
+
+def _bones(a: _Anchors) -> list[Bone]:
+    """センター → 上半身 → 首 → 頭 → 両目, 左目, 右目 (the eyes append 両目's rotation)."""
     std = BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED
-    bones = [
-        bone("センター", "center", center, -1, std | BoneFlag.TRANSLATABLE, tail=[0, -0.8, 0]),
-        bone("上半身", "upper body", upper, B_CENTER, std, tail_bone=B_NECK),
-        bone("首", "neck", neck_base, B_UPPER, std, tail_bone=B_HEAD),
-        bone("頭", "head", head_joint, B_NECK, std, tail=[0, skull_top - head_joint[1], 0]),
-        bone("両目", "eyes", eyes_pos, B_HEAD, std, tail=[0, 0, -0.3]),
-        bone("左目", "eye_L", eye_c[1], B_HEAD, std | BoneFlag.APPEND_ROTATION, layer=2,
-             tail=[0, 0, -0.3], append=B_EYES),
-        bone("右目", "eye_R", eye_c[0], B_HEAD, std | BoneFlag.APPEND_ROTATION, layer=2,
-             tail=[0, 0, -0.3], append=B_EYES),
+    return [
+        _bone("センター", "center", a.center, -1, std | BoneFlag.TRANSLATABLE, tail=[0, -0.8, 0]),
+        _bone("上半身", "upper body", a.upper, B_CENTER, std, tail_bone=B_NECK),
+        _bone("首", "neck", a.neck_base, B_UPPER, std, tail_bone=B_HEAD),
+        _bone("頭", "head", a.head_joint, B_NECK, std, tail=[0, a.skull_top - a.head_joint[1], 0]),
+        _bone("両目", "eyes", a.eyes_pos, B_HEAD, std, tail=[0, 0, -0.3]),
+        _bone("左目", "eye_L", a.eye_c[1], B_HEAD, std | BoneFlag.APPEND_ROTATION, layer=2,
+              tail=[0, 0, -0.3], append=B_EYES),
+        _bone("右目", "eye_R", a.eye_c[0], B_HEAD, std | BoneFlag.APPEND_ROTATION, layer=2,
+              tail=[0, 0, -0.3], append=B_EYES),
     ]
 
-    # ---- materials
-    def mat(name, en, colour, tex=None, toon=1, edge=True):
-        # as on real models: diffuse = 0.8 and ambient = 0.5 of the intended colour, so that
-        # MMD's light (0.6) gives 0.98 of it and THA's Phong (0.5 + 0.5 N.L) gives 0.8
-        c = np.ones(3, np.float32) if tex else np.asarray(colour, np.float32)
-        diffuse = np.append(0.8 * c, 1.0)
-        flags = MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP | MaterialFlag.SELF_SHADOW
-        if edge:
-            flags |= MaterialFlag.EDGE
-        return Material(name, en, _q(diffuse), np.full(3, 0.1, np.float32), 8.0, _q(0.5 * c),
-                        flags, np.array([0.15, 0.1, 0.1, 1.0], np.float32), 0.6 if edge else 0.0,
-                        tex, None, SphereMode.NONE, None, toon, 0, counts[name])
 
+def _material(name, en, colour, index_count, tex=None, toon=1, edge=True) -> Material:
+    # as on real models: diffuse = 0.8 and ambient = 0.5 of the intended colour, so that
+    # MMD's light (0.6) gives 0.98 of it and THA's Phong (0.5 + 0.5 N.L) gives 0.8
+    c = np.ones(3, np.float32) if tex else np.asarray(colour, np.float32)
+    diffuse = np.append(0.8 * c, 1.0)
+    flags = MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP | MaterialFlag.SELF_SHADOW
+    if edge:
+        flags |= MaterialFlag.EDGE
+    return Material(name, en, _q(diffuse), np.full(3, 0.1, np.float32), 8.0, _q(0.5 * c),
+                    flags, np.array([0.15, 0.1, 0.1, 1.0], np.float32), 0.6 if edge else 0.0,
+                    tex, None, SphereMode.NONE, None, toon, 0, index_count)
+
+
+def _materials(p: _Params, counts: dict) -> list[Material]:
+    """One material per entry of MATERIALS, in that order, owning `counts[name]` indices."""
     skin_c = np.array(p.skin)
     hair_c = np.array(p.hair)
     materials = [
-        mat("肌", "skin", skin_c, toon=1),
-        mat("服", "clothes", p.clothes, toon=3),
-        mat("襟", "collar", p.accent, toon=3),
-        mat("目", "eyes", (1, 1, 1), tex=FACE_TEXTURE, toon=0, edge=False),
-        mat("まぶた", "eyelids", skin_c, toon=1, edge=False),
-        mat("睫毛", "lashes", hair_c * 0.15 + 0.02, toon=0, edge=False),
-        mat("眉", "brows", hair_c * 0.5, toon=0, edge=False),
-        mat("口", "mouth", (1, 1, 1), tex=FACE_TEXTURE, toon=0, edge=False),
-        mat("髪", "hair", (1, 1, 1), tex=HAIR_TEXTURE, toon=2),
+        _material("肌", "skin", skin_c, counts["肌"], toon=1),
+        _material("服", "clothes", p.clothes, counts["服"], toon=3),
+        _material("襟", "collar", p.accent, counts["襟"], toon=3),
+        _material("目", "eyes", (1, 1, 1), counts["目"], tex=FACE_TEXTURE, toon=0, edge=False),
+        _material("まぶた", "eyelids", skin_c, counts["まぶた"], toon=1, edge=False),
+        _material("睫毛", "lashes", hair_c * 0.15 + 0.02, counts["睫毛"], toon=0, edge=False),
+        _material("眉", "brows", hair_c * 0.5, counts["眉"], toon=0, edge=False),
+        _material("口", "mouth", (1, 1, 1), counts["口"], tex=FACE_TEXTURE, toon=0, edge=False),
+        _material("髪", "hair", (1, 1, 1), counts["髪"], tex=HAIR_TEXTURE, toon=2),
     ]
     start = 0
     for m in materials:
         m.index_start = start
         start += m.index_count
+    return materials
 
-    name = f"サンプル{index + 1:02d}"
-    model = MMDModel(
-        path=Path(f"sample-{index + 1:02d}.pmx"), format=ModelFormat.PMX, version=2.0,
-        name=name, name_en=f"thactl sample {index + 1:02d}",
-        comment=f"thactl が生成したサンプルキャラクター (seed {seed}, index {index})\n"
-                f"Generated by thactl (seed {seed}, index {index}); free to use.",
-        positions=posq, normals=_q(nor, 20), uvs=_q(uv, 20), extra_uvs=np.zeros((0, V, 4), np.float32),
-        skin_type=skin, bone_indices=bone_idx, bone_weights=bone_w,
-        sdef_c=np.zeros((V, 3), np.float32), sdef_r0=np.zeros((V, 3), np.float32),
-        sdef_r1=np.zeros((V, 3), np.float32), edge_scale=np.ones(V, np.float32),
-        indices=faces, textures=[FACE_TEXTURE, HAIR_TEXTURE], materials=materials, bones=bones,
-        morphs=morphs,
-    )
-    frames = [
+
+def _display_frames(n_morphs: int) -> list[DisplayFrame]:
+    return [
         DisplayFrame("Root", "Root", 1, [(0, B_CENTER)]),
-        DisplayFrame("表情", "Exp", 1, [(1, i) for i in range(len(morphs))]),
+        DisplayFrame("表情", "Exp", 1, [(1, i) for i in range(n_morphs)]),
         DisplayFrame("体(上)", "Upper body", 0, [(0, B_UPPER), (0, B_NECK), (0, B_HEAD)]),
         DisplayFrame("目", "Eyes", 0, [(0, B_EYES), (0, B_LEYE), (0, B_REYE)]),
     ]
+
+
+def _add_hair(b: _Builder, p: _Params, rng: np.random.Generator, a: _Anchors) -> None:
+    """Everything on the hair material beyond the cap, in a fixed order (`rng` draws depend
+    on it): bangs, side locks, back hair, then twin tails and ahoge where the character has them."""
+    _add_bangs(b, p, rng)
+    _add_side_locks(b, p, rng, a)
+    _add_back_hair(b, p, rng, a)
+    if p.twin_tails:
+        _add_twin_tails(b, p)
+    if p.ahoge:
+        _add_ahoge(b, p)
+
+
+def build_sample(index: int = 0, seed: int = 0) -> SampleCharacter:
+    """Build sample character `index` for `seed` (deterministic).
+
+    Parts are added in a fixed order: it sets the vertex order and the order of the
+    `rng` draws (hair strands, then the hair texture), so changing it changes the files."""
+    p = _params(index, seed)
+    rng = np.random.default_rng([int(seed), int(index), 0xB0B])
+    b = _Builder()
+    a = _anchors(p, _add_head(b, p))
+    _add_neck(b, p, a)
+    _add_body(b, p, a)
+    _add_collar_and_tie(b, p, a)
+    lid_closed, lash_closed = _add_eyes(b, p)
+    mouth_targets = _add_mouth(b, p)
+    _add_hair_cap(b, p)
+    _add_hair(b, p, rng, a)
+
+    mesh = _join_parts(b)
+    V = len(mesh.positions)
+    morphs = _morphs(b, p, mesh.positions, lid_closed, lash_closed, mouth_targets)
+    model = MMDModel(
+        path=Path(f"sample-{index + 1:02d}.pmx"), format=ModelFormat.PMX, version=2.0,
+        name=f"サンプル{index + 1:02d}", name_en=f"thactl sample {index + 1:02d}",
+        comment=f"thactl が生成したサンプルキャラクター (seed {seed}, index {index})\n"
+                f"Generated by thactl (seed {seed}, index {index}); free to use.",
+        positions=mesh.positions, normals=_q(mesh.normals, 20), uvs=_q(mesh.uvs, 20),
+        extra_uvs=np.zeros((0, V, 4), np.float32),
+        skin_type=mesh.skin, bone_indices=mesh.bone_indices, bone_weights=mesh.bone_weights,
+        sdef_c=np.zeros((V, 3), np.float32), sdef_r0=np.zeros((V, 3), np.float32),
+        sdef_r1=np.zeros((V, 3), np.float32), edge_scale=np.ones(V, np.float32),
+        indices=mesh.faces, textures=[FACE_TEXTURE, HAIR_TEXTURE],
+        materials=_materials(p, mesh.index_counts), bones=_bones(a), morphs=morphs,
+    )
     textures = {FACE_TEXTURE: _face_texture(p), "tex/hair.png": _hair_texture(p, rng)}
-    head_part, cap = b.by_name["head"], b.by_name["hair_cap"]
-    ys = posq[:, 1]
-    return SampleCharacter(model, frames, textures,
-                           chin_y=float(ys[head_part.start:head_part.start + len(head_part.P)].min()),
-                           head_top_y=float(ys[cap.start:cap.start + len(cap.P)].max()),
-                           skull_top_y=float(ys[head_part.start:head_part.start + len(head_part.P)].max()))
+    ys = mesh.positions[:, 1]
+    head, cap = (ys[pt.start:pt.start + len(pt.P)] for pt in (b.by_name["head"], b.by_name["hair_cap"]))
+    return SampleCharacter(model, _display_frames(len(morphs)), textures, chin_y=float(head.min()),
+                           head_top_y=float(cap.max()), skull_top_y=float(head.max()))
 
 
 # --------------------------------------------------------------------------------- textures
