@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_train.py                    # CPU: 256 px, batch 2, 3 timed steps
     .venv/bin/python bench/bench_train.py --device cuda      # GPU: bf16 autocast, channels_last, batch 25
+    .venv/bin/python bench/bench_train.py --device cuda --precision fp32 --compile --no-flops --label "fp32 compile"
 
 FLOPs are counted with torch.utils.flop_counter.FlopCounterMode on one example's forward +
 backward (matmul/conv FLOPs, 2 per multiply-add), so GPU runs can be compared against them.
@@ -49,14 +50,23 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--base-channels", type=int, default=64, help="64: THA1's size")
+    ap.add_argument("--num-downsample", type=int, default=3, help="3: THA1's size")
+    ap.add_argument("--num-res-blocks", type=int, default=6, help="6: THA1's size")
     ap.add_argument("--batch", type=int, help="default: 2 on the CPU, 25 on CUDA")
     ap.add_argument("--steps", type=int, help="timed steps (default: 3 on the CPU, 30 on CUDA)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile backend (eager: checks the plumbing in seconds, no speed-up)")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="default: on for CUDA, off for the CPU")
+    ap.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (a CPU pass per network)")
+    ap.add_argument("--label", default="", help="prefix of every result line (e.g. 'bf16 compile')")
     ap.add_argument("--perceptual", action="store_true", help="also time the rotator with the perceptual loss")
     ap.add_argument("--nets", default="morpher,rotator,combiner")
     a = ap.parse_args()
-    dev = setup_device(a.device, a.precision)
+    dev = setup_device(a.device, a.precision, a.channels_last)
     b = a.batch or (25 if dev.type == "cuda" else 2)
     steps = a.steps or (30 if dev.type == "cuda" else 3)
     s = a.size
@@ -64,92 +74,115 @@ def main() -> None:
           f"{'GPU' if dev.type == 'cuda' else 'CPU threads'}), torch {torch.__version__}, precision {dev.precision}, "
           f"channels_last {dev.channels_last}, {s}x{s}, batch {b}, {steps} timed steps")
 
-    # FLOPs per example (fp32, CPU, batch 1), forward + backward
+    arch = dict(image_size=s, base_channels=a.base_channels, num_downsample=a.num_downsample,
+                num_res_blocks=a.num_res_blocks)
+    flops = {} if a.no_flops else count_flops(arch)
+    torch.manual_seed(0)
+    for name in a.nets.split(","):
+        eps, ms, peak, rot_share = time_network(name, dev, a, arch, b, steps)
+        line = (f"{a.label + ' ' if a.label else ''}{name:9s} {eps:8.2f} examples/s  {ms:8.1f} ms/step  "
+                f"{'peak' if dev.type == 'cuda' else 'RSS max'} {peak:8.0f} MiB")
+        if flops:
+            gflop = flops[name] / 1e9
+            frozen = f"; +{flops['rotator_fwd'] / 1e9:.1f} frozen rotator fwd" if name == "combiner" else ""
+            line += f"  {gflop:7.1f} GFLOP/example (fwd+bwd{frozen})  {eps * gflop / 1e3:.2f} TFLOP/s"
+        if name == "combiner":
+            line += f", rotator fwd {100 * rot_share:.0f}% of the step"
+        print(line, flush=True)
+    if a.perceptual:
+        time_perceptual(dev, b, steps, arch)
+    if flops:
+        print(f"per-example training FLOPs (fwd+bwd): morpher {flops['morpher'] / 1e9:.1f} G, rotator "
+              f"{flops['rotator'] / 1e9:.1f} G, combiner {flops['combiner'] / 1e9:.1f} G "
+              f"(+ {flops['rotator_fwd'] / 1e9:.1f} G frozen rotator forward when trained on the fly)")
+
+
+def count_flops(arch: dict) -> dict[str, int]:
+    """FLOPs per example (fp32, CPU, batch 1), forward + backward, per network."""
+    s = arch["image_size"]
     x1, p1 = torch.rand(1, 4, s, s) * 2 - 1, torch.rand(1, 3)
     flops = {}
     with torch.device("cpu"):
         for name, cls in (("morpher", FaceMorpher), ("rotator", TwoAlgoFaceRotator)):
-            net = cls(image_size=s)
+            net = cls(**arch)
             flops[name] = flops_of(lambda: sum(o.float().mean() for o in net(x1, p1)[:2]).backward())
             if name == "rotator":
                 with torch.no_grad():
                     flops["rotator_fwd"] = flops_of(lambda: net(x1, p1))
             del net
-        net = Combiner(image_size=s)
+        net = Combiner(**arch)
         flops["combiner"] = flops_of(lambda: net(x1, x1, p1)[0].mean().backward())
         del net
+    return flops
 
-    torch.manual_seed(0)
-    results = []
-    for name in a.nets.split(","):
-        cls = {"morpher": FaceMorpher, "rotator": TwoAlgoFaceRotator, "combiner": Combiner}[name]
-        net = dev.prepare_model(cls(image_size=s))
-        frozen = dev.prepare_model(TwoAlgoFaceRotator(image_size=s)).eval() if name == "combiner" else None
-        fwd = torch.compile(net) if a.compile else net
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
-        x, t, p = dev.to(torch.rand(b, 4, s, s) * 2 - 1), dev.to(torch.rand(b, 4, s, s) * 2 - 1), dev.to(torch.rand(b, 3))
-        rot_time = [0.0]
 
-        def step():
-            with dev.autocast():
-                if name == "combiner":
-                    t0 = time.perf_counter()
-                    with torch.no_grad():
-                        pu, zh = frozen(x, p)[:2]
-                    sync(dev)
-                    rot_time[0] += time.perf_counter() - t0
-                    loss = l1_loss(fwd(pu, zh, p)[0], t)
-                else:
-                    out = fwd(x, p)
-                    loss = sum(l1_loss(o, t) for o in out[:(2 if name == "rotator" else 1)])
-            opt.zero_grad(set_to_none=True)
-            dev.backward_step(loss, opt)
+def time_network(name: str, dev, a, arch: dict, b: int, steps: int) -> tuple[float, float, float, float]:
+    """Train `name` on random data: (examples/s, ms/step, peak MiB, frozen rotator's share)."""
+    s = arch["image_size"]
+    cls = {"morpher": FaceMorpher, "rotator": TwoAlgoFaceRotator, "combiner": Combiner}[name]
+    net = dev.prepare_model(cls(**arch))
+    frozen = dev.prepare_model(TwoAlgoFaceRotator(**arch)).eval() if name == "combiner" else None
+    fwd = torch.compile(net, backend=a.compile_backend) if a.compile else net
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    x, t, p = dev.to(torch.rand(b, 4, s, s) * 2 - 1), dev.to(torch.rand(b, 4, s, s) * 2 - 1), dev.to(torch.rand(b, 3))
+    rot_time = [0.0]
 
-        for _ in range(a.warmup):
-            step()
-        sync(dev)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        rot_time[0] = 0.0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync(dev)
-        dt = time.perf_counter() - t0
-        eps = steps * b / dt
-        gflop = flops[name] / 1e9
-        extra = f", rotator fwd {100 * rot_time[0] / dt:.0f}% of the step" if name == "combiner" else ""
-        results.append(name)
-        print(f"{name:9s} {eps:8.2f} examples/s  {dt / steps * 1000:8.1f} ms/step  {'peak' if dev.type == 'cuda' else 'RSS max'} {peak_mb(dev):8.0f} MiB  "
-              f"{gflop:7.1f} GFLOP/example (fwd+bwd{'; +' + format(flops['rotator_fwd'] / 1e9, '.1f') + ' frozen rotator fwd' if name == 'combiner' else ''})"
-              f"  {eps * gflop / 1e3:.2f} TFLOP/s{extra}")
-        del net, opt, frozen, fwd
-    if a.perceptual:
-        from models.vgg import load_vgg16_features
-        vgg = dev.prepare_model(load_vgg16_features(None, random_init=True))
-        perc = PerceptualLoss(vgg, 0.2)
-        bp = 8 if dev.type == "cuda" else b
-        net = dev.prepare_model(TwoAlgoFaceRotator(image_size=s))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
-        x, t, p = dev.to(torch.rand(bp, 4, s, s) * 2 - 1), dev.to(torch.rand(bp, 4, s, s) * 2 - 1), dev.to(torch.rand(bp, 3))
+    def step():
+        with dev.autocast():
+            if name == "combiner":
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    pu, zh = frozen(x, p)[:2]
+                sync(dev)
+                rot_time[0] += time.perf_counter() - t0
+                loss = l1_loss(fwd(pu, zh, p)[0], t)
+            else:
+                out = fwd(x, p)
+                loss = sum(l1_loss(o, t) for o in out[:(2 if name == "rotator" else 1)])
+        opt.zero_grad(set_to_none=True)
+        dev.backward_step(loss, opt)
 
-        def pstep():
-            with dev.autocast():
-                out = net(x, p)
-                loss = sum(l1_loss(o, t) + perc(o.float(), t) for o in out[:2])
-            opt.zero_grad(set_to_none=True)
-            dev.backward_step(loss, opt)
+    for _ in range(a.warmup):
+        step()
+    sync(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rot_time[0] = 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(dev)
+    dt = time.perf_counter() - t0
+    peak = peak_mb(dev)
+    del net, opt, frozen, fwd
+    return steps * b / dt, dt / steps * 1000, peak, rot_time[0] / dt
+
+
+def time_perceptual(dev, b: int, steps: int, arch: dict) -> None:
+    """The rotator trained with L1 + the perceptual loss (random VGG16 weights)."""
+    from models.vgg import load_vgg16_features
+    vgg = dev.prepare_model(load_vgg16_features(None, random_init=True))
+    perc = PerceptualLoss(vgg, 0.2)
+    bp = 8 if dev.type == "cuda" else b
+    s = arch["image_size"]
+    net = dev.prepare_model(TwoAlgoFaceRotator(**arch))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    x, t, p = dev.to(torch.rand(bp, 4, s, s) * 2 - 1), dev.to(torch.rand(bp, 4, s, s) * 2 - 1), dev.to(torch.rand(bp, 3))
+
+    def pstep():
+        with dev.autocast():
+            out = net(x, p)
+            loss = sum(l1_loss(o, t) + perc(o.float(), t) for o in out[:2])
+        opt.zero_grad(set_to_none=True)
+        dev.backward_step(loss, opt)
+    pstep()
+    sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
         pstep()
-        sync(dev)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            pstep()
-        sync(dev)
-        dt = time.perf_counter() - t0
-        print(f"rotator+perceptual (batch {bp}) {steps * bp / dt:8.2f} examples/s  {'peak' if dev.type == 'cuda' else 'RSS max'} {peak_mb(dev):8.0f} MiB")
-    print(f"per-example training FLOPs (fwd+bwd): morpher {flops['morpher'] / 1e9:.1f} G, rotator "
-          f"{flops['rotator'] / 1e9:.1f} G, combiner {flops['combiner'] / 1e9:.1f} G "
-          f"(+ {flops['rotator_fwd'] / 1e9:.1f} G frozen rotator forward when trained on the fly)")
+    sync(dev)
+    dt = time.perf_counter() - t0
+    print(f"rotator+perceptual (batch {bp}) {steps * bp / dt:8.2f} examples/s  {'peak' if dev.type == 'cuda' else 'RSS max'} {peak_mb(dev):8.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -122,7 +123,6 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
     Returns False when verification (or reading) found problems."""
     path = Path(path)
     man, shards = _shards_of(path)
-    ok = True
     problems: list[str] = []
     if man is not None:
         echo(f"data folder {path}  (seed {man.get('seed')}, "
@@ -130,11 +130,45 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
         req = man.get("request", {})
         echo(f"settings: size {req.get('size')}, aa {req.get('aa')}, shading {req.get('shading')}, "
              f"shard size {req.get('shard_size')}, ambient {req.get('ambient')}, models {req.get('models')}")
-    per_split: dict[str, dict] = defaultdict(lambda: dict(examples=0, shards=0, models=set(), bytes=0))
-    all_poses = []
-    readers: list[tuple[str, Path, int]] = []
+    stats = _read_shards(shards, problems)
+    if not stats.readers and problems and man is None:
+        raise DatasetError(problems[0] if len(problems) == 1
+                           else f"{path}: no readable shard ({problems[0]})")
+    if stats.single is not None:
+        _echo_single_shard(shards[0][1], stats.single, echo)
+    _echo_split_table(stats.per_split, man, verify, problems, echo)
+    if man is not None:
+        _echo_models(man, verify, problems, echo, list_limit)
+    if stats.poses:
+        for line in pose_stat_lines(np.concatenate(stats.poses)):
+            echo(line)
+    if verify:
+        problems += _verify(man, stats.readers)
+        echo(f"verify: {len(stats.readers)} shards read fully")
+    _echo_sheet(stats.readers, sheet, examples, seed, echo)
+    if problems:
+        echo(f"PROBLEMS ({len(problems)}):")
+        for p in problems:
+            echo(f"  {p}")
+        return False
+    if verify:
+        echo("verify: OK")
+    return True
+
+
+@dataclass
+class _ShardStats:
+    """What one pass over the shards' small arrays found."""
+    per_split: dict[str, dict]                 # split -> examples, shards, models (set), bytes
+    poses: list[np.ndarray] = field(default_factory=list)
+    readers: list[tuple[str, Path, int]] = field(default_factory=list)   # (split, shard, examples)
+    single: dict | None = None                 # details when there is exactly one shard
+
+
+def _read_shards(shards: list[tuple[str | None, Path]], problems: list[str]) -> _ShardStats:
+    """Open every shard once (counts, models, poses); unreadable ones are added to `problems`."""
+    stats = _ShardStats(defaultdict(lambda: dict(examples=0, shards=0, models=set(), bytes=0)))
     seen_models: dict[str, str] = {}
-    single = None
     for split, sp in shards:
         if not sp.is_file():
             problems.append(f"{sp}: missing (listed in the manifest)")
@@ -142,7 +176,7 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
         try:
             with ShardReader(sp) as r:
                 s = split or r.split
-                d = per_split[s]
+                d = stats.per_split[s]
                 d["examples"] += r.num_examples
                 d["shards"] += 1
                 d["bytes"] += sp.stat().st_size
@@ -150,26 +184,29 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
                 for mp_ in set(r.model_path):
                     if seen_models.setdefault(mp_, s) != s:
                         problems.append(f"model {mp_} appears in both {seen_models[mp_]} and {s}")
-                all_poses.append(r.pose)
-                readers.append((s, sp, r.num_examples))
+                stats.poses.append(r.pose)
+                stats.readers.append((s, sp, r.num_examples))
                 if len(shards) == 1:
-                    single = dict(split=r.split, size=r.image_size, seed=r.seed, models=r.num_models,
-                                  rows=Counter(r.model_path), amb=r.ambient)
+                    stats.single = dict(split=r.split, size=r.image_size, seed=r.seed, models=r.num_models,
+                                        rows=Counter(r.model_path), amb=r.ambient)
         except ShardError as e:
             problems.append(str(e))
-    if not readers and problems and man is None:
-        raise DatasetError(problems[0] if len(problems) == 1
-                           else f"{path}: no readable shard ({problems[0]})")
-    if single is not None:
-        echo(f"shard {shards[0][1]}: split {single['split']}, {single['size']}x{single['size']}, "
-             f"seed {single['seed']}, {single['models']} model rows")
-        for mpath, n in sorted(single["rows"].items()):
-            echo(f"  {mpath}  ({n} row{'s' if n > 1 else ''})")
-        amb = single["amb"]
-        if len(amb):
-            echo(f"ambient: min {np.nanmin(amb):.3f} mean {np.nanmean(amb):.3f} max {np.nanmax(amb):.3f}")
-    total_ex = 0
-    total_bytes = 0
+    return stats
+
+
+def _echo_single_shard(shard: Path, single: dict, echo: Callable[[str], None]) -> None:
+    echo(f"shard {shard}: split {single['split']}, {single['size']}x{single['size']}, "
+         f"seed {single['seed']}, {single['models']} model rows")
+    for mpath, n in sorted(single["rows"].items()):
+        echo(f"  {mpath}  ({n} row{'s' if n > 1 else ''})")
+    amb = single["amb"]
+    if len(amb):
+        echo(f"ambient: min {np.nanmin(amb):.3f} mean {np.nanmean(amb):.3f} max {np.nanmax(amb):.3f}")
+
+
+def _echo_split_table(per_split: dict[str, dict], man: dict | None, verify: bool, problems: list[str],
+                      echo: Callable[[str], None]) -> None:
+    """Examples, shards, models and bytes per split (against the manifest's counts when there is one)."""
     echo("split        examples  shards  models   MB    KB/example")
     for s in SPLITS:
         if s not in per_split and man is None:
@@ -179,58 +216,49 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
         kb = d["bytes"] / 1024 / d["examples"] if d["examples"] else 0.0
         echo(f"{s:10s} {d['examples']:>10d}  {d['shards']:>6d}  {len(d['models']):>6d}  "
              f"{d['bytes'] / 2**20:>6.1f}  {kb:>8.1f}" + ("" if d["examples"] == want else f"   (manifest: {want})"))
-        total_ex += d["examples"]
-        total_bytes += d["bytes"]
         if man is not None and d["examples"] != want and verify:
             problems.append(f"{s}: {d['examples']} examples on disk, manifest says {want}")
-    if man is not None:
-        models = man.get("models", [])
-        split_of_model = {m["path"]: m["split"] for m in models}
-        echo(f"models used: {len(models)}")
-        for m in models[:list_limit]:
-            echo(f"  {m['split']:10s} {m['examples']:>7d} ex  {m['path']}"
-                 + ("" if m.get("one_eye_morphs", True) else "  (no one-eye morphs: le == re)"))
-        if len(models) > list_limit:
-            echo(f"  ... and {len(models) - list_limit} more (see manifest.json)")
-        for g in man.get("mesh_groups") or []:
-            splits = {split_of_model.get(m) for m in g.get("models", [])} - {None}
-            where = (f"  (WARNING: in {' and '.join(sorted(splits))})" if len(splits) > 1
-                     else f"  ({splits.pop()})" if splits else "")
-            echo("same mesh: " + ", ".join(g.get("models", [])) + where)
-            if len(splits) > 1 and verify:
-                problems.append("same mesh in two splits: " + ", ".join(g.get("models", [])))
-        rej = man.get("rejected", [])
-        echo(f"rejected models: {len(rej)}")
-        for d in rej[:list_limit]:
-            echo(f"  {d['path']}: {d['reason']}")
-        if len(rej) > list_limit:
-            echo(f"  ... and {len(rej) - list_limit} more; most common reasons:")
-            for reason, n in Counter(d["reason"] for d in rej).most_common(10):
-                echo(f"  {n:>6d} x {reason}")
-    if all_poses:
-        for line in pose_stat_lines(np.concatenate(all_poses)):
-            echo(line)
 
-    if verify:
-        problems += _verify(man, readers)
-        echo(f"verify: {len(readers)} shards read fully")
+
+def _echo_models(man: dict, verify: bool, problems: list[str], echo: Callable[[str], None],
+                 list_limit: int) -> None:
+    """The manifest's models, same-mesh groups and rejections."""
+    models = man.get("models", [])
+    split_of_model = {m["path"]: m["split"] for m in models}
+    echo(f"models used: {len(models)}")
+    for m in models[:list_limit]:
+        echo(f"  {m['split']:10s} {m['examples']:>7d} ex  {m['path']}"
+             + ("" if m.get("one_eye_morphs", True) else "  (no one-eye morphs: le == re)"))
+    if len(models) > list_limit:
+        echo(f"  ... and {len(models) - list_limit} more (see manifest.json)")
+    for g in man.get("mesh_groups") or []:
+        splits = {split_of_model.get(m) for m in g.get("models", [])} - {None}
+        where = (f"  (WARNING: in {' and '.join(sorted(splits))})" if len(splits) > 1
+                 else f"  ({splits.pop()})" if splits else "")
+        echo("same mesh: " + ", ".join(g.get("models", [])) + where)
+        if len(splits) > 1 and verify:
+            problems.append("same mesh in two splits: " + ", ".join(g.get("models", [])))
+    rej = man.get("rejected", [])
+    echo(f"rejected models: {len(rej)}")
+    for d in rej[:list_limit]:
+        echo(f"  {d['path']}: {d['reason']}")
+    if len(rej) > list_limit:
+        echo(f"  ... and {len(rej) - list_limit} more; most common reasons:")
+        for reason, n in Counter(d["reason"] for d in rej).most_common(10):
+            echo(f"  {n:>6d} x {reason}")
+
+
+def _echo_sheet(readers: list[tuple[str, Path, int]], sheet, examples: int, seed: int,
+                echo: Callable[[str], None]) -> None:
     if sheet is None:
         echo("contact sheet: add --sheet out.png to write one (rest | morphed | posed, pose printed)")
+        return
+    rows = _sample_rows(readers, examples, seed)
+    if rows:
+        contact_sheet(rows, sheet)
+        echo(f"contact sheet: {sheet} ({len(rows)} examples)")
     else:
-        rows = _sample_rows(readers, examples, seed)
-        if rows:
-            contact_sheet(rows, sheet)
-            echo(f"contact sheet: {sheet} ({len(rows)} examples)")
-        else:
-            echo("contact sheet: no readable examples")
-    if problems:
-        ok = False
-        echo(f"PROBLEMS ({len(problems)}):")
-        for p in problems:
-            echo(f"  {p}")
-    elif verify:
-        echo("verify: OK")
-    return ok
+        echo("contact sheet: no readable examples")
 
 
 def _verify(man: dict | None, readers: list[tuple[str, Path, int]]) -> list[str]:
