@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--frames", type=int, default=4, help="frames timed per measurement on the CPU")
     ap.add_argument("--cuda-frames", type=int, default=200)
+    ap.add_argument("--num-downsample", type=int, default=3)
+    ap.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (a CPU pass per network)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a = ap.parse_args(argv)
     if a.threads:
@@ -97,15 +99,17 @@ def main(argv=None) -> int:
         m, r, c = (load_weights(a.weights, k) for k in ("morpher", "rotator", "combiner"))
         a.size = int(m.config["image_size"])
     else:
-        arch = dict(image_size=a.size, base_channels=a.base_channels, num_res_blocks=a.res_blocks)
+        arch = dict(image_size=a.size, base_channels=a.base_channels, num_downsample=a.num_downsample,
+                    num_res_blocks=a.res_blocks)
         m, r, c = FaceMorpher(**arch), TwoAlgoFaceRotator(**arch), Combiner(**arch)
     params = {k: sum(p.numel() for p in x.parameters()) for k, x in (("morpher", m), ("rotator", r), ("combiner", c))}
-    fl = flops_per_frame(m, r, c, a.size)
+    fl = None if a.no_flops else flops_per_frame(m, r, c, a.size)
     print(f"poser at {a.size}x{a.size}, base channels {a.base_channels}, {a.res_blocks} res blocks; torch {torch.__version__}")
     for k in ("morpher", "rotator", "combiner"):
-        print(f"  {k:<9} {params[k] / 1e6:7.2f} M parameters  {fl[k] / 1e9:8.2f} GFLOP/frame")
-    print(f"  {'poser':<9} {sum(params.values()) / 1e6:7.2f} M parameters  {fl['poser'] / 1e9:8.2f} GFLOP/frame "
-          f"(rotator+combiner only: {(fl['rotator'] + fl['combiner']) / 1e9:.2f})")
+        print(f"  {k:<9} {params[k] / 1e6:7.2f} M parameters" + (f"  {fl[k] / 1e9:8.2f} GFLOP/frame" if fl else ""))
+    if fl:
+        print(f"  {'poser':<9} {sum(params.values()) / 1e6:7.2f} M parameters  {fl['poser'] / 1e9:8.2f} GFLOP/frame "
+              f"(rotator+combiner only: {(fl['rotator'] + fl['combiner']) / 1e9:.2f})")
 
     runs = []
     if a.device in ("all", "cpu"):
@@ -119,8 +123,9 @@ def main(argv=None) -> int:
         res = time_fps(m, r, c, a.size, dev, a.batch, frames, half)
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
         prec = "fp16 autocast" if half else "fp32"
-        print(f"{name}, {prec}, batch {a.batch}: full poser {res['full']:.2f} frames/s "
-              f"({fl['poser'] * res['full'] / 1e9:.1f} GFLOP/s); morpher skipped {res['rotator+combiner']:.2f} frames/s")
+        rate = f" ({fl['poser'] * res['full'] / 1e9:.1f} GFLOP/s)" if fl else ""
+        print(f"{name}, {prec}, batch {a.batch}: full poser {res['full']:.2f} frames/s{rate}; "
+              f"morpher skipped {res['rotator+combiner']:.2f} frames/s", flush=True)
     return 0
 
 

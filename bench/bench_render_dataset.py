@@ -9,6 +9,7 @@ and its workers), which gives the rate on an idle machine when the machine
 is shared with other work.
 
     .venv/bin/python bench/bench_render_dataset.py [--models DIR] [--count 120] [--size 256] [--aa 4]
+        [--workers 1,2] [--keep DATA]    # --keep: the last run's data folder is kept as DATA
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--aa", type=int, default=4)
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--keep", default=None, help="move the data of the last worker count here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(f"models {args.models}, {args.count} train examples (+ val/test defaults), "
@@ -59,6 +61,9 @@ def main() -> None:
             ncpu = os.cpu_count() or 1
             print(f"           CPU time {cpu:.1f} s = {cpu / n * 1e3:.0f} ms per example (whole command); "
                   f"a machine with {ncpu} idle cores would do about {ncpu * n / cpu:.1f} ex/s")
+            if args.keep:
+                shutil.rmtree(args.keep, ignore_errors=True)
+                shutil.move(str(tmp / "data"), args.keep)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
