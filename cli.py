@@ -327,23 +327,6 @@ def _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch
                                     device=device, batch_size=batch_size, half=half)
 
 
-def _run_loss(src, weights, kind: str) -> str:
-    """'L1' or 'P': the loss recorded in the run folder's config.json, L1 when unknown."""
-    import json
-    from pathlib import Path
-
-    for cand in ([Path(src)] if src else []) + ([Path(weights)] if weights else []):
-        d = cand if cand.is_dir() else cand.parent
-        cfg = d / "config.json"
-        try:
-            data = json.loads(cfg.read_text())
-        except (OSError, ValueError):
-            continue
-        if data.get("kind") in (None, kind):
-            return "P" if str(data.get("loss", "l1")).lower().startswith("p") else "L1"
-    return "L1"
-
-
 @thactl.command("eval")
 @click.option("--data", required=True, type=click.Path(), help="Data folder (from `thactl render`) or shard files' folder.")
 @click.option("--split", default="test", show_default=True, help="Split to score.")
@@ -375,6 +358,7 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 
     from dataset.torchdata import ShardDataset
     from train import evaluate as ev
+    from train.runstate import recorded_loss
     from inference.weights import load_networks, pick_device, resolve_weights
 
     if out is not None and Path(out).exists() and not Path(out).is_dir():  # was a traceback after the run
@@ -395,8 +379,8 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
                                          batch_size=batch_size, shuffle=False,
                                          num_workers=(4 if dev.type == "cuda" else 0) if workers is None else workers,
                                          pin_memory=dev.type == "cuda")
-    rl = _run_loss(rotator_src, weights, "rotator")
-    cl = _run_loss(combiner_src, weights, "combiner")
+    rl = recorded_loss([p for p in (rotator_src, weights) if p], "rotator")
+    cl = recorded_loss([p for p in (combiner_src, weights) if p], "combiner")
     variants = {c: ev.tha1_variant_for(c, rl, cl) for c in configs}
     with tqdm(total=n, unit="ex", desc=f"eval {split}", dynamic_ncols=True) as bar:
         result = ev.evaluate(loader, nets["morpher"], nets["rotator"], nets.get("combiner"), configs=configs,

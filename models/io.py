@@ -23,7 +23,8 @@ def _network_classes():
     return NETWORKS
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside a torch.compile and/or DistributedDataParallel wrapper."""
     module = getattr(module, "_orig_mod", module)  # torch.compile
     return getattr(module, "module", module)  # DistributedDataParallel
 
@@ -32,7 +33,7 @@ def save_weights(module: nn.Module, path: str | Path) -> Path:
     """Write `module`'s weights (fp32, contiguous) to `path` atomically; returns the path."""
     from safetensors.torch import save_file
 
-    module = _unwrap(module)
+    module = unwrap(module)
     kind = getattr(module, "kind", None)
     if kind not in KINDS:
         raise WeightsError(f"{path}: cannot save a {type(module).__name__} (not a THA network)")

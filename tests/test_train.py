@@ -88,7 +88,7 @@ def run_cli(*args) -> int:
 # ------------------------------------------------------------------ order
 
 def test_example_order_is_seeded_per_epoch_and_position_exact():
-    from train.loop import ExampleOrder, RankBatches
+    from train.data import ExampleOrder, RankBatches
 
     o = ExampleOrder(10, seed=3)
     full = o.take(0, 35)

@@ -35,11 +35,13 @@ class Task:
     target_key = ""
     pose_slice = slice(0, 3)
     output_names: tuple[str, ...] = ("output",)
+    main_output = ""  # the output validation's "l1" reports (output_names[0] when empty)
 
     def __init__(self, arch: dict, loss: str = "l1", vgg: nn.Module | None = None):
         if (self.kind, loss) not in DEFAULT_BATCH:
             raise TrainError(f"loss {loss!r} is not defined for the {self.kind} "
                              f"(THA1 uses: {', '.join(l for (k, l) in DEFAULT_BATCH if k == self.kind)})")
+        self.main_output = self.main_output or self.output_names[0]
         self.arch = dict(arch)
         self.loss_name = loss
         self.perceptual = None
@@ -117,6 +119,7 @@ class CombinerTask(Task):
     input_key, target_key = "morphed_image", "posed_image"
     pose_slice = slice(0, 3)
     output_names = ("pumarola", "zhou", "combiner")
+    main_output = "combiner"
 
     def __init__(self, arch, loss="l1", vgg=None, rotator: nn.Module | None = None):
         super().__init__(arch, loss, vgg)
@@ -144,3 +147,25 @@ class CombinerTask(Task):
 
 
 TASKS = {"morpher": MorpherTask, "rotator": RotatorTask, "combiner": CombinerTask}
+
+
+def make_task(cfg) -> Task:
+    """The task of `cfg.kind` with what it needs loaded: VGG16 for the perceptual loss (seeded by
+    cfg.seed when random), the frozen trained rotator for the combiner."""
+    vgg = None
+    if cfg.loss == "perceptual":
+        from models.vgg import VGGWeightsError, load_vgg16_features
+        try:
+            vgg = load_vgg16_features(cfg.vgg_weights, random_init=cfg.random_vgg, seed=cfg.seed)
+        except VGGWeightsError as e:
+            raise TrainError(str(e)) from None
+    extra = {}
+    if cfg.kind == "combiner":
+        if not cfg.rotator:
+            raise TrainError("training the combiner needs a trained rotator: --rotator RUN_DIR_OR_FILE")
+        from models.io import WeightsError, load_weights
+        try:
+            extra["rotator"] = load_weights(cfg.rotator, "rotator")
+        except WeightsError as e:
+            raise TrainError(str(e)) from None
+    return TASKS[cfg.kind](cfg.arch(), cfg.loss, vgg, **extra)

@@ -1,0 +1,85 @@
+"""The settings of one training run: what the user chose (TrainConfig), the defaults filled in from
+the data and THA1 (`resolve`), and which settings a re-run may change without invalidating the
+checkpoint (`resume_conflicts`). The run folder's config.json is written and read by runstate.py."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import TrainError
+from .tasks import DEFAULT_BATCH, DEFAULT_EXAMPLES, TASKS
+
+# settings a re-run may change without invalidating the checkpoint
+RESUMABLE_CHANGES = {"examples", "checkpoint_every", "val_every", "val_examples", "num_samples", "log_every",
+                     "device", "precision", "channels_last", "compile", "workers", "quiet", "data",
+                     "vgg_weights", "random_vgg", "init", "rotator", "skip_bad_shards"}
+
+
+@dataclass
+class TrainConfig:
+    kind: str
+    data: str
+    out: str
+    loss: str = "l1"
+    batch_size: int | None = None  # THA1's per kind/loss when None
+    examples: int | None = None  # budget in examples seen; THA1's when None
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 50_000
+    val_every: int = 50_000
+    val_examples: int = 500
+    num_samples: int = 8
+    log_every: int = 1_000
+    image_size: int | None = None  # from the data when None
+    base_channels: int = 64
+    num_downsample: int = 3
+    num_res_blocks: int = 6
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    workers: int | None = None
+    vgg_weights: str | None = None
+    random_vgg: bool = False  # tests only: perceptual loss with a randomly initialised VGG16
+    init: str | None = None
+    rotator: str | None = None
+    quiet: bool = False
+    skip_bad_shards: bool = False  # leave out unreadable/corrupt shards (logged) instead of stopping
+
+    def arch(self) -> dict:
+        return dict(image_size=self.image_size, base_channels=self.base_channels,
+                    num_downsample=self.num_downsample, num_res_blocks=self.num_res_blocks)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve(cfg: TrainConfig, image_size: int, world_size: int) -> None:
+    """Fill in the defaults (image size from the data, THA1's batch and budget) and check the settings."""
+    if cfg.kind not in TASKS:
+        raise TrainError(f"unknown network {cfg.kind!r} (morpher, rotator or combiner)")
+    if cfg.image_size is not None and cfg.image_size != image_size:
+        raise TrainError(f"{cfg.data}: the data is {image_size} px, --image-size says {cfg.image_size}")
+    cfg.image_size = image_size
+    if (cfg.kind, cfg.loss) not in DEFAULT_BATCH:
+        raise TrainError(f"loss {cfg.loss!r} is not available for the {cfg.kind}")
+    if cfg.batch_size is None:
+        cfg.batch_size = DEFAULT_BATCH[(cfg.kind, cfg.loss)]
+    if cfg.examples is None:
+        cfg.examples = DEFAULT_EXAMPLES[cfg.kind]
+    if cfg.batch_size < 1 or cfg.examples < 1:
+        raise TrainError("--batch-size and --examples must be positive")
+    if cfg.batch_size % world_size:
+        raise TrainError(f"--batch-size {cfg.batch_size} is not divisible by the {world_size} "
+                         "processes (the global batch is split evenly)")
+    if image_size % (2 ** cfg.num_downsample):
+        raise TrainError(f"image size {image_size} is not divisible by 2**{cfg.num_downsample}")
+
+
+def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:
+    """'name: saved -> now' for each setting that differs from the saved run and may not change."""
+    now = cfg.as_dict()
+    return [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now
+            if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
