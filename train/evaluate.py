@@ -281,6 +281,36 @@ def select_configs(path: str | None, have_combiner: bool) -> list[str]:
     return [PATH_TO_CONFIG[path]]
 
 
+def row_names(configs, stages: bool, have_combiner: bool) -> list[str]:
+    """The table's rows in order (ROW_INFO describes each): stage rows, then one per config."""
+    names: list[str] = []
+    if stages:
+        names += ["identity/morphed", "identity/posed", "morpher", "rotator/pumarola", "rotator/zhou"]
+        if have_combiner:
+            names.append("rotator+combiner")
+    return names + list(configs)
+
+
+def score_batch(rows: dict[str, Meter], rest, morphed_t, posed_t, pose, morpher, rotator, combiner,
+                configs, stages: bool) -> None:
+    """Add one batch's per-image scores to every row of `rows` (the one place eval rows are scored)."""
+    rot, expr = pose[:, 0:3], pose[:, 3:6]
+    morphed = morpher(rest, expr)[0]
+    if stages:
+        rows["identity/morphed"].add(score_images(rest, morphed_t))
+        rows["identity/posed"].add(score_images(rest, posed_t))
+        rows["morpher"].add(score_images(morphed, morphed_t))
+        pu, zh = rotator(morphed_t, rot)[:2]
+        rows["rotator/pumarola"].add(score_images(pu, posed_t))
+        rows["rotator/zhou"].add(score_images(zh, posed_t))
+        if combiner is not None:
+            rows["rotator+combiner"].add(score_images(final_image("full", pu, zh, rot, combiner), posed_t))
+    if configs:
+        pu, zh = rotator(morphed, rot)[:2]
+        for cfg in configs:
+            rows[cfg].add(score_images(final_image(CONFIGS[cfg], pu, zh, rot, combiner), posed_t))
+
+
 @torch.inference_mode()
 def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stages: bool = True,
              device: str | torch.device = "cpu", limit: int | None = None, progress=None,
@@ -297,13 +327,7 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
     for m in (morpher, rotator, combiner):
         if m is not None:
             m.to(device).eval()
-    names: list[str] = []
-    if stages:
-        names += ["identity/morphed", "identity/posed", "morpher", "rotator/pumarola", "rotator/zhou"]
-        if combiner is not None:
-            names.append("rotator+combiner")
-    names += list(configs)
-    rows = {n: Meter() for n in names}
+    rows = {n: Meter() for n in row_names(configs, stages, combiner is not None)}
     t0 = time.perf_counter()
     seen = 0
     for batch in loader:
@@ -316,21 +340,7 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
             rest, morphed_t, posed_t, pose = rest[:k], morphed_t[:k], posed_t[:k], pose[:k]
         if rest.shape[0] == 0:
             break
-        rot, expr = pose[:, 0:3], pose[:, 3:6]
-        morphed = morpher(rest, expr)[0]
-        if stages:
-            rows["identity/morphed"].add(score_images(rest, morphed_t))
-            rows["identity/posed"].add(score_images(rest, posed_t))
-            rows["morpher"].add(score_images(morphed, morphed_t))
-            pu, zh = rotator(morphed_t, rot)[:2]
-            rows["rotator/pumarola"].add(score_images(pu, posed_t))
-            rows["rotator/zhou"].add(score_images(zh, posed_t))
-            if combiner is not None:
-                rows["rotator+combiner"].add(score_images(final_image("full", pu, zh, rot, combiner), posed_t))
-        if configs:
-            pu, zh = rotator(morphed, rot)[:2]
-            for cfg in configs:
-                rows[cfg].add(score_images(final_image(CONFIGS[cfg], pu, zh, rot, combiner), posed_t))
+        score_batch(rows, rest, morphed_t, posed_t, pose, morpher, rotator, combiner, configs, stages)
         seen += rest.shape[0]
         if progress is not None:
             progress(rest.shape[0])
