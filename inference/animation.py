@@ -5,15 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
+from renderer.imagegrid import blend_over
+
 from .errors import InferenceError
 
 
 def composite(frames: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
     """(N, S, S, 4) uint8 over an opaque colour -> (N, S, S, 3) uint8 (in sRGB, as viewers do)."""
-    a = frames[..., 3:4].astype(np.float32) / 255.0
-    bg = np.asarray(background, np.float32).reshape(1, 1, 1, 3)
-    rgb = frames[..., :3].astype(np.float32) * a + bg * (1.0 - a)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(blend_over(frames, background)), 0, 255).astype(np.uint8)
 
 
 def parse_color(text: str) -> tuple[int, int, int] | None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from models.poser import Poser
+from renderer.errors import typed_first_line
 
 from .errors import InferenceError
 
@@ -49,7 +50,7 @@ def export_onnx(runner, out: str | Path, opset: int = 20, verify: bool = True,
                               output_names=["posed"], opset_version=opset, dynamo=False,
                               dynamic_axes={"image": {0: "batch"}, "pose": {0: "batch"}, "posed": {0: "batch"}})
     except Exception as e:  # noqa: BLE001 - report exporter failures as one line
-        raise InferenceError(f"{out}: ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}") from None
+        raise InferenceError(f"{out}: ONNX export failed: {typed_first_line(e)}") from None
     report = {"path": str(out), "max_abs_diff": None, "verified": False, "opset": opset}
     if not verify:
         return report

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from renderer.posevector import POSE_HIGH, POSE_LOW, POSE_NAMES, REST_POSE, out_of_range
+
 from .errors import MotionError
 
-POSE_NAMES = ("head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth")
-LOWER = np.array([-1, -1, -1, 0, 0, 0], np.float32)
-UPPER = np.array([1, 1, 1, 1, 1, 1], np.float32)
-REST = np.array([0, 0, 0, 0, 0, 1], np.float32)
 BUILTIN = ("sweep", "blink", "talk")
 
 
@@ -33,7 +31,7 @@ def sweep(frames_per_param: int = 24) -> np.ndarray:
     bump = 0.5 - 0.5 * np.cos(2 * math.pi * t)  # 0 -> 1 -> 0
     out = []
     for i in range(6):
-        p = np.tile(REST, (frames_per_param, 1)).astype(np.float64)
+        p = np.tile(REST_POSE, (frames_per_param, 1)).astype(np.float64)
         if i < 3:
             p[:, i] = wave
         elif i < 5:
@@ -105,15 +103,15 @@ def read_csv(path: str | Path) -> np.ndarray:
         v = np.array(values, np.float32)
         if not np.all(np.isfinite(v)):
             raise MotionError(f"{path}: line {lineno}: non-finite value")
-        bad = np.nonzero((v < LOWER - 1e-6) | (v > UPPER + 1e-6))[0]
+        bad = np.nonzero(out_of_range(v))[0]
         if bad.size:
             i = int(bad[0])
             raise MotionError(f"{path}: line {lineno}: {POSE_NAMES[i]} = {values[i]:g} is outside "
-                              f"[{LOWER[i]:g}, {UPPER[i]:g}]")
+                              f"[{POSE_LOW[i]:g}, {POSE_HIGH[i]:g}]")
         rows.append(values)
     if not rows:
         raise MotionError(f"{path}: no pose rows (expected one row of 6 numbers per frame)")
-    return np.clip(np.array(rows, np.float32), LOWER, UPPER)
+    return np.clip(np.array(rows, np.float32), POSE_LOW, POSE_HIGH)
 
 
 def write_csv(path: str | Path, poses: np.ndarray) -> Path:

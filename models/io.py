@@ -11,6 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from renderer.atomicfile import atomic_path
+from renderer.errors import first_line
+
 KINDS = ("morpher", "rotator", "combiner")
 
 
@@ -40,10 +43,9 @@ def save_weights(module: nn.Module, path: str | Path) -> Path:
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "thactl-weights", "kind": kind,
-                                         "config": json.dumps(module.config, sort_keys=True)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "thactl-weights", "kind": kind,
+                                             "config": json.dumps(module.config, sort_keys=True)})
     return path
 
 
@@ -89,5 +91,5 @@ def load_weights(path_or_run_dir: str | Path, kind: str | None = None, map_locat
         net.load_state_dict(state)
     except RuntimeError as e:
         raise WeightsError(f"{path}: weights do not fit a {meta['kind']} {meta['config']}: "
-                           f"{str(e).splitlines()[0]}") from None
+                           f"{first_line(e)}") from None
     return net.to(map_location)

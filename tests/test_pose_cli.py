@@ -13,6 +13,7 @@ import cli
 from inference import motion
 from inference.drawing import check_image, fit_to_square
 from inference.runner import PoserRunner
+from renderer.posevector import POSE_HIGH, POSE_LOW, REST_POSE
 
 S = 32
 TINY = dict(image_size=S, base_channels=4, num_downsample=3, num_res_blocks=1)
@@ -293,7 +294,7 @@ def test_animate_mp4(weights, tmp_path, capsys):
 def test_builtin_motions():
     sw = motion.sweep(8)
     assert sw.shape == (48, 6) and sw.dtype == np.float32
-    np.testing.assert_array_equal(sw[0], motion.REST)
+    np.testing.assert_array_equal(sw[0], REST_POSE)
     for i in range(6):  # segment i moves parameter i only, over its whole range
         seg = sw[8 * i:8 * (i + 1)]
         moving = np.nonzero(np.ptp(seg, axis=0) > 0)[0]
@@ -301,7 +302,7 @@ def test_builtin_motions():
         assert np.ptp(seg[:, i]) >= (1.4 if i < 3 else 0.85)
     for m in (motion.blink(2, 10), motion.talk(2, 10)):
         assert m.shape == (20, 6)
-        assert np.all(m >= motion.LOWER) and np.all(m <= motion.UPPER)
+        assert np.all(m >= POSE_LOW) and np.all(m <= POSE_HIGH)
     assert motion.blink(2, 10)[:, 3].max() > 0.9
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from renderer import atomicfile
+from renderer.errors import first_line
 
 from .config import TrainConfig, resume_conflicts
 from .errors import TrainError
@@ -47,12 +49,6 @@ def recorded_loss(sources: list[str | Path], kind: str) -> str:
         if data is not None and data.get("kind") in (None, kind):
             return str(data.get("loss", "l1"))
     return "l1"
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _rng_state() -> dict:
@@ -123,7 +119,7 @@ class RunState:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "samples").mkdir(exist_ok=True)
         if self.resume is None:
-            (self.out / CONFIG_FILE).write_text(json.dumps(self.cfg.as_dict(), indent=2) + "\n")
+            atomicfile.write_text(self.out / CONFIG_FILE, json.dumps(self.cfg.as_dict(), indent=2) + "\n")
 
     def init_weights(self, model: nn.Module) -> None:
         """A fresh run with --init starts from those weights."""
@@ -133,7 +129,7 @@ class RunState:
         try:
             model.load_state_dict(load_init_state(cfg.init, cfg.kind))
         except RuntimeError as e:
-            raise TrainError(f"{cfg.init}: weights do not fit this {cfg.kind}: {str(e).splitlines()[0]}") from None
+            raise TrainError(f"{cfg.init}: weights do not fit this {cfg.kind}: {first_line(e)}") from None
         log.info("initialised from %s", cfg.init)
 
     def restore(self, model: nn.Module, optimizer) -> tuple[int, int]:
@@ -159,7 +155,8 @@ class RunState:
                      "scaler": self.dev.scaler.state_dict() if self.dev.scaler is not None else None,
                      "rng": _rng_state(), "examples_seen": seen, "step": step,
                      "order": {"seed": self.cfg.seed, "position": seen}}
-            _atomic_torch_save(state, self.ckpt_path)
+            with atomicfile.atomic_path(self.ckpt_path) as tmp:
+                torch.save(state, tmp)
             self.export(model)
             log.info("checkpoint at %d examples", seen)
         self.dev.barrier()

@@ -59,13 +59,11 @@ def save_grid(columns: list[torch.Tensor], path: Path) -> None:
 
     from dataset.imageconv import tensor_to_uint8
 
+    from renderer.imagegrid import tile
+
     imgs = [tensor_to_uint8(c.clamp(-1, 1)) for c in columns]  # each (n, S, S, 4)
-    n, s = imgs[0].shape[0], imgs[0].shape[1]
-    grid = np.zeros((n * s, len(imgs) * s, 4), dtype=np.uint8)
-    for ci, im in enumerate(imgs):
-        for ri in range(n):
-            grid[ri * s:(ri + 1) * s, ci * s:(ci + 1) * s] = im[ri]
-    Image.fromarray(grid, "RGBA").save(path)
+    cells = [im[row] for row in range(imgs[0].shape[0]) for im in imgs]  # row-major
+    Image.fromarray(tile(cells, columns=len(imgs)), "RGBA").save(path)
 
 
 class Validator:
