@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import Combiner, FaceMorpher, TwoAlgoFaceRotator  # noqa: E402
+from models.poser import Poser  # noqa: E402
 
 
 def flops_per_frame(m, r, c, size: int) -> dict[str, float]:
@@ -52,14 +53,13 @@ def time_fps(m, r, c, size: int, device: torch.device, batch: int, frames: int, 
     ctx = (lambda: torch.autocast("cuda", dtype=torch.float16)) if half else (
         lambda: torch.autocast(device.type, enabled=False))
 
+    poser = Poser(m, r, c, path="full")
+
     def full():
-        morphed = m(img, pose[:, 3:])[0]
-        pu, zh = r(morphed, pose[:, :3])[:2]
-        return c(pu, zh, pose[:, :3])[0]
+        return poser(img, pose)[0]
 
     def no_morpher():
-        pu, zh = r(img, pose[:, :3])[:2]
-        return c(pu, zh, pose[:, :3])[0]
+        return poser.pose_morphed(img, pose[:, :3])[0]
 
     res = {}
     with torch.inference_mode(), ctx():
