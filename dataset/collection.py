@@ -6,8 +6,9 @@ dataset.validate.validate_model run by the render command's own workers, and res
 under the same key as render's (model path, file content, override files, validation version,
 shading), so a model checked here gets the same verdict there.
 
-The cache lives in `<models>/.thactl-cache/` (discovery already extracts zips there), or, when
-the models folder is read-only, in `$XDG_CACHE_HOME/thactl/collections/<hash of the folder>/`.
+The cache (zip extractions and validation results) lives outside the models folder, in
+`$XDG_CACHE_HOME/thactl/collections/<hash of the folder's path>/` (~/.cache when unset), so a
+read-only or shared collection is never written to.
 Results stream model by model in discovery order; the cache is written every few seconds, so
 an interrupted scan of thousands of models keeps what it did.
 """
@@ -37,8 +38,6 @@ MORPH_KEYS = ("left_eye", "right_eye", "both_eyes", "mouth")
 def collection_cache_dir(models_root: Path) -> Path:
     """Where the zip extractions and the validation cache of a collection live (see module doc)."""
     root = Path(models_root).resolve()
-    if os.access(root, os.W_OK):
-        return root / ".thactl-cache"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "thactl" / "collections" / hashlib.sha256(str(root).encode()).hexdigest()[:16]
 

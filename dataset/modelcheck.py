@@ -212,7 +212,7 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
             return res
         poser = ModelPoser(model, rig)
         rest = poser.pose(REST_POSE)
-        frame = estimate_frame(model, rig, rest.positions, override)
+        frame = estimate_frame(model, rig, rest.positions, override, notes=res.notes)
         res.frame = [float(frame.cx), float(frame.cy), float(frame.half)]
         poses = {
             "rest": REST_POSE,
