@@ -568,7 +568,7 @@ def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, 
 @click.option("--models", type=click.Path(exists=True, file_okay=False), default=None,
               help="Model collection for the model page (QA, framing and morph editor).")
 @click.option("--overrides", type=click.Path(dir_okay=False), default=None,
-              help="Override file the model page writes (default: MODEL.thactl.json beside each model).")
+              help="Override file the model page writes (default: MODEL.pmx.thactl.json beside each model).")
 @click.option("--drawings", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of drawings the puppet page may open (uploads always work).")
 @click.option("--weights", type=click.Path(exists=True), default=None,
