@@ -181,6 +181,7 @@ def check_line(c: ModelCheck) -> str:
     if c.frame:
         parts.append("frame " + " ".join(f"{v:.3f}" for v in c.frame)
                      + (" (override)" if c.decided.get("frame") == "override" else ""))
+    parts += [n for n in c.notes if "texture" in n]
     if not c.ok:
         parts.append(c.reason)
     return "  ".join(parts)
