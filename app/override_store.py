@@ -68,8 +68,6 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
     from renderer.errors import RendererError
     from renderer.morphs import _check_override
 
-    from dataset.generate import write_json_atomic
-
     edits = _clean_edits(edits)
     if overrides is not None:
         target, table = overrides, _read_object(overrides)
@@ -89,6 +87,21 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
         _check_override(after, str(target))
     except RendererError as e:
         raise HttpError(400, str(e)) from None
+    try:
+        _write(target, table, rel, after)
+    except OSError as e:
+        hint = "" if overrides is not None else "; start `thactl serve` with --overrides FILE instead"
+        raise HttpError(409, f"cannot write {target.name} ({e.strerror or e}){hint}") from None
+    changed = {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)}
+    return {"file": str(target), "before": before, "after": after, "changed": changed}
+
+
+def _write(target: Path, table: dict | None, rel: str, after: dict) -> None:
+    """Write the override: the whole table (override-file mode) or the beside file, which is
+    removed when the override became empty."""
+    from dataset.generate import write_json_atomic
+
     if table is not None:
         if after:
             table[rel] = after
@@ -99,9 +112,6 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
         write_json_atomic(target, after)
     elif target.is_file():
         os.unlink(target)
-    changed = {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after))
-               if before.get(k) != after.get(k)}
-    return {"file": str(target), "before": before, "after": after, "changed": changed}
 
 
 def _inside(path: Path, root: Path) -> bool:
