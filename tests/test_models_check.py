@@ -150,3 +150,32 @@ def test_same_verdicts_as_render(shared_models, tmp_path):
     assert set(rendered) == {p for p, r in checks.items() if r["ok"]}
     for p, m in rendered.items():
         assert m["frame"] == checks[p]["frame"] and m["morphs"] == checks[p]["morphs"], p
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_a_large_collection(tmp_path, monkeypatch):
+    """120 models (hard links of one sample under many names) checked in this process: the
+    resident memory after the 20th and after the last model differ by little."""
+    from dataset.collection import CheckSettings, check_collection
+    from renderer.samples import write_samples
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = write_samples(tmp_path / "src", count=1, seed=2)[0].parent
+    root = tmp_path / "many"
+    for i in range(120):
+        for f in src.rglob("*"):
+            if f.is_file():
+                dest = root / f"m{i:03d}" / f.relative_to(src)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.link(f, dest)
+    rss = []
+    for n, c in enumerate(check_collection(CheckSettings(root)), 1):
+        assert c.ok, c.reason
+        if n in (20, 120):
+            rss.append(_rss_mb())
+    assert len(rss) == 2 and rss[1] - rss[0] < 60, rss
