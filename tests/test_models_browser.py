@@ -56,13 +56,15 @@ def test_the_list_shows_the_shared_models_with_their_statuses(app, shared_models
     page, root, srv = app
     every = sorted(p.relative_to(shared_models).as_posix() for p in shared_models.rglob("*")
                    if p.suffix.lower() in (".pmx", ".pmd"))
-    page.wait_for_function(f"document.querySelectorAll('#items .item').length === {len(every)}")
+    page.wait_for_function(f"document.querySelectorAll('#items .item').length === {len(every)} && "
+                           "!document.querySelector('#items .status.pending')")
     shown = page.eval_on_selector_all(
         "#items .item", "rows => rows.map(r => [r.dataset.path, r.querySelector('.status').textContent])")
     assert sorted(p for p, _ in shown) == every
     status = dict(shown)
     assert status["lowpoly_miku_gumi_pmd/gumi.pmd"] == status["lowpoly_miku_gumi_pmd/miku.pmd"] == "rejected"
-    assert sum(s == "usable" for s in status.values()) == len(every) - 2
+    reasons = page.eval_on_selector_all("#items .item", "rows => rows.map(r => r.textContent)")
+    assert sum(s == "usable" for s in status.values()) == len(every) - 2, reasons
     assert "16" in page.text_content("#counts") and "rejected 2" in page.text_content("#counts")
 
 

@@ -30,12 +30,12 @@ async function pollStatus() {
   try {
     const s = await getJSON(API + "status");
     const done = s.state === "done" || s.state === "failed";
+    updateReasons(s.reasons);
+    await loadList();                 // the list first, so "scan done" means the list is final
     $("scan-text").textContent = s.state === "failed" ? "scan failed: " + s.error
       : done ? `scan done: ${s.total} models` : `${s.state}: ${s.checked} / ${s.total || "?"} checked`;
     $("scan-bar").max = Math.max(1, s.total); $("scan-bar").value = s.checked;
     $("counts").textContent = `usable ${s.usable} · rejected ${s.rejected} · doubtful ${s.doubtful} · overridden ${s.overridden}`;
-    updateReasons(s.reasons);
-    await loadList();
     if (!done) setTimeout(pollStatus, 1000);
   } catch (e) { $("scan-text").textContent = "error: " + e.message; setTimeout(pollStatus, 3000); }
 }
