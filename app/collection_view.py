@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from dataset.collection import CheckSettings, check_collection, check_record, discover_with_hashes
-from dataset.validate import ModelCheck
+from dataset.modelcheck import ModelCheck
 
 log = logging.getLogger("thactl.app")
 
@@ -53,7 +53,7 @@ def default_scan_workers() -> int:
 class CollectionView:
     def __init__(self, models: Path, overrides: Path | None, workers: int | None = None):
         self.cfg = CheckSettings(Path(models), overrides, workers=workers or default_scan_workers(),
-                                 isolate=True)
+                                 processes=True)
         self._lock = threading.Lock()
         self.sources: dict = {}             # rel_path -> ModelSource (discovery order)
         self.checks: dict[str, ModelCheck] = {}

@@ -54,9 +54,9 @@ class ModelsPage:
         self.root = Path(cfg.models).resolve()
         self.overrides = Path(cfg.overrides).resolve() if cfg.overrides else None
         if self.overrides is not None and not self.overrides.exists():
-            from dataset.generate import write_json_atomic
+            from renderer.atomicfile import write_json
 
-            write_json_atomic(self.overrides, {})     # what render and preview then read
+            write_json(self.overrides, {})     # what render and preview then read
         self.view = CollectionView(self.root, self.overrides, scan_workers)
         self.worker = RenderWorker(self.root, self.overrides)          # live view, sheet, edits
         self.thumb_worker = RenderWorker(self.root, self.overrides)    # list thumbnails
@@ -144,19 +144,19 @@ class ModelsPage:
         return Response.png(self._call("sheet", path=str(src.path))["png"])
 
     def thumb(self, req: Request) -> Response:
-        from dataset.collection import collection_cache_dir, override_file_hash, validation_key
+        from renderer.atomicfile import write_bytes
+
+        from dataset.collection import validation_key
 
         _, src = self._source(req)
-        key = validation_key(src, override_file_hash(self.overrides))
-        cache = collection_cache_dir(self.root) / "thumbs" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".png")
+        key = validation_key(self.view.cfg, src)
+        cache = self.view.cfg.cache / "thumbs" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".png")
         if cache.is_file():
             return _cacheable(Response.png(cache.read_bytes()))
         data = self._call("thumb", self.thumb_worker, path=str(src.path))["png"]
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(cache)
+            write_bytes(cache, data)
         except OSError:
             pass
         return _cacheable(Response.png(data))
@@ -176,16 +176,15 @@ class ModelsPage:
 
     def revalidate(self, rel: str, src):
         """Validate one model again after an edit (render's validation, render's cache key)."""
-        from dataset.collection import (collection_cache_dir, override_file_hash, validation_key,
-                                        write_cache)
-        from dataset.validate import ModelCheck
+        from dataset.collection import validation_key
+        from dataset.generate import store_verdicts
+        from dataset.modelcheck import ModelCheck
 
         try:
             rec = self._call("validate", path=str(src.path), rel=rel, sha256=src.sha256)["check"]
         except HttpError as e:
             rec = ModelCheck(rel, False, reason=e.message, sha256=src.sha256).to_json()
-        key = validation_key(src, override_file_hash(self.overrides))
-        write_cache(collection_cache_dir(self.root) / "validation.json", {key: rec})
+        store_verdicts(self.view.cfg.cache, {validation_key(self.view.cfg, src): rec})
         check = ModelCheck.from_json(rec)
         self.view.update(check)
         return check

@@ -100,16 +100,16 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
 def _write(target: Path, table: dict | None, rel: str, after: dict) -> None:
     """Write the override: the whole table (override-file mode) or the beside file, which is
     removed when the override became empty."""
-    from dataset.generate import write_json_atomic
+    from renderer.atomicfile import write_json
 
     if table is not None:
         if after:
             table[rel] = after
         else:
             table.pop(rel, None)
-        write_json_atomic(target, table)
+        write_json(target, table)
     elif after:
-        write_json_atomic(target, after)
+        write_json(target, after)
     elif target.is_file():
         os.unlink(target)
 

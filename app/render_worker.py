@@ -122,7 +122,8 @@ class _Assembled:
         from renderer.framing import estimate_frame
         from renderer.modelfile import load_model
         from renderer.morphs import load_override, resolve_face_rig
-        from renderer.posing import REST_POSE, ModelPoser
+        from renderer.posevector import REST_POSE
+        from renderer.posing import ModelPoser
 
         self.model = load_model(path)
         self.override = load_override(path, overrides, models_root) or {}
@@ -217,7 +218,7 @@ class _ChildState:
         return {"png": _png(contact_sheet(imgs, [label for label, _ in SHEET_POSES]))}
 
     def thumb(self, path: str) -> dict:
-        from renderer.posing import REST_POSE
+        from renderer.posevector import REST_POSE
 
         reuse = self.current is not None and self.current[0] == _fingerprint(path, self.overrides)
         a = self.assembled(path, keep=False)

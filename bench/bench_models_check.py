@@ -29,7 +29,7 @@ def bench_check(models: Path, workers: int) -> tuple[int, float]:
 
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="thactl-bench-")
     t = time.perf_counter()
-    n = sum(1 for _ in check_collection(CheckSettings(models, workers=workers, isolate=workers > 1)))
+    n = sum(1 for _ in check_collection(CheckSettings(models, workers=workers)))
     return n, time.perf_counter() - t
 
 
