@@ -3,7 +3,9 @@
 Phases, one function each (run_render runs them in order):
   resolve_models     discover (folders, zips) and hash every model file;
   check_models       verdicts (load, face rig, probe render, mesh fingerprint;
-                     dataset.modelcheck), cached in OUT/.cache/validation.json;
+                     dataset.modelcheck), cached in the collection's cache
+                     (dataset.collection.collection_cache_dir: shared with
+                     `thactl models check` and the model page);
   plan_render        select, assign splits by source (sources sharing a mesh
                      united, dataset.discover), plan every split and shard;
   render_missing     render the shards that are not complete yet;
@@ -576,10 +578,12 @@ def _run_render(r: RenderRequest) -> RenderResult:
         write_samples(models_root, count=SAMPLE_MODELS, seed=0)
     workers = r.workers or _default_workers()
     t_start = time.time()
+    from dataset.collection import collection_cache_dir   # the verdicts `models check` shares
+
     try:
         found = resolve_models(models_root, out / ".cache", exclude=[out])
         opts = CheckOptions(models_root, r.overrides, r.shading)
-        checks = check_models(found, out / ".cache", opts, workers, r.progress)
+        checks = check_models(found, collection_cache_dir(models_root), opts, workers, r.progress)
         plan = plan_render(r, settings, found, checks, models_root)
         if old is not None and old.get("model_list") not in (None, plan.model_list):
             if not r.force:

@@ -133,15 +133,23 @@ def test_two_workers_agree_with_one(broken, tmp_path):
         [{k: v for k, v in r.items() if k not in drop} for r in records]
 
 
-def test_same_verdicts_as_render(shared_models, tmp_path):
+def test_same_verdicts_as_render_and_one_cache(shared_models, tmp_path):
     check_json = tmp_path / "check.json"
     res = thactl(["models", "check", str(shared_models), "--json", str(check_json), "-q"], tmp_path / "c")
     assert res.returncode == 1, res.stderr[-2000:]       # two lowpoly models have no morphs
+    from dataset.collection import collection_cache_dir
+
+    cache_file = (tmp_path / "c" / "thactl" / "collections" /
+                  collection_cache_dir(shared_models).name / "validation.json")
+    verdicts = cache_file.read_bytes()
+    stamp = cache_file.stat().st_mtime_ns
     out = tmp_path / "data"
     res = thactl(["render", "--models", str(shared_models), "--out", str(out), "--count", "3",
                   "--val-count", "1", "--test-count", "1", "--size", "32", "--aa", "0",
                   "--workers", "1", "-q"], tmp_path / "c")
     assert res.returncode == 0, res.stderr[-2000:]
+    # one cache: render found every verdict of `models check` and validated nothing again
+    assert cache_file.stat().st_mtime_ns == stamp and cache_file.read_bytes() == verdicts
     man = json.loads((out / "manifest.json").read_text())
     checks = {r["path"]: r for r in json.loads(check_json.read_text())}
     rendered = {m["path"]: m for m in man["models"]}
