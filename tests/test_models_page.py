@@ -63,9 +63,10 @@ def server(collection):
     stop(srv)
 
 
-def request(srv, method: str, path: str, body: bytes | None = None):
+def request(srv, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
     conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=120)
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+    conn.request(method, path, body=body,
+                 headers=headers if headers is not None else {"Content-Type": "application/json"} if body else {})
     r = conn.getresponse()
     data = r.read()
     conn.close()
@@ -149,6 +150,18 @@ def test_every_parameter_refuses_paths_leaving_the_folder(server):
                 {"exclude": "x" * 600}):
         assert post(srv, "/api/models/override", {"path": good, "set": bad})[0] == 400, bad
     assert sorted(p for p in base.rglob("*")) == before
+
+
+def test_writes_from_other_sites_are_refused(server):
+    srv, page, base, root = server
+    body = json.dumps({"path": GOOD[0], "set": {"chin_y": 1.0}}).encode()
+    port = srv.server_address[1]
+    assert request(srv, "POST", "/api/models/override", body, {"Content-Type": "text/plain"})[0] == 415
+    assert request(srv, "POST", "/api/models/override", body,
+                   {"Content-Type": "application/json", "Origin": "http://evil.example"})[0] == 403
+    assert request(srv, "POST", "/api/models/override", body,
+                   {"Content-Type": "application/json", "Origin": f"http://localhost:{port + 1}"})[0] == 403
+    assert not any(root.rglob("*.thactl.json"))
 
 
 def test_request_size_is_bounded(server):
