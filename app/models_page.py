@@ -114,6 +114,10 @@ class ModelsPage:
             raise HttpError(422, f"{rel}: {src.error}")
         return rel, src
 
+    def _in_zip(self, src) -> bool:
+        """Whether the model was unpacked from a zip (its file lies in the cache, not the folder)."""
+        return not Path(src.path).absolute().is_relative_to(self.root)
+
     def _call(self, op: str, worker: RenderWorker | None = None, **args) -> dict:
         try:
             return (worker or self.worker).call(op, **args)
@@ -129,7 +133,7 @@ class ModelsPage:
         check = self.view.checks.get(rel)
         out["check"] = None if check is None else _record(check)
         out["path"] = rel
-        out["editable"] = self.overrides is not None or not rel.split("/")[0].lower().endswith(".zip")
+        out["editable"] = not self._in_zip(src)
         out["override_file"] = str(self.overrides) if self.overrides else src.path.name + ".thactl.json"
         return Response.json(out)
 
@@ -173,7 +177,8 @@ class ModelsPage:
         if not isinstance(body, dict):
             raise HttpError(400, "expected a JSON object {path, set}")
         rel, src = self._source_of(body.get("path"))
-        result = save_override(self.root, self.overrides, rel, src.path, body.get("set"))
+        result = save_override(self.root, self.overrides, rel, src.path, body.get("set"),
+                               in_zip=self._in_zip(src))
         result["check"] = _record(self.revalidate(rel, src))
         result["file"] = Path(result["file"]).name if self.overrides is None else result["file"]
         return Response.json(result)

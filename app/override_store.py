@@ -62,20 +62,20 @@ def apply_edits(entry: dict, edits: dict) -> dict:
 
 
 def save_override(models_root: Path, overrides: Path | None, rel: str, model_path: Path,
-                  edits) -> dict:
+                  edits, in_zip: bool = False) -> dict:
     """Merge `edits` into the model's override and write it atomically; returns
     {"file", "before", "after", "changed": {key: [old, new]}}. HttpError for a bad edit."""
     from renderer.errors import RendererError
     from renderer.morphs import _check_override
 
     edits = _clean_edits(edits)
+    if in_zip:
+        raise HttpError(400, "a model inside a zip archive cannot get an override (render looks "
+                             "overrides up by the model's own file); unpack the archive to edit it")
     if overrides is not None:
         target, table = overrides, _read_object(overrides)
         before = table.get(rel) or {}
     else:
-        if "/" in rel and rel.split("/")[0].lower().endswith(".zip"):
-            raise HttpError(400, "a model inside a zip archive has no folder of its own to hold "
-                                 "an override file; start `thactl serve` with --overrides FILE")
         target = beside_file(model_path)
         if not _inside(target, models_root):
             raise HttpError(403, "the override file would land outside the models folder")

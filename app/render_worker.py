@@ -78,8 +78,8 @@ class RenderWorker:
             try:
                 self._conn.send((op, args))
                 deadline = time.monotonic() + self.timeout
-                while not self._conn.poll(0.2):
-                    if not self._proc.is_alive() or time.monotonic() > deadline:
+                while not self._conn.poll(max(0.0, min(0.2, deadline - time.monotonic()))):
+                    if not self._proc.is_alive() or time.monotonic() >= deadline:
                         raise EOFError
                 reply = self._conn.recv()
             except (EOFError, OSError, BrokenPipeError):

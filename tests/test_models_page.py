@@ -36,6 +36,12 @@ def collection(tmp_path_factory):
     (root / "broken").mkdir()
     (root / "broken" / "half.pmx").write_bytes(good.read_bytes()[:5000])
     (base / "outside.txt").write_text("secret")
+    import zipfile
+
+    with zipfile.ZipFile(root / "pack.zip", "w") as z:
+        z.write(good, "inner/" + good.name)
+        for tex in good.parent.rglob("*.png"):
+            z.write(tex, "inner/" + tex.relative_to(good.parent).as_posix())
     yield base, root
     env.undo()
 
@@ -79,6 +85,7 @@ def post(srv, path: str, obj) -> tuple[int, dict]:
 
 
 GOOD = ["sample-01/sample-01.pmx", "sample-02/sample-02.pmx"]
+ZIPPED = "pack.zip/inner/sample-01.pmx"
 
 
 def rels(root: Path) -> dict[str, Path]:
@@ -89,9 +96,9 @@ def test_listing_statuses_filters_and_paging(server):
     srv, page, base, root = server
     status, data, _ = request(srv, "GET", "/api/models/status")
     s = json.loads(data)
-    assert (s["state"], s["total"], s["usable"], s["rejected"]) == ("done", 3, 2, 1)
+    assert (s["state"], s["total"], s["usable"], s["rejected"]) == ("done", 4, 3, 1)
     every = json.loads(request(srv, "GET", "/api/models/list")[1])
-    assert [i["path"] for i in every["items"]] == sorted(rels(root))
+    assert [i["path"] for i in every["items"]] == sorted([*rels(root), ZIPPED])
     bad = json.loads(request(srv, "GET", "/api/models/list?status=rejected")[1])
     assert [i["path"] for i in bad["items"]] == ["broken/half.pmx"]
     assert bad["items"][0]["reason"].startswith("cannot load")
@@ -99,7 +106,7 @@ def test_listing_statuses_filters_and_paging(server):
     by_reason = json.loads(request(srv, "GET", "/api/models/list?reason=" + quote(kind))[1])
     assert by_reason["total"] == 1
     paged = json.loads(request(srv, "GET", "/api/models/list?limit=1&offset=1&q=SAMPLE")[1])
-    assert paged["total"] == 2 and len(paged["items"]) == 1 and "sample-02" in paged["items"][0]["path"]
+    assert paged["total"] == 3 and len(paged["items"]) == 1 and paged["items"][0]["path"] == GOOD[0]
     assert request(srv, "GET", "/api/models/list?status=nonsense")[0] == 400
 
 
@@ -161,6 +168,15 @@ def test_writes_from_other_sites_are_refused(server):
                    {"Content-Type": "application/json", "Origin": "http://evil.example"})[0] == 403
     assert request(srv, "POST", "/api/models/override", body,
                    {"Content-Type": "application/json", "Origin": f"http://localhost:{port + 1}"})[0] == 403
+    assert not any(root.rglob("*.thactl.json"))
+
+
+def test_a_zipped_model_renders_but_gets_no_override(server):
+    srv, page, base, root = server
+    assert request(srv, "GET", f"/api/models/render?path={quote(ZIPPED)}")[0] == 200
+    assert json.loads(request(srv, "GET", f"/api/models/model?path={quote(ZIPPED)}")[1])["editable"] is False
+    status, body = post(srv, "/api/models/override", {"path": ZIPPED, "set": {"chin_y": 1.0}})
+    assert status == 400 and "zip" in body["error"]
     assert not any(root.rglob("*.thactl.json"))
 
 

@@ -121,7 +121,7 @@ function showInfo(info) {
   $("exclude-reason").value = info.override.exclude || "";
   $("save").disabled = !info.editable;
   $("save-file").textContent = info.editable ? "writes " + info.override_file
-    : "inside a zip: start thactl serve with --overrides FILE to edit";
+    : "inside a zip archive: unpack it to give this model an override";
   const notes = [...info.notes, ...info.warnings, ...(c ? c.notes : [])];
   $("notes").replaceChildren(...[...new Set(notes)].map((n) => el("li", "", n)));
   placeLines();
