@@ -202,6 +202,34 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
     click.echo(f"rendered {n} examples in {dt:.1f} s{rate} -> {out}")
 
 
+@thactl.group("models")
+def models_group() -> None:
+    """Look after a model collection (see `thactl serve --models` for the browser view)."""
+
+
+@models_group.command("check")
+@click.argument("folder", type=click.Path(path_type=str))
+@click.option("--overrides", type=click.Path(path_type=str), default=None,
+              help="JSON file of per-model overrides (as `thactl render --overrides`).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Validation processes (each with its own OpenGL context).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Also write the results as a JSON list of records to this file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def models_check_cmd(ctx, folder, overrides, workers, json_path, quiet) -> None:
+    """Check every model under FOLDER (recursively, zips included) exactly as `thactl render`
+    validates them: one line per model, exit status 1 when any model is not usable."""
+    from pathlib import Path
+
+    from dataset.collection import CheckSettings, run_check
+
+    cfg = CheckSettings(Path(folder), Path(overrides) if overrides else None, workers=workers)
+    _, bad = run_check(cfg, click.echo, Path(json_path) if json_path else None, progress=not quiet)
+    if bad:
+        ctx.exit(1)
+
+
 @thactl.command("inspect")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=str), default=None,
@@ -524,7 +552,7 @@ def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, 
 @click.option("--models", type=click.Path(exists=True, file_okay=False), default=None,
               help="Model collection for the model page (QA, framing and morph editor).")
 @click.option("--overrides", type=click.Path(dir_okay=False), default=None,
-              help="Override file the model page writes (default: MODEL.thactl.json beside each model).")
+              help="Override file the model page writes (default: MODEL.pmx.thactl.json beside each model).")
 @click.option("--drawings", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of drawings the puppet page may open (uploads always work).")
 @click.option("--weights", type=click.Path(exists=True), default=None,

@@ -3,7 +3,9 @@
 Phases, one function each (run_render runs them in order):
   resolve_models     discover (folders, zips) and hash every model file;
   check_models       verdicts (load, face rig, probe render, mesh fingerprint;
-                     dataset.modelcheck), cached in OUT/.cache/validation.json;
+                     dataset.modelcheck), cached in the collection's cache
+                     (dataset.collection.collection_cache_dir: shared with
+                     `thactl models check` and the model page);
   plan_render        select, assign splits by source (sources sharing a mesh
                      united, dataset.discover), plan every split and shard;
   render_missing     render the shards that are not complete yet;
@@ -52,7 +54,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -258,11 +260,11 @@ def _render_task(task: dict) -> dict:
 
 
 class _Runner:
-    """Runs tasks in-process (workers <= 1) or in a spawn pool; ordered results."""
+    """Runs tasks in-process (workers <= 1, unless `processes`) or in a spawn pool; ordered results."""
 
-    def __init__(self, workers: int, init_args: tuple):
+    def __init__(self, workers: int, init_args: tuple, processes: bool = False):
         self.pool = None
-        if workers > 1:
+        if workers > 1 or processes:
             self.pool = _RestartingPool(workers, init_args)
         else:
             args = list(init_args)
@@ -576,10 +578,12 @@ def _run_render(r: RenderRequest) -> RenderResult:
         write_samples(models_root, count=SAMPLE_MODELS, seed=0)
     workers = r.workers or _default_workers()
     t_start = time.time()
+    from dataset.collection import collection_cache_dir   # the verdicts `models check` shares
+
     try:
         found = resolve_models(models_root, out / ".cache", exclude=[out])
         opts = CheckOptions(models_root, r.overrides, r.shading)
-        checks = check_models(found, out / ".cache", opts, workers, r.progress)
+        checks = check_models(found, collection_cache_dir(models_root), opts, workers, r.progress)
         plan = plan_render(r, settings, found, checks, models_root)
         if old is not None and old.get("model_list") not in (None, plan.model_list):
             if not r.force:
@@ -669,34 +673,81 @@ class CheckOptions:
 def check_models(found: list[ModelSource], cache: Path, opts: CheckOptions, workers: int = 1,
                  progress: bool = False) -> dict[str, ModelCheck]:
     """The verdict (dataset.modelcheck.ModelCheck) of every model of `found` without a discovery
-    error, by rel_path in `found`'s order.  Verdicts come from `cache`/validation.json when
-    the model file, its override file, the overrides table, the checks and the shading are
-    unchanged; the others are computed in up to `workers` processes and added to the cache."""
+    error, by rel_path in `found`'s order (iter_checks, collected)."""
+    return {c.rel_path: c for c in iter_checks(found, cache, opts, workers, progress)}
+
+
+#: a long validation writes its finished verdicts to the cache at least this often
+CACHE_WRITE_SECONDS = 10.0
+
+
+def validation_key(m: ModelSource, overrides_hash: str, shading: str) -> str:
+    """The validation cache key of one model: what its verdict depends on (its path, its file,
+    its override file, the overrides table's hash, the checks' version, the shading)."""
+    return "|".join([m.rel_path, m.sha256, _override_fingerprint(m.path), overrides_hash,
+                     str(VALIDATION_VERSION), str(shading)])
+
+
+def iter_checks(found: list[ModelSource], cache: Path, opts: CheckOptions, workers: int = 1,
+                progress: bool = False, processes: bool = False,
+                on_todo: Callable[[int], None] | None = None) -> Iterator[ModelCheck]:
+    """The verdict of every model of `found` without a discovery error, in `found`'s order, each
+    as soon as it is known.  Verdicts come from `cache`/validation.json when the model file, its
+    override file, the overrides table, the checks and the shading are unchanged; the others are
+    computed in up to `workers` processes (in this process when workers is 1, unless `processes`)
+    and added to the cache, which is written every CACHE_WRITE_SECONDS and at the end.  `on_todo`
+    is told how many models need validating before the first one starts."""
     usable = [m for m in found if not m.error]
     ov_hash = _file_hash(opts.overrides) or ""
-    vcache_path = cache / "validation.json"
-    try:
-        vcache = json.loads(vcache_path.read_text(encoding="utf-8")) if vcache_path.is_file() else {}
-    except (OSError, ValueError):
-        vcache = {}
-    keys = {m.rel_path: "|".join([m.rel_path, m.sha256, _override_fingerprint(m.path), ov_hash,
-                                  str(VALIDATION_VERSION), str(opts.shading)]) for m in usable}
+    vcache = _read_cache(cache / "validation.json")
+    keys = {m.rel_path: validation_key(m, ov_hash, opts.shading) for m in usable}
     todo = [m for m in usable if keys[m.rel_path] not in vcache]
-    if todo:
-        n_bad = len(found) - len(usable)
-        init_args = _init_args(PROBE_SIZE, 0, opts, workers)
-        with _running(min(workers, len(todo)), init_args) as runner:
-            bar = _progress(len(todo), "validate", progress, unit="model")
-            tasks = [(str(m.path), m.rel_path, m.sha256) for m in todo]
-            for m, res in zip(todo, runner.imap(_validate_task, tasks)):
-                vcache[keys[m.rel_path]] = res
-                n_bad += not res["ok"]
-                bar.set_postfix(rejected=n_bad, refresh=False)
-                bar.update(1)
+    if on_todo is not None:
+        on_todo(len(todo))
+    if not todo:
+        yield from (ModelCheck.from_json(vcache[keys[m.rel_path]]) for m in usable)
+        return
+    fresh: dict[str, dict] = {}
+    written = time.monotonic()
+    n_bad = len(found) - len(usable)
+    init_args = _init_args(PROBE_SIZE, 0, opts, workers)
+    with _running(min(workers, len(todo)), init_args, processes) as runner:
+        bar = _progress(len(todo), "validate", progress, unit="model")
+        results = runner.imap(_validate_task, ((str(m.path), m.rel_path, m.sha256) for m in todo))
+        try:
+            for m in usable:
+                res = vcache.get(keys[m.rel_path])
+                if res is None:
+                    res = fresh[keys[m.rel_path]] = vcache[keys[m.rel_path]] = next(results)
+                    n_bad += not res["ok"]
+                    bar.set_postfix(rejected=n_bad, refresh=False)
+                    bar.update(1)
+                    if time.monotonic() - written > CACHE_WRITE_SECONDS:
+                        fresh, written = store_verdicts(cache, fresh), time.monotonic()
+                yield ModelCheck.from_json(res)
+        finally:
             bar.close()
+            store_verdicts(cache, fresh)
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def store_verdicts(cache: Path, fresh: dict) -> dict:
+    """Merge `fresh` verdicts (validation_key -> ModelCheck JSON) into `cache`/validation.json
+    (another run may have added others meanwhile); returns an empty dict for the next batch."""
+    if fresh:
+        path = cache / "validation.json"
+        merged = _read_cache(path)
+        merged.update(fresh)
         cache.mkdir(parents=True, exist_ok=True)
-        write_json(vcache_path, vcache, durable=True)
-    return {m.rel_path: ModelCheck.from_json(vcache[keys[m.rel_path]]) for m in usable}
+        write_json(path, merged, durable=True)
+    return {}
 
 
 def _init_args(size: int, aa: int, opts: CheckOptions, workers: int) -> tuple:
@@ -706,9 +757,9 @@ def _init_args(size: int, aa: int, opts: CheckOptions, workers: int) -> tuple:
 
 
 @contextmanager
-def _running(workers: int, init_args: tuple) -> Iterator["_Runner"]:
+def _running(workers: int, init_args: tuple, processes: bool = False) -> Iterator["_Runner"]:
     """A _Runner closed on exit; terminated (workers killed) when the body raises."""
-    runner = _Runner(workers, init_args)
+    runner = _Runner(workers, init_args, processes)
     try:
         yield runner
     except BaseException:

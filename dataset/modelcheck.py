@@ -1,7 +1,8 @@
 """Per-model checks before any data is written; a failed check is a rejection with a reason.
 
 A model is accepted when:
-  1. it loads (renderer.modelfile.load_model) and its override (if any) is valid;
+  1. it loads (renderer.modelfile.load_model) and its override (if any) is valid and does
+     not exclude it (`"exclude": "reason"`);
   2. its face rig is complete (FaceRig.problems() empty: neck root and tip bones,
      eye-closing morphs (a wink pair or a both-eyes morph), a mouth-open morph);
   3. a camera box can be estimated (or is given by the override);
@@ -36,7 +37,7 @@ DIFF_THRESHOLD = 8
 MIN_CHANGED_FRACTION = 2.0 / (128 * 128)
 #: one-eye morphs: reject when more than this share of the change is on the wrong half
 WRONG_SIDE_SHARE = 0.8
-VALIDATION_VERSION = 3          # 3: ModelCheck.mesh (geometry fingerprint)
+VALIDATION_VERSION = 4          # 4: ModelCheck.format/neck/decided, override "exclude"
 #: vertices kept (by index, evenly spaced) to compare two meshes of identical topology
 MESH_PROBE_VERTICES = 64
 #: rest positions are quantised to this fraction of the largest bounding-box side
@@ -99,6 +100,9 @@ class ModelCheck:
     morphs: dict = field(default_factory=dict)     # which morph names were used
     notes: list[str] = field(default_factory=list)
     mesh: dict | None = None                        # mesh_fingerprint(); None if it did not load
+    format: str = ""                                # "PMX 2.0", "PMD 1.0"; "" if it did not load
+    neck: dict = field(default_factory=dict)        # {"root": bone name, "tip": bone name}
+    decided: dict = field(default_factory=dict)     # morph/bone key -> "override" | "geometry" | "name"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -183,6 +187,7 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
     except Exception as e:  # noqa: BLE001 - any failure on a user's file is a rejection
         res.reason = f"cannot load: {typed_first_line(e)}"
         return res
+    res.format = f"{model.format.value.upper()} {model.version:.1f}"
     try:
         res.mesh = mesh_fingerprint(model.positions, model.indices)
     except Exception:  # noqa: BLE001 - a fingerprint is never a reason to reject
@@ -191,19 +196,23 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
         override = load_override(path, overrides_file, models_root)
         rig = resolve_face_rig(model, override)
         probs = rig.problems()
-        res.notes = [str(n) for n in (rig.notes or [])]
+        res.notes = [str(n) for n in (rig.notes or [])] + [str(w) for w in model.warnings]
         res.one_eye_morphs = bool(rig.has_one_eye_morphs)
         names = {}
         for key in ("left_eye", "right_eye", "both_eyes", "mouth"):
             i = getattr(rig, key)
             names[key] = model.morphs[i].name if i is not None else None
         res.morphs = names
+        _describe_rig(res, model, rig, override or {})
+        if override and override.get("exclude"):
+            res.reason = f"excluded: {override['exclude']}"
+            return res
         if probs:
             res.reason = "; ".join(probs)
             return res
         poser = ModelPoser(model, rig)
         rest = poser.pose(REST_POSE)
-        frame = estimate_frame(model, rig, rest.positions, override)
+        frame = estimate_frame(model, rig, rest.positions, override, notes=res.notes)
         res.frame = [float(frame.cx), float(frame.cy), float(frame.half)]
         poses = {
             "rest": REST_POSE,
@@ -219,6 +228,9 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
             del poses["left_eye"], poses["right_eye"]
         with probe_rc.prepare(model, "phong") as scene:
             imgs = probe_images(scene, poser, frame, poses)
+            if scene.textures.missing:
+                res.notes.append(f"{len(scene.textures.missing)} texture(s) missing or refused "
+                                 f"(material colour used): {', '.join(scene.textures.missing[:4])}")
         probs = check_probe(imgs, res.one_eye_morphs)
         if probs:
             res.reason = "; ".join(probs)
@@ -232,6 +244,24 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
         return res
     res.ok = True
     return res
+
+
+def _describe_rig(res: ModelCheck, model, rig, override: dict) -> None:
+    """Record the neck bones and how each morph and bone of the rig was chosen: "override"
+    (named in the override), "geometry" (a wink whose side was measured) or "name"."""
+    res.neck = {k: (model.bones[i].name if i is not None and i >= 0 else None)
+                for k, i in (("root", rig.neck_root), ("tip", rig.neck_tip))}
+    for key in ("left_eye", "right_eye", "both_eyes", "mouth", "neck_root", "neck_tip"):
+        if key in override:
+            res.decided[key] = "override"
+        elif key in ("left_eye", "right_eye"):
+            res.decided[key] = "geometry" if getattr(rig, key) is not None else "name"
+        else:
+            res.decided[key] = "name"
+    if "frame" in override or "chin_y" in override or "head_top_y" in override:
+        res.decided["frame"] = "override"
+    else:
+        res.decided["frame"] = "geometry"
 
 
 def _strip_path(msg: str, path: Path) -> str:

@@ -307,7 +307,7 @@ def both_name_is_one_sided(share: float) -> bool:
 # ---------------------------------------------------------------- overrides
 
 OVERRIDE_KEYS = ("left_eye", "right_eye", "both_eyes", "mouth", "neck_root", "neck_tip",
-                 "chin_y", "head_top_y", "frame")
+                 "chin_y", "head_top_y", "frame", "exclude")
 
 
 def _check_override(d, where: str) -> dict:
@@ -323,6 +323,8 @@ def _check_override(d, where: str) -> dict:
     for k in ("chin_y", "head_top_y"):
         if k in d and not isinstance(d[k], (int, float)):
             raise ModelLoadError(f"{where}: {k} must be a number")
+    if "exclude" in d and d["exclude"] is not None and not (isinstance(d["exclude"], str) and d["exclude"].strip()):
+        raise ModelLoadError(f"{where}: exclude must be a reason (a non-empty string) or null")
     if "frame" in d:
         f = d["frame"]
         if (not isinstance(f, list) or len(f) != 3

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cli import main
+from dataset.collection import collection_cache_dir
 from dataset.discover import assign_splits, mesh_groups, merge_units, same_mesh, split_units
 from dataset.modelcheck import VALIDATION_VERSION, mesh_fingerprint
 
@@ -135,7 +136,7 @@ def test_real_models_same_mesh_one_split(shared_models, tmp_path, capsys):
     line = "same mesh: " + ", ".join(sorted(SAME))
     assert line in text
     # the validation cache holds the fingerprints under the current version
-    vcache = json.loads((out / ".cache" / "validation.json").read_text())
+    vcache = json.loads((collection_cache_dir(shared_models) / "validation.json").read_text())
     assert all(f"|{VALIDATION_VERSION}|" in k and v.get("mesh") for k, v in vcache.items()
                if v.get("ok"))
     # inspect reports the groups
@@ -151,7 +152,7 @@ def test_real_models_same_mesh_one_split(shared_models, tmp_path, capsys):
     for m in old["models"]:
         m.pop("mesh")
     (out / "manifest.json").write_text(json.dumps(old))
-    (out / ".cache" / "validation.json").unlink()            # recomputed, same result
+    (collection_cache_dir(shared_models) / "validation.json").unlink()    # recomputed, same result
     assert main(args) == 0
     assert "rendered 0 examples" in capsys.readouterr().out
     assert json.loads((out / "manifest.json").read_text())["mesh_groups"] == man["mesh_groups"]

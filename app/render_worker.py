@@ -1,0 +1,266 @@
+"""The model page's renderer: one child process that owns the OpenGL context and does every render
+and single-model validation of the page, one request at a time.
+
+A GL context belongs to the thread that made it current, and a model file can crash the driver;
+so rendering never happens in the server's threads: `RenderWorker.call` sends a request over a
+pipe and waits for the answer under a lock. When the child dies (a crash, the OOM killer) or
+exceeds its time limit, the request fails with WorkerCrashed and the next request starts a fresh
+child. The child keeps the last model it assembled (load, override, face rig, poser, camera box,
+GPU scene) so that a slider change only poses and renders.
+"""
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+LIVE_SIZE = 256
+THUMB_SIZE = 128
+SHEET_SIZE = 128
+REQUEST_SECONDS = 120.0
+
+
+class WorkerError(Exception):
+    """The child reported a problem with the model or request (a one-line message)."""
+
+
+class WorkerCrashed(Exception):
+    """The child died or timed out while handling the request; it is restarted on the next one."""
+
+
+class RenderWorker:
+    def __init__(self, models_root: Path, overrides: Path | None, timeout: float = REQUEST_SECONDS):
+        self.models_root = str(models_root)
+        self.overrides = str(overrides) if overrides else None
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._proc = None
+        self._conn = None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_child_main, args=(child, self.models_root, self.overrides),
+                                 name="thactl-render", daemon=True)
+        try:
+            self._proc.start()
+        except BaseException:
+            self._proc = None
+            parent.close()
+            raise
+        finally:
+            child.close()
+        self._conn = parent
+
+    def _stop(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+        if self._proc is not None and self._proc.pid is not None:
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    def call(self, op: str, **args: Any) -> dict:
+        """Run `op` in the child; its result dict, WorkerError for a bad model or request,
+        WorkerCrashed when the child died or timed out (it is replaced on the next call)."""
+        with self._lock:
+            if self._proc is None or not self._proc.is_alive():
+                self._stop()
+                self._start()
+            try:
+                self._conn.send((op, args))
+                deadline = time.monotonic() + self.timeout
+                while not self._conn.poll(max(0.0, min(0.2, deadline - time.monotonic()))):
+                    if not self._proc.is_alive() or time.monotonic() >= deadline:
+                        raise EOFError
+                reply = self._conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                self._stop()
+                raise WorkerCrashed("the renderer crashed or timed out on this model "
+                                    "(a fresh renderer takes the next request)") from None
+        if "error" in reply:
+            raise WorkerError(reply["error"])
+        return reply
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
+# ---------------------------------------------------------------- the child process
+
+def _child_main(conn, models_root: str, overrides: str | None) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the server's business
+    state = _ChildState(models_root, overrides)
+    while True:
+        try:
+            op, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply = state.handle(op, args)
+        except Exception as e:  # noqa: BLE001 - a bad model is reported, the child goes on
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reply = {"error": text}
+        conn.send(reply)
+
+
+class _Assembled:
+    """One model ready to render: model, override, face rig, poser, camera box, notes."""
+
+    def __init__(self, path: str, models_root: str, overrides: str | None):
+        from renderer.framing import estimate_frame
+        from renderer.modelfile import load_model
+        from renderer.morphs import load_override, resolve_face_rig
+        from renderer.posevector import REST_POSE
+        from renderer.posing import ModelPoser
+
+        self.model = load_model(path)
+        self.override = load_override(path, overrides, models_root) or {}
+        self.rig = resolve_face_rig(self.model, self.override)
+        self.notes = list(self.rig.notes) + list(self.rig.problems())
+        self.poser = ModelPoser(self.model, self.rig)
+        self.frame = estimate_frame(self.model, self.rig, self.poser.pose(REST_POSE).positions,
+                                    self.override, notes=self.notes)
+        self.scenes: dict[int, Any] = {}
+
+    def scene(self, rc):
+        if rc.size not in self.scenes:
+            self.scenes[rc.size] = rc.prepare(self.model, "phong")
+        return self.scenes[rc.size]
+
+    def release(self) -> None:
+        for s in self.scenes.values():
+            s.release()
+        self.scenes.clear()
+
+
+def _fingerprint(path: str, overrides: str | None) -> tuple:
+    """What decides whether an assembled model is still current: the model file and the
+    override files (their sizes and modification times)."""
+    out = []
+    for p in (Path(path), Path(path + ".thactl.json"), Path(overrides) if overrides else None):
+        try:
+            st = p.stat() if p is not None else None
+            out.append((st.st_size, st.st_mtime_ns) if st else None)
+        except OSError:
+            out.append(None)
+    return (path, *out)
+
+
+class _ChildState:
+    def __init__(self, models_root: str, overrides: str | None):
+        self.models_root = models_root
+        self.overrides = overrides
+        self.current: tuple[tuple, _Assembled] | None = None
+        self.contexts: dict[int, Any] = {}
+        self.probe = None
+
+    def rc(self, size: int):
+        from renderer.offscreen import RenderContext
+
+        if size not in self.contexts:
+            self.contexts[size] = RenderContext(size=size, aa=4)
+        return self.contexts[size]
+
+    def assembled(self, path: str, keep: bool = True) -> _Assembled:
+        key = _fingerprint(path, self.overrides)
+        if self.current is not None and self.current[0] == key:
+            return self.current[1]
+        a = _Assembled(path, self.models_root, self.overrides)
+        if keep:
+            if self.current is not None:
+                self.current[1].release()
+            self.current = (key, a)
+        return a
+
+    def handle(self, op: str, args: dict) -> dict:
+        if op == "ping":
+            import os
+            return {"pid": os.getpid()}
+        if op == "render":
+            return self.render(args["path"], args["pose"])
+        if op == "sheet":
+            return self.sheet(args["path"])
+        if op == "thumb":
+            return self.thumb(args["path"])
+        if op == "info":
+            return self.info(args["path"])
+        if op == "validate":
+            return self.validate(args["path"], args["rel"], args["sha256"])
+        raise ValueError(f"unknown request {op!r}")
+
+    def render(self, path: str, pose) -> dict:
+        from renderer.offscreen import check_pose
+
+        t = time.perf_counter()
+        a = self.assembled(path)
+        img = a.scene(self.rc(LIVE_SIZE)).render(a.poser.pose(check_pose(pose)), a.frame)
+        return {"png": _png(img), "frame": list(a.frame.as_tuple()),
+                "ms": (time.perf_counter() - t) * 1000.0}
+
+    def sheet(self, path: str) -> dict:
+        from renderer.offscreen import SHEET_POSES, check_pose, contact_sheet
+
+        a = self.assembled(path)
+        scene = a.scene(self.rc(SHEET_SIZE))
+        imgs = [scene.render(a.poser.pose(check_pose(p)), a.frame) for _, p in SHEET_POSES]
+        return {"png": _png(contact_sheet(imgs, [label for label, _ in SHEET_POSES]))}
+
+    def thumb(self, path: str) -> dict:
+        from renderer.posevector import REST_POSE
+
+        reuse = self.current is not None and self.current[0] == _fingerprint(path, self.overrides)
+        a = self.assembled(path, keep=False)
+        try:
+            img = a.scene(self.rc(THUMB_SIZE)).render(a.poser.pose(REST_POSE), a.frame)
+        finally:
+            if not reuse:
+                a.release()
+        return {"png": _png(img)}
+
+    def info(self, path: str) -> dict:
+        from renderer.model import MorphKind
+
+        a = self.assembled(path)
+        m, rig = a.model, a.rig
+        morphs = [{"name": mo.name, "name_en": mo.name_en} for mo in m.morphs
+                  if mo.kind != MorphKind.IMPULSE]
+        chosen = {k: (m.morphs[getattr(rig, k)].name if getattr(rig, k) is not None else None)
+                  for k in ("left_eye", "right_eye", "both_eyes", "mouth")}
+        fr = a.frame
+        return {"morphs": morphs, "chosen": chosen, "frame": list(fr.as_tuple()),
+                "chin_y": fr.cy - fr.half / 2.0, "head_top_y": fr.cy + fr.half / 2.0,
+                "override": a.override, "notes": a.notes, "warnings": list(m.warnings),
+                "format": f"{m.format.value.upper()} {m.version:.1f}", "name": m.name,
+                "vertices": int(m.vertex_count), "triangles": int(m.triangle_count)}
+
+    def validate(self, path: str, rel: str, sha256: str) -> dict:
+        """`thactl render`'s validation of one model, through its own worker entry point."""
+        import logging
+
+        from dataset.generate import _validate_task, _worker_init
+
+        if self.probe is None:
+            _worker_init(LIVE_SIZE, 4, "phong", self.overrides, self.models_root, None,
+                         logging.getLogger("thactl").level)
+            self.probe = True
+        return {"check": _validate_task((path, rel, sha256))}
+
+
+def _png(img) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
