@@ -17,9 +17,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'bad input': shown as one line, never as a traceback."""
     from dataset.errors import DatasetError
     from renderer.errors import RendererError
+    from tracking.errors import TrackError
     from train.errors import TrainError
 
-    types: tuple[type[BaseException], ...] = (RendererError, DatasetError, TrainError)
+    types: tuple[type[BaseException], ...] = (RendererError, DatasetError, TrainError, TrackError)
     if "models.io" in sys.modules:          # never import torch just to report an error
         from models.io import WeightsError
         from models.vgg import VGGWeightsError
@@ -510,6 +511,88 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
     click.echo(f"networks: {runner.fps:.1f} frames/s on {runner.device}"
                f"{' (fp16)' if runner.half else ''}, batch {runner.batch_size}; "
                f"morpher ran {runner.morpher_runs} times for {runner.frames} frames")
+
+
+# ---------------------------------------------------------------- track (face -> poses)
+
+def _tracking_options(f):
+    """Options shared by `track` and `animate --video`: calibration, mapping, smoothing."""
+    opts = [
+        click.option("--neutral", default="start", show_default=True,
+                     help="Frames showing the resting head: start (the first second), clip (all) or a frame number."),
+        click.option("--neutral-angles", nargs=3, type=float, default=(0.0, 0.0, 0.0), show_default=True,
+                     metavar="UP TURN TILT", help="How the head is really turned in the neutral frames (degrees)."),
+        click.option("--gain", default=1.0, show_default=True, type=click.FloatRange(0.01, 10),
+                     help="Multiply head angles (real heads turn further than 15 degrees); then clamped."),
+        click.option("--mirror/--no-mirror", default=True, show_default=True,
+                     help="Mirror: the subject's right eye drives left_eye, turns are mirrored (THA1's demo)."),
+        click.option("--smooth", default=0.05, show_default=True, type=click.FloatRange(0, 5),
+                     help="Forward-backward smoothing time constant in seconds (no lag; 0 = off)."),
+        click.option("--eye-open", default=0.22, show_default=True, type=float,
+                     help="Lid gap / eye width at which an eye counts as open."),
+        click.option("--eye-closed", default=0.08, show_default=True, type=float,
+                     help="Lid gap / eye width at which an eye counts as closed."),
+        click.option("--mouth-closed", default=0.04, show_default=True, type=float,
+                     help="Inner-lip gap / mouth width at which the mouth counts as closed."),
+        click.option("--mouth-open", default=0.45, show_default=True, type=float,
+                     help="Inner-lip gap / mouth width at which the mouth counts as fully open."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth, eye_open, eye_closed,
+                 mouth_closed, mouth_open):
+    """Track a video or image folder -> (source, tracked landmarks, TrackedPoses); prints the summary."""
+    from tqdm import tqdm
+
+    from tracking.calibration import Neutral
+    from tracking.frames import open_frames
+    from tracking.posemap import PoseMapping
+    from tracking.track import poses_from_tracked, summary, track_frames
+
+    mapping = PoseMapping(gain, mirror, eye_open, eye_closed, mouth_closed, mouth_open).check()
+    source = open_frames(source_path, fps)
+    with tqdm(unit="frame", desc="track", dynamic_ncols=True,
+              total=len(source.images) if source.images else None) as bar:
+        tracked = track_frames(source, progress=bar.update)
+    result = poses_from_tracked(tracked, mapping, Neutral.parse(neutral, neutral_angles), smooth)
+    for w in result.warnings:
+        _warn(f"{source_path}: {w}")
+    click.echo(summary(tracked, result))
+    return source, tracked, result
+
+
+@thactl.command("track")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="poses.csv: six pose values per frame and face (1, or 0 where no face was found).")
+@click.option("--fps", type=click.FloatRange(0.1, 1000), default=None,
+              help="Frame rate (default: the video's own; 20 for an image folder).")
+@_tracking_options
+@click.option("--preview", type=click.Path(dir_okay=False), default=None,
+              help="Also write what the tracker saw: a .png sheet or a .gif of every frame.")
+def track_cmd(source, output, fps, neutral, neutral_angles, gain, mirror, smooth, eye_open, eye_closed,
+              mouth_closed, mouth_open, preview):
+    """Track a face in a video or image folder and write one THA pose per frame (the CSV that
+    `animate --motion` reads). Needs: pip install -e ".[track]".
+
+    \b
+    Examples:
+      thactl track face.mp4 -o poses.csv --preview seen.png
+      thactl track frames/ --fps 30 -o poses.csv --gain 1.5 --neutral 0
+    """
+    from tracking.track import poses_csv_text, write_text_atomic
+    from tracking.preview import write_preview
+
+    src, tracked, result = _track_poses(source, fps, neutral, neutral_angles, gain, mirror, smooth, eye_open,
+                                        eye_closed, mouth_closed, mouth_open)
+    write_text_atomic(output, poses_csv_text(result.poses, result.found))
+    click.echo(f"wrote {output}: {len(result.poses)} poses")
+    if preview:
+        write_preview(preview, src, tracked.landmarks, result.found, result.poses)
+        click.echo(f"wrote {preview}")
 
 
 @thactl.command("export")
