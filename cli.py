@@ -454,65 +454,6 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
     click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]} RGBA, {runner.path} path, {runner.device})")
 
 
-@thactl.command("animate")
-@click.argument("image", type=click.Path())
-@_weights_options
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="out.gif or out.mp4 (mp4 needs imageio-ffmpeg).")
-@click.option("--motion", default="sweep", show_default=True,
-              help="sweep (each pose parameter in turn), blink, talk, or a CSV file with 6 numbers per row.")
-@click.option("--fps", default=20.0, show_default=True, type=click.FloatRange(1, 120))
-@click.option("--seconds", type=click.FloatRange(0.1, 600), default=None,
-              help="Length of a built-in motion (default: sweep 7.2 s, blink 3 s, talk 4 s).")
-@click.option("--background", default="white", show_default=True,
-              help="Colour the frames are composited over (white, black, #rrggbb, r,g,b); "
-                   "'transparent' keeps 1-bit GIF transparency.")
-@click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it.")
-@_output_path_option
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
-@click.option("--save-poses", type=click.Path(dir_okay=False), default=None, help="Also write the poses used as CSV.")
-def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, fps, seconds, background,
-                fit, path, batch_size, device, save_poses):
-    """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression)."""
-    from tqdm import tqdm
-
-    from inference.animation import parse_color, write_animation
-    from inference.drawing import load_input_image
-    from inference.motion import get_motion, write_csv
-    from train.errors import TrainError
-
-    from pathlib import Path
-
-    ext = Path(output).suffix.lower()
-    if ext not in (".gif", ".mp4"):
-        raise TrainError(f"{output}: output must end in .gif or .mp4")
-    bg = parse_color(background)
-    if bg is None and ext == ".mp4":
-        raise TrainError(f"{output}: MP4 has no transparency; give a --background colour")
-    if ext == ".mp4":
-        try:  # say so before rendering every frame, not after
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
-            raise TrainError(f"{output}: writing .mp4 needs ffmpeg through the imageio-ffmpeg package "
-                             "(pip install imageio-ffmpeg), or write a .gif instead") from None
-    poses = get_motion(motion, fps=fps, seconds=seconds)
-    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size)
-    img, warnings = load_input_image(image, runner.image_size, fit=fit)
-    for w in warnings:
-        _warn(f"{image}: {w}")
-    runner.set_image(img)
-    with tqdm(total=len(poses), unit="frame", desc="animate", dynamic_ncols=True) as bar:
-        frames = runner.run(poses, progress=bar.update)
-    write_animation(frames, output, fps=fps, background=bg)
-    if save_poses:
-        write_csv(save_poses, poses)
-    click.echo(f"wrote {output}: {len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
-    click.echo(f"networks: {runner.fps:.1f} frames/s on {runner.device}"
-               f"{' (fp16)' if runner.half else ''}, batch {runner.batch_size}; "
-               f"morpher ran {runner.morpher_runs} times for {runner.frames} frames")
-
-
 # ---------------------------------------------------------------- track (face -> poses)
 
 def _tracking_options(f):
@@ -564,6 +505,88 @@ def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth
     return source, tracked, result
 
 
+@thactl.command("animate")
+@click.argument("image", type=click.Path())
+@_weights_options
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="out.gif or out.mp4 (mp4 needs imageio-ffmpeg).")
+@click.option("--motion", default="sweep", show_default=True,
+              help="sweep (each pose parameter in turn), blink, talk, or a CSV file with 6 numbers per row.")
+@click.option("--video", type=click.Path(), default=None,
+              help="Take the motion from the face in this video or image folder (needs the [track] extra); "
+                   "the tracking options below apply.")
+@click.option("--side-by-side", is_flag=True, help="With --video: put the source video left of the character.")
+@click.option("--fps", type=click.FloatRange(1, 120), default=None,
+              help="Frames per second (default: 20; with --video the video's own rate).")
+@click.option("--seconds", type=click.FloatRange(0.1, 600), default=None,
+              help="Length of a built-in motion (default: sweep 7.2 s, blink 3 s, talk 4 s).")
+@click.option("--background", default="white", show_default=True,
+              help="Colour the frames are composited over (white, black, #rrggbb, r,g,b); "
+                   "'transparent' keeps 1-bit GIF transparency.")
+@click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it.")
+@_output_path_option
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
+@click.option("--save-poses", type=click.Path(dir_okay=False), default=None, help="Also write the poses used as CSV.")
+@_tracking_options
+def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, video, side_by_side, fps,
+                seconds, background, fit, path, batch_size, device, save_poses, **tracking):
+    """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression).
+
+    \b
+    Examples:
+      thactl animate drawing.png --weights DIR -o talk.gif --motion talk
+      thactl animate drawing.png --weights DIR --video face.mp4 -o out.mp4 --side-by-side
+    """
+    from tqdm import tqdm
+
+    from inference.animation import parse_color, write_animation
+    from inference.drawing import load_input_image
+    from inference.motion import get_motion, write_csv
+    from train.errors import TrainError
+
+    from pathlib import Path
+
+    ext = Path(output).suffix.lower()
+    if ext not in (".gif", ".mp4"):
+        raise TrainError(f"{output}: output must end in .gif or .mp4")
+    bg = parse_color(background)
+    if bg is None and ext == ".mp4":
+        raise TrainError(f"{output}: MP4 has no transparency; give a --background colour")
+    if side_by_side and not video:
+        raise TrainError("--side-by-side needs --video")
+    if ext == ".mp4":
+        try:  # say so before rendering every frame, not after
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise TrainError(f"{output}: writing .mp4 needs ffmpeg through the imageio-ffmpeg package "
+                             "(pip install imageio-ffmpeg), or write a .gif instead") from None
+    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size)
+    img, warnings = load_input_image(image, runner.image_size, fit=fit)
+    for w in warnings:
+        _warn(f"{image}: {w}")
+    if video:
+        source, _, tracked = _track_poses(video, fps, **tracking)
+        poses, fps = tracked.poses, source.fps
+    else:
+        fps = fps or 20.0
+        poses = get_motion(motion, fps=fps, seconds=seconds)
+    runner.set_image(img)
+    with tqdm(total=len(poses), unit="frame", desc="animate", dynamic_ncols=True) as bar:
+        frames = runner.run(poses, progress=bar.update)
+    if side_by_side:
+        from tracking.transfer import side_by_side as beside
+
+        frames = beside(source, frames)
+    write_animation(frames, output, fps=fps, background=bg)
+    if save_poses:
+        write_csv(save_poses, poses)
+    click.echo(f"wrote {output}: {len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
+    click.echo(f"networks: {runner.fps:.1f} frames/s on {runner.device}"
+               f"{' (fp16)' if runner.half else ''}, batch {runner.batch_size}; "
+               f"morpher ran {runner.morpher_runs} times for {runner.frames} frames")
+
+
 @thactl.command("track")
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
@@ -573,8 +596,7 @@ def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth
 @_tracking_options
 @click.option("--preview", type=click.Path(dir_okay=False), default=None,
               help="Also write what the tracker saw: a .png sheet or a .gif of every frame.")
-def track_cmd(source, output, fps, neutral, neutral_angles, gain, mirror, smooth, eye_open, eye_closed,
-              mouth_closed, mouth_open, preview):
+def track_cmd(source, output, fps, preview, **tracking):
     """Track a face in a video or image folder and write one THA pose per frame (the CSV that
     `animate --motion` reads). Needs: pip install -e ".[track]".
 
@@ -586,8 +608,7 @@ def track_cmd(source, output, fps, neutral, neutral_angles, gain, mirror, smooth
     from tracking.track import poses_csv_text, write_text_atomic
     from tracking.preview import write_preview
 
-    src, tracked, result = _track_poses(source, fps, neutral, neutral_angles, gain, mirror, smooth, eye_open,
-                                        eye_closed, mouth_closed, mouth_open)
+    src, tracked, result = _track_poses(source, fps, **tracking)
     write_text_atomic(output, poses_csv_text(result.poses, result.found))
     click.echo(f"wrote {output}: {len(result.poses)} poses")
     if preview:
