@@ -605,11 +605,12 @@ def track_cmd(source, output, fps, preview, **tracking):
       thactl track face.mp4 -o poses.csv --preview seen.png
       thactl track frames/ --fps 30 -o poses.csv --gain 1.5 --neutral 0
     """
-    from tracking.track import poses_csv_text, write_text_atomic
+    from renderer.atomicfile import write_text
+    from tracking.track import poses_csv_text
     from tracking.preview import write_preview
 
     src, tracked, result = _track_poses(source, fps, **tracking)
-    write_text_atomic(output, poses_csv_text(result.poses, result.found))
+    write_text(output, poses_csv_text(result.poses, result.found))
     click.echo(f"wrote {output}: {len(result.poses)} poses")
     if preview:
         write_preview(preview, src, tracked.landmarks, result.found, result.poses)

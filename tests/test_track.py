@@ -14,7 +14,7 @@ from tracking import geometry as g
 from tracking.calibration import Neutral
 from tracking.posemap import PoseMapping, to_poses
 from tracking.smoothing import forward_backward, hold_last
-from train.motion import read_csv
+from inference.motion import read_csv
 
 
 def _tracker():

@@ -8,6 +8,8 @@ from typing import Iterator
 
 import numpy as np
 
+from renderer.errors import first_line
+
 from .errors import TrackError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -32,7 +34,7 @@ class FrameSource:
             for frame in iio.imiter(self.path):
                 yield _to_rgb(frame, self.path)
         except (OSError, ValueError, RuntimeError, IndexError) as e:
-            raise TrackError(f"{self.path}: cannot read the video ({_first_line(e)})") from None
+            raise TrackError(f"{self.path}: cannot read the video ({first_line(e)})") from None
 
 
 def open_frames(path: str | Path, fps: float | None = None) -> FrameSource:
@@ -56,7 +58,7 @@ def _video_fps(path: Path) -> float:
     try:
         meta = iio.immeta(path)
     except (OSError, ValueError, RuntimeError, IndexError) as e:
-        raise TrackError(f"{path}: not a readable video ({_first_line(e)})") from None
+        raise TrackError(f"{path}: not a readable video ({first_line(e)})") from None
     fps = meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else None)
     try:
         fps = float(fps)
@@ -72,7 +74,7 @@ def _read_image(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
-        raise TrackError(f"{path}: not a readable image ({_first_line(e)})") from None
+        raise TrackError(f"{path}: not a readable image ({first_line(e)})") from None
 
 
 def _to_rgb(frame: np.ndarray, path: Path) -> np.ndarray:
@@ -84,8 +86,3 @@ def _to_rgb(frame: np.ndarray, path: Path) -> np.ndarray:
     if frame.dtype != np.uint8:
         raise TrackError(f"{path}: frames of type {frame.dtype}; expected 8-bit colour")
     return np.ascontiguousarray(frame[..., :3])
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

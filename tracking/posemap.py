@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataset.poses import ANGLE_DEGREES, POSE_HIGH, POSE_LOW
+from renderer.posevector import ANGLE_DEGREES, POSE_HIGH, POSE_LOW
 
 from .errors import TrackError
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dataset.poses import POSE_NAMES
+from renderer.posevector import POSE_NAMES
 
 from .calibration import Neutral, calibrated_angles
 from .errors import TrackError
@@ -111,16 +110,3 @@ def poses_csv_text(poses: np.ndarray, found: np.ndarray) -> str:
     for row, ok in zip(np.asarray(poses, np.float32), found):
         w.writerow([f"{x:.6g}" for x in row] + [int(ok)])
     return buf.getvalue()
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` under a temporary name beside `path`, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
