@@ -210,3 +210,26 @@ def test_neutral_option_parses():
     assert Neutral.parse("clip").frames == "clip" and Neutral.parse("7").frames == 7
     with pytest.raises(ValueError, match="use start, clip or a frame number"):
         Neutral.parse("middle")
+
+
+def test_preview_gif_has_one_labelled_frame_per_video_frame(tmp_path):
+    from PIL import Image
+
+    from tracking.frames import open_frames
+    from tracking.preview import write_preview
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(blank_frame()).save(folder / f"{i}.png")
+    rng = np.random.default_rng(0)
+    landmarks = (rng.random((3, 478, 3)) * (200, 150, 1) + (220, 160, 0)).astype(np.float32)
+    out = write_preview(tmp_path / "seen.gif", open_frames(folder), landmarks, np.array([True, False, True]),
+                        np.zeros((3, 6), np.float32))
+    with Image.open(out) as im:
+        assert im.n_frames == 3 and im.size == (256, 256 + 16)
+        im.seek(0)
+        first = np.asarray(im.convert("RGB"))
+    assert np.any(np.all(first[:256] == (0, 255, 0), axis=-1))       # the landmarks are drawn
+    with pytest.raises(ValueError, match="must be a .png sheet or a .gif"):
+        write_preview(tmp_path / "seen.jpg", open_frames(folder), landmarks, np.ones(3, bool), np.zeros((3, 6)))
