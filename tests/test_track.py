@@ -94,7 +94,7 @@ def test_roll_through_mp4_is_within_a_degree_after_calibration(tmp_path, capsys)
     rc = cli.main(["track", str(clip), "-o", str(out), "--gain", "0.5", "--smooth", "0"])
     assert rc == 0, capsys.readouterr().err
     poses, face_col = _read_track_csv(out)
-    assert poses.shape == (30, 6)
+    assert poses.shape == (30, 6) and face_col.all()           # also across the jumps (re-detection)
     assert np.all(np.abs(poses[:10, :3]) < 0.04)                   # neutral ≈ 0 (0.6° before gain)
     seen_roll = -poses[:, 2] * 15 / 0.5                            # mirror: neck_z = −tilt
     for start in (10, 15, 20, 25):                                 # the middle of each held angle

@@ -47,7 +47,8 @@ def _face_mesh_module():
 class FaceTracker:
     """One face per frame -> (478, 3) float32 landmarks in pixels (x right, y down, z away; z has
     x's scale), or None when no face is found. `video=True` tracks from frame to frame (faster,
-    for consecutive frames); False detects afresh in every image. Thread-safe (one call at a time).
+    for consecutive frames; a frame where tracking loses the face is tried once more with a fresh
+    detection); False detects afresh in every image. Thread-safe (one call at a time).
     """
 
     def __init__(self, video: bool = True, min_confidence: float = 0.5):
@@ -65,12 +66,17 @@ class FaceTracker:
             raise TrackError(f"the FaceMesh model could not be loaded ({str(e).splitlines()[0]}); "
                              f"{INSTALL_HINT}") from None
         self._lock = threading.Lock()
+        self.video = video
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise TrackError(f"a frame must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+        rgb = np.ascontiguousarray(rgb)
         with self._lock:
-            result = self._mesh.process(np.ascontiguousarray(rgb))
+            result = self._mesh.process(rgb)
+            if self.video and not result.multi_face_landmarks:
+                # tracking lost the face (a jump, a cut): the graph detects afresh on its next input
+                result = self._mesh.process(rgb)
         if not result.multi_face_landmarks:
             return None
         h, w = rgb.shape[:2]
