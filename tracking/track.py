@@ -35,7 +35,6 @@ class Tracked:
     fps: float
     landmarks: np.ndarray
     found: np.ndarray
-    frame_size: tuple[int, int] = (0, 0)     # (width, height)
 
 
 @dataclass
@@ -51,10 +50,9 @@ def track_frames(source: FrameSource, tracker: FaceTracker | None = None, progre
     """Run the face tracker on every frame of `source`; `progress(1)` after each frame."""
     own = tracker is None
     tracker = tracker or FaceTracker(video=source.images is None or len(source.images) > 1)
-    rows, found, size = [], [], (0, 0)
+    rows, found = [], []
     try:
         for frame in source.frames():
-            size = (frame.shape[1], frame.shape[0])
             lm = tracker(frame)
             found.append(lm is not None)
             rows.append(lm if lm is not None else np.full((N_LANDMARKS, 3), np.nan, np.float32))
@@ -65,7 +63,7 @@ def track_frames(source: FrameSource, tracker: FaceTracker | None = None, progre
             tracker.close()
     if not rows:
         raise TrackError(f"{source.path}: no frames")
-    return Tracked(source.path, source.fps, np.stack(rows), np.array(found), size)
+    return Tracked(source.path, source.fps, np.stack(rows), np.array(found))
 
 
 def poses_from_tracked(tracked: Tracked, mapping: PoseMapping = PoseMapping(),
