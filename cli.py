@@ -17,9 +17,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'bad input': shown as one line, never as a traceback."""
     from dataset.errors import DatasetError
     from renderer.errors import RendererError
+    from tracking.errors import TrackError
     from train.errors import TrainError
 
-    types: tuple[type[BaseException], ...] = (RendererError, DatasetError, TrainError)
+    types: tuple[type[BaseException], ...] = (RendererError, DatasetError, TrainError, TrackError)
     if "models.io" in sys.modules:          # never import torch just to report an error
         from models.io import WeightsError
         from models.vgg import VGGWeightsError
@@ -465,6 +466,57 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
     click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]} RGBA, {runner.path} path, {runner.device})")
 
 
+# ---------------------------------------------------------------- track (face -> poses)
+
+def _tracking_options(f):
+    """Options shared by `track` and `animate --video`: calibration, mapping, smoothing."""
+    opts = [
+        click.option("--neutral", default="start", show_default=True,
+                     help="Frames showing the resting head: start (the first second), clip (all) or a frame number."),
+        click.option("--neutral-angles", nargs=3, type=float, default=(0.0, 0.0, 0.0), show_default=True,
+                     metavar="UP TURN TILT", help="How the head is really turned in the neutral frames (degrees)."),
+        click.option("--gain", default=1.0, show_default=True, type=click.FloatRange(0.01, 10),
+                     help="Multiply head angles (real heads turn further than 15 degrees); then clamped."),
+        click.option("--mirror/--no-mirror", default=True, show_default=True,
+                     help="Mirror: the subject's right eye drives left_eye, turns are mirrored (THA1's demo)."),
+        click.option("--smooth", default=0.05, show_default=True, type=click.FloatRange(0, 5),
+                     help="Forward-backward smoothing time constant in seconds (no lag; 0 = off)."),
+        click.option("--eye-open", default=0.22, show_default=True, type=float,
+                     help="Lid gap / eye width at which an eye counts as open."),
+        click.option("--eye-closed", default=0.08, show_default=True, type=float,
+                     help="Lid gap / eye width at which an eye counts as closed."),
+        click.option("--mouth-closed", default=0.04, show_default=True, type=float,
+                     help="Inner-lip gap / mouth width at which the mouth counts as closed."),
+        click.option("--mouth-open", default=0.45, show_default=True, type=float,
+                     help="Inner-lip gap / mouth width at which the mouth counts as fully open."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth, eye_open, eye_closed,
+                 mouth_closed, mouth_open):
+    """Track a video or image folder -> (source, tracked landmarks, TrackedPoses); prints the summary."""
+    from tqdm import tqdm
+
+    from tracking.calibration import Neutral
+    from tracking.frames import open_frames
+    from tracking.posemap import PoseMapping
+    from tracking.track import poses_from_tracked, summary, track_frames
+
+    mapping = PoseMapping(gain, mirror, eye_open, eye_closed, mouth_closed, mouth_open).check()
+    source = open_frames(source_path, fps)
+    with tqdm(unit="frame", desc="track", dynamic_ncols=True,
+              total=len(source.images) if source.images else None) as bar:
+        tracked = track_frames(source, progress=bar.update)
+    result = poses_from_tracked(tracked, mapping, Neutral.parse(neutral, neutral_angles), smooth)
+    for w in result.warnings:
+        _warn(f"{source_path}: {w}")
+    click.echo(summary(tracked, result))
+    return source, tracked, result
+
+
 @thactl.command("animate")
 @click.argument("image", type=click.Path())
 @_weights_options
@@ -472,7 +524,12 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
               help="out.gif or out.mp4 (mp4 needs imageio-ffmpeg).")
 @click.option("--motion", default="sweep", show_default=True,
               help="sweep (each pose parameter in turn), blink, talk, or a CSV file with 6 numbers per row.")
-@click.option("--fps", default=20.0, show_default=True, type=click.FloatRange(1, 120))
+@click.option("--video", type=click.Path(), default=None,
+              help="Take the motion from the face in this video or image folder (needs the [track] extra); "
+                   "the tracking options below apply.")
+@click.option("--side-by-side", is_flag=True, help="With --video: put the source video left of the character.")
+@click.option("--fps", type=click.FloatRange(1, 120), default=None,
+              help="Frames per second (default: 20; with --video the video's own rate).")
 @click.option("--seconds", type=click.FloatRange(0.1, 600), default=None,
               help="Length of a built-in motion (default: sweep 7.2 s, blink 3 s, talk 4 s).")
 @click.option("--background", default="white", show_default=True,
@@ -483,9 +540,16 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option("--save-poses", type=click.Path(dir_okay=False), default=None, help="Also write the poses used as CSV.")
-def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, fps, seconds, background,
-                fit, path, batch_size, device, save_poses):
-    """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression)."""
+@_tracking_options
+def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, video, side_by_side, fps,
+                seconds, background, fit, path, batch_size, device, save_poses, **tracking):
+    """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression).
+
+    \b
+    Examples:
+      thactl animate drawing.png --weights DIR -o talk.gif --motion talk
+      thactl animate drawing.png --weights DIR --video face.mp4 -o out.mp4 --side-by-side
+    """
     from tqdm import tqdm
 
     from inference.animation import parse_color, write_animation
@@ -501,20 +565,31 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
     bg = parse_color(background)
     if bg is None and ext == ".mp4":
         raise TrainError(f"{output}: MP4 has no transparency; give a --background colour")
+    if side_by_side and not video:
+        raise TrainError("--side-by-side needs --video")
     if ext == ".mp4":
         try:  # say so before rendering every frame, not after
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
             raise TrainError(f"{output}: writing .mp4 needs ffmpeg through the imageio-ffmpeg package "
                              "(pip install imageio-ffmpeg), or write a .gif instead") from None
-    poses = get_motion(motion, fps=fps, seconds=seconds)
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size)
     img, warnings = load_input_image(image, runner.image_size, fit=fit)
     for w in warnings:
         _warn(f"{image}: {w}")
+    if video:
+        source, _, tracked = _track_poses(video, fps, **tracking)
+        poses, fps = tracked.poses, source.fps
+    else:
+        fps = fps or 20.0
+        poses = get_motion(motion, fps=fps, seconds=seconds)
     runner.set_image(img)
     with tqdm(total=len(poses), unit="frame", desc="animate", dynamic_ncols=True) as bar:
         frames = runner.run(poses, progress=bar.update)
+    if side_by_side:
+        from tracking.transfer import side_by_side as beside
+
+        frames = beside(source, frames)
     write_animation(frames, output, fps=fps, background=bg)
     if save_poses:
         write_csv(save_poses, poses)
@@ -522,6 +597,36 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
     click.echo(f"networks: {runner.fps:.1f} frames/s on {runner.device}"
                f"{' (fp16)' if runner.half else ''}, batch {runner.batch_size}; "
                f"morpher ran {runner.morpher_runs} times for {runner.frames} frames")
+
+
+@thactl.command("track")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="poses.csv: six pose values per frame and face (1, or 0 where no face was found).")
+@click.option("--fps", type=click.FloatRange(0.1, 1000), default=None,
+              help="Frame rate (default: the video's own; 20 for an image folder).")
+@_tracking_options
+@click.option("--preview", type=click.Path(dir_okay=False), default=None,
+              help="Also write what the tracker saw: a .png sheet or a .gif of every frame.")
+def track_cmd(source, output, fps, preview, **tracking):
+    """Track a face in a video or image folder and write one THA pose per frame (the CSV that
+    `animate --motion` reads). Needs: pip install -e ".[track]".
+
+    \b
+    Examples:
+      thactl track face.mp4 -o poses.csv --preview seen.png
+      thactl track frames/ --fps 30 -o poses.csv --gain 1.5 --neutral 0
+    """
+    from renderer.atomicfile import write_text
+    from tracking.track import poses_csv_text
+    from tracking.preview import write_preview
+
+    src, tracked, result = _track_poses(source, fps, **tracking)
+    write_text(output, poses_csv_text(result.poses, result.found))
+    click.echo(f"wrote {output}: {len(result.poses)} poses")
+    if preview:
+        write_preview(preview, src, tracked.landmarks, result.found, result.poses)
+        click.echo(f"wrote {preview}")
 
 
 @thactl.command("export")

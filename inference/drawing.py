@@ -89,13 +89,17 @@ def check_image(img: np.ndarray, size: int, name: str = "image", fit: bool = Fal
     return img, warnings
 
 
-def load_input_image(path: str | Path, size: int, fit: bool = False) -> tuple[np.ndarray, list[str]]:
-    """Read a PNG (or any Pillow format) as checked (size, size, 4) uint8 sRGB + warnings."""
+def load_input_image(path: str | Path, size: int, fit: bool = False,
+                     data: bytes | None = None) -> tuple[np.ndarray, list[str]]:
+    """Read a PNG (or any Pillow format) as checked (size, size, 4) uint8 sRGB + warnings.
+    With `data` (an uploaded file's bytes) those bytes are read and `path` only names them."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             im.load()
             mode = im.mode
             has_alpha = mode in ("RGBA", "LA", "RGBa", "La", "PA") or (

@@ -2,7 +2,8 @@
 
 Every motion is an (N, 6) float32 array in SPEC order (head_x, head_y, neck_z, left_eye,
 right_eye, mouth). CSV files hold one 6-number row per frame; an optional header row naming
-the six columns and lines starting with '#' are allowed.
+the six columns and lines starting with '#' are allowed. A header may name more columns after the
+six (`thactl track` adds `face`); those columns are ignored.
 """
 from __future__ import annotations
 
@@ -87,15 +88,19 @@ def read_csv(path: str | Path) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as e:
         raise MotionError(f"{path}: cannot read motion file ({e})") from None
     rows: list[list[float]] = []
+    width = 6
     for lineno, cells in enumerate(csv.reader(text.splitlines()), start=1):
         cells = [c.strip() for c in cells]
         if not cells or all(c == "" for c in cells) or cells[0].startswith("#"):
             continue
-        if not rows and [c.lower() for c in cells] == list(POSE_NAMES):
-            continue  # header
-        if len(cells) != 6:
-            raise MotionError(f"{path}: line {lineno}: expected 6 numbers ({', '.join(POSE_NAMES)}), "
+        if not rows and [c.lower() for c in cells[:6]] == list(POSE_NAMES):
+            width = len(cells)
+            continue  # header, maybe with extra columns
+        if len(cells) != width:
+            what = "6 numbers" if width == 6 else f"{width} columns, as in the header"
+            raise MotionError(f"{path}: line {lineno}: expected {what} ({', '.join(POSE_NAMES)}), "
                               f"got {len(cells)} columns")
+        cells = cells[:6]
         try:
             values = [float(c) for c in cells]
         except ValueError:

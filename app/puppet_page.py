@@ -1,0 +1,177 @@
+"""The live puppet page (`thactl serve --weights W [--drawings D]`): choose a drawing (upload, or a
+file inside --drawings), pose it with six sliders, play motion presets, save PNG/GIF, and drive it
+from the webcam (frames are tracked here, on the server).
+
+URLs: /puppet/ (the page), /puppet/static/NAME, and under /api/puppet: GET info, POST drawing
+(?name=REL inside --drawings, or a PNG body with ?upload=NAME), POST pose {pose}, GET motion?name=,
+POST gif {motion, fps}, POST track {image: base64 JPEG/PNG, calibrate, gain, mirror}.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .config import ServeConfig
+from .http import HttpError, Request, Response
+
+PREFIX = "/puppet"
+STATIC = Path(__file__).resolve().parent / "static" / "puppet"
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+DRAWING_SUFFIXES = (".png", ".webp", ".tga", ".tif", ".tiff")
+
+
+def make_page(cfg: ServeConfig) -> "PuppetPage | None":
+    """The page when `thactl serve` was given --weights; None otherwise."""
+    return PuppetPage(cfg) if cfg.weights is not None else None
+
+
+class PuppetPage:
+    prefix = PREFIX
+
+    def __init__(self, cfg: ServeConfig):
+        from .puppet import Puppet
+
+        self.cfg = cfg
+        self.puppet = Puppet(cfg.weights, cfg.device)
+        self.routes = {
+            ("GET", "/api/puppet/info"): self.info, ("POST", "/api/puppet/drawing"): self.drawing,
+            ("POST", "/api/puppet/pose"): self.pose, ("GET", "/api/puppet/motion"): self.motion,
+            ("POST", "/api/puppet/gif"): self.gif, ("POST", "/api/puppet/track"): self.track,
+        }
+
+    def handle(self, req: Request) -> Response | None:
+        if req.method == "GET" and req.path in (PREFIX, PREFIX + "/", PREFIX + "/index.html"):
+            return _static("index.html")
+        if req.method == "GET" and req.path.startswith(PREFIX + "/static/"):
+            return _static(req.path[len(PREFIX + "/static/"):])
+        route = self.routes.get((req.method, req.path))
+        return route(req) if route else None
+
+    # -- API
+    def info(self, req: Request) -> Response:
+        from inference.motion import BUILTIN
+
+        p = self.puppet
+        return Response.json({"image_size": p.image_size, "device": str(p.runner.device), "path": p.runner.path,
+                              "drawing": p.drawing_name, "drawings": self.drawing_names(), "presets": list(BUILTIN)})
+
+    def drawing_names(self) -> list[str]:
+        root = self.cfg.drawings
+        if root is None:
+            return []
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                      if p.suffix.lower() in DRAWING_SUFFIXES and p.is_file() and _inside(root, p))
+
+    def drawing(self, req: Request) -> Response:
+        fit = req.query.get("fit", "1") != "0"
+        if "upload" in req.query:
+            if not req.body:
+                raise HttpError(400, "the upload is empty")
+            name = Path(req.query["upload"]).name or "upload.png"
+            warnings = self.puppet.set_drawing(name, data=req.body, fit=fit)
+        else:
+            path = self.resolve_drawing(req.query.get("name", ""))
+            warnings = self.puppet.set_drawing(str(path.relative_to(self.cfg.drawings)), path=path, fit=fit)
+        return Response.json({"drawing": self.puppet.drawing_name, "warnings": warnings})
+
+    def resolve_drawing(self, name: str) -> Path:
+        """A drawing file inside --drawings; 403 for anything outside it, 404 when missing."""
+        root = self.cfg.drawings
+        if root is None:
+            raise HttpError(404, "no --drawings folder was given; upload a drawing instead")
+        path = (root / name).resolve()
+        if not name or Path(name).is_absolute() or not _inside(root, path):
+            raise HttpError(403, f"{name!r} is not inside the drawings folder")
+        if not path.is_file() or path.suffix.lower() not in DRAWING_SUFFIXES:
+            raise HttpError(404, f"no drawing {name!r}")
+        return path
+
+    def pose(self, req: Request) -> Response:
+        png, ms = self.puppet.pose_png(_body(req).get("pose"))
+        resp = Response.png(png)
+        resp.headers["X-Net-Ms"] = f"{ms:.1f}"
+        return resp
+
+    def motion(self, req: Request) -> Response:
+        return Response.json({"poses": _preset(req.query.get("name", ""), _fps(req.query.get("fps", 20))).tolist()})
+
+    def gif(self, req: Request) -> Response:
+        body = _body(req)
+        fps = _fps(body.get("fps", 20))
+        data = self.puppet.animation_gif(_preset(str(body.get("motion", "")), fps), fps)
+        return Response(200, data, "image/gif", {"Content-Disposition": 'attachment; filename="puppet.gif"'})
+
+    def track(self, req: Request) -> Response:
+        from tracking.errors import TrackError
+        from tracking.posemap import PoseMapping
+
+        body = _body(req)
+        rgb = _decode_frame(body.get("image"))
+        try:
+            mapping = PoseMapping(gain=float(body.get("gain", 1.0)), mirror=bool(body.get("mirror", True))).check()
+        except (TypeError, ValueError, TrackError) as e:
+            raise HttpError(400, f"bad tracking settings: {e}") from None
+        reply = self.puppet.track(rgb, bool(body.get("calibrate", False)), mapping)
+        return Response.json({"seq": body.get("seq"), "face": reply.face, "pose": reply.pose,
+                              "angles": reply.angles, "track_ms": round(reply.track_ms, 2),
+                              "calibrated": bool(body.get("calibrate", False)) and reply.face})
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _static(name: str) -> Response:
+    path = (STATIC / name).resolve()
+    if not _inside(STATIC, path) or path.suffix not in STATIC_TYPES or not path.is_file():
+        raise HttpError(404, f"no such file: {name}")
+    return Response(200, path.read_bytes(), STATIC_TYPES[path.suffix], {"Cache-Control": "no-store"})
+
+
+def _body(req: Request) -> dict:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise HttpError(400, "the request body must be a JSON object")
+    return body
+
+
+def _fps(value) -> float:
+    try:
+        fps = float(value)
+    except (TypeError, ValueError):
+        raise HttpError(400, "fps must be a number") from None
+    if not 1 <= fps <= 60:
+        raise HttpError(400, "fps must be between 1 and 60")
+    return fps
+
+
+def _preset(name: str, fps: float) -> np.ndarray:
+    from inference.motion import BUILTIN, get_motion
+
+    if name not in BUILTIN:     # never a path: get_motion would read a CSV file
+        raise HttpError(400, f"unknown motion {name!r}: use {', '.join(BUILTIN)}")
+    return get_motion(name, fps=fps)
+
+
+def _decode_frame(data) -> np.ndarray:
+    """A base64 JPEG/PNG (optionally a data: URL) -> (H, W, 3) uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(data, str) or not data:
+        raise HttpError(400, "image must be a base64 JPEG or PNG")
+    try:
+        raw = base64.b64decode(data.split(",", 1)[-1], validate=False)
+        with Image.open(io.BytesIO(raw)) as im:
+            if im.width * im.height > 4096 * 4096:
+                raise HttpError(413, "camera frame too large")
+            return np.asarray(im.convert("RGB"))
+    except (ValueError, UnidentifiedImageError, OSError) as e:
+        raise HttpError(400, f"image is not a readable JPEG or PNG ({e})") from None
