@@ -10,7 +10,7 @@
 # Python version, e.g. for CPython 3.11 on x86-64 Linux:
 #   pip download --no-deps --only-binary=:all: --python-version 3.11 \
 #       --platform manylinux2014_x86_64 -d wheels moderngl glcontext pyrr
-#   pip wheel --no-deps -w wheels pymeshio          # pymeshio is published as source only
+#   pip download --no-deps -d wheels pymeshio       # source only: built there (setuptools)
 # Without --wheels those packages must already be importable.  thactl itself and the
 # wheels are installed with `pip install --no-deps --no-index --target WORK/site` (nothing
 # else on the machine changes).
@@ -29,7 +29,7 @@
 #
 # Options: --wheels DIR, --cpu-smoke, --work DIR (default: a new /tmp folder),
 #          --python PY (default: $PYTHON or python3), --budget SECONDS (default 480; with
-#          --cpu-smoke 1800, for a busy CPU).
+#          --cpu-smoke 1800, for a busy CPU); $THACTL_REPO: another checkout to install.
 set -uo pipefail
 
 REPO=${THACTL_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -132,7 +132,10 @@ install_thactl() {
     else
         echo "no --wheels: using the moderngl, glcontext and pymeshio already installed"
     fi
-    "$PY" -m pip install --no-index --no-deps --no-build-isolation --target "$SITE" "$REPO"
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources
+    rm -rf "$WORK/src" && mkdir -p "$WORK/src"
+    tar -C "$REPO" --exclude=./.git --exclude=./build --exclude='./*.egg-info' -cf - . | tar -C "$WORK/src" -xf -
+    "$PY" -m pip install --no-index --no-deps --no-build-isolation --target "$SITE" "$WORK/src"
     PYTHONPATH=$SITE "$PY" -c 'import moderngl, glcontext, pymeshio, cli; print("installed thactl; moderngl", moderngl.__version__)'
 }
 export SITE PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
