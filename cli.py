@@ -115,7 +115,8 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersampl
 def info_cmd(model, overrides):
     """Load MODEL (.pmx/.pmd) and print its format, counts and face rig (eyes, mouth, neck)."""
     from renderer.modelfile import load_model
-    from renderer.morphs import info_lines, load_override, resolve_face_rig
+    from renderer.face_rig import info_lines, resolve_face_rig
+    from renderer.overrides import load_override
 
     m = load_model(model)
     rig = resolve_face_rig(m, load_override(model, overrides))

@@ -1,5 +1,5 @@
 """Writing a model's override from the model page: exactly the files `thactl render` and
-`thactl preview` read (renderer.morphs.load_override).
+`thactl preview` read (renderer.overrides.load_override).
 
 Without `--overrides`, a model's override is `<model file>.thactl.json` beside the model; with
 it, the entry for the model's path relative to the models folder in that JSON file. Edits are
@@ -66,7 +66,7 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
     """Merge `edits` into the model's override and write it atomically; returns
     {"file", "before", "after", "changed": {key: [old, new]}}. HttpError for a bad edit."""
     from renderer.errors import RendererError
-    from renderer.morphs import _check_override
+    from renderer.overrides import _check_override
 
     edits = _clean_edits(edits)
     if in_zip:

@@ -121,7 +121,8 @@ class _Assembled:
     def __init__(self, path: str, models_root: str, overrides: str | None):
         from renderer.framing import estimate_frame
         from renderer.modelfile import load_model
-        from renderer.morphs import load_override, resolve_face_rig
+        from renderer.face_rig import resolve_face_rig
+        from renderer.overrides import load_override
         from renderer.posevector import REST_POSE
         from renderer.posing import ModelPoser
 

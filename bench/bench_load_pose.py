@@ -97,7 +97,7 @@ def main(argv=None) -> int:
 
     from renderer.errors import ModelLoadError
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import ModelPoser
 
     paths = sorted(p for p in Path(args.models).rglob("*") if p.suffix.lower() in (".pmx", ".pmd"))

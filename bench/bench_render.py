@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     from renderer.errors import RendererError
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.offscreen import RenderContext, unpremultiply
     from renderer.posevector import REST_POSE
     from renderer.posing import ModelPoser

@@ -258,7 +258,7 @@ def downstream(m) -> str | None:
 
     try:
         from renderer.framing import estimate_frame
-        from renderer.morphs import resolve_face_rig
+        from renderer.face_rig import resolve_face_rig
         from renderer.posevector import REST_POSE
         from renderer.posing import ModelPoser
 

@@ -218,7 +218,8 @@ def _model_state(path: str):
         cached[2].release()
         _W["cache"] = None
     from renderer.modelfile import load_model
-    from renderer.morphs import load_override, resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
+    from renderer.overrides import load_override
     from renderer.posing import ModelPoser
 
     model = load_model(path)

@@ -173,7 +173,8 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
     from renderer.errors import RendererError, typed_first_line
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import load_override, resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
+    from renderer.overrides import load_override
     from renderer.posing import ModelPoser
 
     from dataset.poses import REST_POSE

@@ -610,7 +610,8 @@ def render_preview(model_path, poses, size: int = 256, shading: str = "phong", f
     """Load a model, resolve its face rig and camera box, render each (label, pose6)."""
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import load_override, resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
+    from renderer.overrides import load_override
     from renderer.posing import REST_POSE, ModelPoser
 
     poses = [(label, check_pose(p)) for label, p in poses]

@@ -22,11 +22,9 @@ the linear blend); QDEF (PMX 2.1 dual quaternions) is evaluated as a linear
 blend of its four bones. Normals are transformed by the blended rotation and
 renormalised.
 
-Morphs (group/flip recursion, see renderer.morphs.flatten_morph_weights):
-vertex and UV morphs move positions/UVs (additional-UV morphs are not part of
-`PosedMesh` and are ignored), bone morphs add local bone transforms, material
-morphs are combined into `PosedMesh.material_morph`, impulse morphs are
-ignored.
+Morphs are evaluated by renderer.morph_eval (group/flip recursion; vertex and UV
+morphs move positions/UVs, bone morphs add local bone transforms, material morphs
+are combined into `PosedMesh.material_morph`, impulse morphs are ignored).
 """
 from __future__ import annotations
 
@@ -35,11 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from renderer.model import MATERIAL_MORPH_WIDTH, MMDModel, MorphKind, SkinningType
-from renderer.model import MaterialMorphColumn as MC
-from renderer.morphs import flatten_morph_weights
+from renderer.model import MMDModel, SkinningType
+from renderer.morph_eval import MorphEvaluator
 from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, REST_POSE  # noqa: F401  (re-exported)
-from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul, quat_pow
+from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul
 
 
 @dataclass
@@ -61,19 +58,6 @@ def neck_quaternions(pose6) -> tuple[np.ndarray, np.ndarray]:
     root = quat_axis_angle((0, 0, 1), k * nz)
     tip = quat_mul(quat_axis_angle((0, 1, 0), k * hy), quat_axis_angle((1, 0, 0), k * hx))
     return root, tip
-
-
-def _material_base(model: MMDModel) -> np.ndarray:
-    base = np.zeros((len(model.materials), MATERIAL_MORPH_WIDTH), np.float32)
-    for i, m in enumerate(model.materials):
-        base[i, MC.DIFFUSE] = m.diffuse
-        base[i, MC.SPECULAR] = m.specular
-        base[i, MC.SPECULAR_POWER] = m.specular_power
-        base[i, MC.AMBIENT] = m.ambient
-        base[i, MC.EDGE_COLOR] = m.edge_color
-        base[i, MC.EDGE_SIZE] = m.edge_size
-        base[i, MC.TINTS] = 1.0
-    return base
 
 
 class ModelPoser:
@@ -103,11 +87,7 @@ class ModelPoser:
         self._bidx = model.bone_indices.astype(np.intp)
         self._bw = model.bone_weights.astype(np.float32)
         self._bw_nonzero = self._bw > 0
-        self._dup = {}           # morph index → True if its vertex indices repeat
-        for i, m in enumerate(model.morphs):
-            if m.kind in (MorphKind.VERTEX, MorphKind.UV) and m.indices.size:
-                self._dup[i] = np.unique(m.indices).size != m.indices.size
-        self._mat_base = None
+        self.morphs = MorphEvaluator(model, self.rest_positions, self.rest_uvs)
         self._subset_cache: dict[bytes, tuple] = {}
 
     # ------------------------------------------------------------ public
@@ -120,36 +100,8 @@ class ModelPoser:
 
     def pose_parts(self, morph_weights: dict[int, float], neck_root_quat=None,
                    neck_tip_quat=None) -> PosedMesh:
-        model = self.model
-        leaves = flatten_morph_weights(model, morph_weights)
-        pos = self.rest_positions.copy()
-        uvs = self.rest_uvs
-        local_rot: dict[int, np.ndarray] = {}
-        local_trans: dict[int, np.ndarray] = {}
-        mat = None
-        for mi, w in leaves.items():
-            m = model.morphs[mi]
-            k = m.kind
-            if k == MorphKind.VERTEX:
-                if self._dup.get(mi):
-                    np.add.at(pos, m.indices, w * m.offsets)
-                else:
-                    pos[m.indices] += w * m.offsets
-            elif k == MorphKind.UV:
-                if uvs is self.rest_uvs:
-                    uvs = uvs.copy()
-                if self._dup.get(mi):
-                    np.add.at(uvs, m.indices, w * m.offsets[:, :2])
-                else:
-                    uvs[m.indices] += w * m.offsets[:, :2]
-            elif k == MorphKind.BONE:
-                for b, t, q in zip(m.indices.tolist(), m.translations, m.rotations):
-                    if np.any(t):
-                        local_trans[b] = local_trans.get(b, 0.0) + w * t.astype(float)
-                    qw = quat_pow(q, w)
-                    local_rot[b] = quat_mul(qw, local_rot[b]) if b in local_rot else qw
-            elif k == MorphKind.MATERIAL:
-                mat = self._apply_material_morph(mat, m, w)
+        morphed = self.morphs.evaluate(morph_weights)
+        local_rot = morphed.bone_rotations
         for which, q in (("neck_root", neck_root_quat), ("neck_tip", neck_tip_quat)):
             bone = self._neck(which)
             if q is None:
@@ -164,12 +116,10 @@ class ModelPoser:
                                   "(see FaceRig.problems())")
             local_rot[bone] = quat_mul(q, local_rot[bone]) if bone in local_rot else q
         with np.errstate(over="ignore", invalid="ignore"):
-            positions, normals = self._skin(pos, local_rot, local_trans)
-        if mat is not None:
-            mat = self._finish_material(mat)
-        return PosedMesh(positions=positions, normals=normals,
-                         uvs=uvs if uvs is not self.rest_uvs else uvs.copy(),
-                         material_morph=mat)
+            positions, normals = self._skin(morphed.positions, local_rot,
+                                            morphed.bone_translations)
+        return PosedMesh(positions=positions, normals=normals, uvs=morphed.uvs,
+                         material_morph=morphed.material)
 
     # ------------------------------------------------------------ internals
     def _neck(self, which: str) -> int:
@@ -272,23 +222,3 @@ class ModelPoser:
         pos[sub] = np.einsum("vij,vj->vi", R, pos[sub] - c) + w0 * t0 + w1 * t1
         n = np.einsum("vij,vj->vi", R, normals[sub])
         normals[sub] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-    def _apply_material_morph(self, acc, m, w):
-        M = len(self.model.materials)
-        if acc is None:
-            acc = (np.ones((M, MATERIAL_MORPH_WIDTH), np.float32),
-                   np.zeros((M, MATERIAL_MORPH_WIDTH), np.float32))
-        mul, add = acc
-        for target, op, vals in zip(m.indices.tolist(), m.operations.tolist(), m.values):
-            rows = slice(None) if target < 0 else slice(target, target + 1)
-            if op == 0:
-                mul[rows] *= 1.0 + w * (vals - 1.0)
-            else:
-                add[rows] += w * vals
-        return acc
-
-    def _finish_material(self, acc):
-        if self._mat_base is None:
-            self._mat_base = _material_base(self.model)
-        mul, add = acc
-        return (self._mat_base * mul + add).astype(np.float32)

@@ -88,7 +88,7 @@ def _prepared_models():
     loads them again itself)."""
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
 
     out = []
@@ -126,7 +126,7 @@ def rc():
 def _cycle(rc, path, frame, pose):
     """One full model lifetime: load, rig, pose, prepare, render twice, release."""
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
 
     m = load_model(path)
@@ -198,7 +198,7 @@ def _png_header(w: int, h: int) -> bytes:
 def _render(rc, path):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
 
     m = load_model(path)

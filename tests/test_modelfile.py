@@ -179,7 +179,7 @@ def test_animasa_pair_same_mesh(shared_models):
 
 
 def test_animasa_pair_same_posed_positions(shared_models):
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import ModelPoser
 
     pmd, pmx = _pair(shared_models)
@@ -269,7 +269,7 @@ def test_pmx20_utf16_and_no_extra_uv():
 
 
 def test_group_flip_impulse_evaluation_on_synthetic():
-    from renderer.morphs import flatten_morph_weights
+    from renderer.morph_eval import flatten_morph_weights
 
     m = load_model("synthetic.pmx", data=build_pmx())
     # group → (vertex 0.5, itself: loop cut, impulse: ignored); flip → vertex at weight
@@ -406,7 +406,7 @@ def test_every_byte_corrupted_exhaustive():
 def _every_byte(step, values):
     import warnings
 
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import ModelPoser
 
     for data in (build_pmx(), build_pmx(version=2.0, extra_uv=0, utf8=False)):

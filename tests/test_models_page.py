@@ -251,7 +251,7 @@ def test_saved_override_is_what_preview_and_models_check_read(server, capsys, tm
 
 
 def test_override_file_mode_writes_the_entry_render_reads(collection, tmp_path):
-    from renderer.morphs import load_override
+    from renderer.overrides import load_override
 
     base, root = collection
     ov = tmp_path / "overrides.json"

@@ -11,15 +11,9 @@ from conftest import real_model_paths
 from renderer.errors import ModelLoadError
 from renderer.model import Morph, MorphKind, MorphPanel
 from renderer.modelfile import load_model
-from renderer.morphs import (
-    FaceRig,
-    flatten_morph_weights,
-    info_lines,
-    load_override,
-    morph_side,
-    normalise_name,
-    resolve_face_rig,
-)
+from renderer.face_rig import FaceRig, info_lines, morph_side, normalise_name, resolve_face_rig
+from renderer.morph_eval import flatten_morph_weights
+from renderer.overrides import load_override
 from renderer.posing import ModelPoser
 
 _cache: dict = {}

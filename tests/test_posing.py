@@ -11,7 +11,7 @@ import pytest
 
 from renderer.model import BoneFlag
 from renderer.modelfile import load_model
-from renderer.morphs import resolve_face_rig
+from renderer.face_rig import resolve_face_rig
 from renderer.posing import ANGLE_DEGREES, POSE_NAMES, REST_POSE, ModelPoser, PosedMesh
 
 MODELS = ["mmd_default_pmd/miku_v2.pmd", "appearance_miku_pmx/index.pmx",
@@ -224,7 +224,7 @@ def test_sdef_rotates_about_its_centre():
     from test_modelfile import build_pmx
 
     from renderer.model import SkinningType
-    from renderer.morphs import FaceRig
+    from renderer.face_rig import FaceRig
 
     m = load_model("s.pmx", data=build_pmx())
     v = 3

@@ -31,7 +31,7 @@ def rc():
 def _loaded(path: str):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
 
     model = load_model(path)
@@ -189,7 +189,7 @@ def test_pmd_and_pmx_animasa_miku_agree(rc):
 def test_missing_textures_render_with_one_warning(rc, tmp_path, caplog):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
 
     src = _model("appearance_miku_pmx/index.pmx")

@@ -12,7 +12,7 @@ def sample_renders(tmp_path_factory):
 
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.offscreen import RenderContext
     from renderer.posing import REST_POSE, ModelPoser
     from renderer.samples import write_samples

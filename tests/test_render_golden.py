@@ -38,7 +38,7 @@ CASES = {
 def renders(tmp_path_factory):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.offscreen import RenderContext
     from renderer.posing import REST_POSE, ModelPoser
     from renderer.samples import write_samples
@@ -95,7 +95,7 @@ def test_framing_estimate_matches_sample_ground_truth(tmp_path):
     must put both within 4 px of rows 191.5 / 64 of a 256 image."""
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
     from renderer.samples import build_sample, write_samples
 
@@ -117,7 +117,7 @@ def test_framing_overrides(tmp_path):
     from renderer.errors import RenderError
     from renderer.framing import Frame, estimate_frame, estimate_head
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
     from renderer.samples import write_samples
 
@@ -145,7 +145,7 @@ def test_framing_ignores_a_bow_on_top_of_the_head(tmp_path):
 
     from renderer.framing import estimate_head
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
     from renderer.posing import REST_POSE, ModelPoser
     from renderer.samples import build_sample, write_samples
 

@@ -242,7 +242,7 @@ def test_head_weights_are_the_head():
 
 def _loader():
     from renderer.modelfile import load_model
-    from renderer.morphs import resolve_face_rig
+    from renderer.face_rig import resolve_face_rig
 
     return load_model, resolve_face_rig
 
