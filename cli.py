@@ -89,7 +89,7 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersampl
     from PIL import Image
 
     from renderer.errors import RendererError
-    from renderer.offscreen import SHEET_POSES, contact_sheet, render_preview
+    from renderer.preview import SHEET_POSES, contact_sheet, render_preview
 
     if Path(output).suffix.lower() not in ("", ".png"):   # checked before rendering anything
         raise RendererError(f"{output}: the preview is an RGBA PNG; give a name ending in .png")

@@ -202,7 +202,7 @@ class _ChildState:
         raise ValueError(f"unknown request {op!r}")
 
     def render(self, path: str, pose) -> dict:
-        from renderer.offscreen import check_pose
+        from renderer.preview import check_pose
 
         t = time.perf_counter()
         a = self.assembled(path)
@@ -211,7 +211,7 @@ class _ChildState:
                 "ms": (time.perf_counter() - t) * 1000.0}
 
     def sheet(self, path: str) -> dict:
-        from renderer.offscreen import SHEET_POSES, check_pose, contact_sheet
+        from renderer.preview import SHEET_POSES, check_pose, contact_sheet
 
         a = self.assembled(path)
         scene = a.scene(self.rc(SHEET_SIZE))

@@ -282,7 +282,7 @@ def test_load_model_and_face_rig(sample_paths):
 def test_render_left_wink_changes_the_image_right(sample_paths):
     """Closing the character's LEFT eye changes pixels in the image's right half only."""
     from renderer.errors import ContextError
-    from renderer.offscreen import render_preview
+    from renderer.preview import render_preview
 
     try:
         res = render_preview(sample_paths[0], [("rest", (0, 0, 0, 0, 0, 1)),
