@@ -114,13 +114,11 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersampl
 @_overrides_option
 def info_cmd(model, overrides):
     """Load MODEL (.pmx/.pmd) and print its format, counts and face rig (eyes, mouth, neck)."""
-    from renderer.modelfile import load_model
-    from renderer.face_rig import info_lines, resolve_face_rig
-    from renderer.overrides import load_override
+    from renderer.assembly import assemble_model
+    from renderer.face_rig import info_lines
 
-    m = load_model(model)
-    rig = resolve_face_rig(m, load_override(model, overrides))
-    for line in info_lines(m, rig):
+    assembled = assemble_model(model, overrides)
+    for line in info_lines(assembled.model, assembled.rig):
         click.echo(line)
 
 

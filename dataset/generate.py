@@ -217,16 +217,11 @@ def _model_state(path: str):
     if cached is not None:
         cached[2].release()
         _W["cache"] = None
-    from renderer.modelfile import load_model
-    from renderer.face_rig import resolve_face_rig
-    from renderer.overrides import load_override
-    from renderer.posing import ModelPoser
+    from renderer.assembly import assemble_model
 
-    model = load_model(path)
-    override = load_override(path, _W["overrides"], _W["models_root"])
-    rig = resolve_face_rig(model, override)
-    poser = ModelPoser(model, rig)
-    scene = _render_ctx().prepare(model, _W["shading"])
+    assembled = assemble_model(path, _W["overrides"], _W["models_root"])
+    poser = assembled.poser
+    scene = _render_ctx().prepare(assembled.model, _W["shading"])
     _W["cache"] = (path, poser, scene)
     return poser, scene
 

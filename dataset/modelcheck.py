@@ -170,12 +170,9 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
                    sha256: str = "") -> ModelCheck:
     """Run every check on one model (needs a GL RenderContext `probe_rc`); never raises for a
     bad model, returns a rejection instead."""
+    from renderer.assembly import assemble_model
     from renderer.errors import RendererError, typed_first_line
-    from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
-    from renderer.face_rig import resolve_face_rig
-    from renderer.overrides import load_override
-    from renderer.posing import ModelPoser
 
     from dataset.poses import REST_POSE
 
@@ -194,8 +191,8 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
     except Exception:  # noqa: BLE001 - a fingerprint is never a reason to reject
         log.debug("mesh fingerprint of %s failed", rel_path, exc_info=True)
     try:
-        override = load_override(path, overrides_file, models_root)
-        rig = resolve_face_rig(model, override)
+        assembled = assemble_model(path, overrides_file, models_root, model=model)
+        rig, override = assembled.rig, assembled.override
         probs = rig.problems()
         res.notes = [str(n) for n in (rig.notes or [])] + [str(w) for w in model.warnings]
         res.one_eye_morphs = bool(rig.has_one_eye_morphs)
@@ -211,9 +208,8 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
         if probs:
             res.reason = "; ".join(probs)
             return res
-        poser = ModelPoser(model, rig)
-        rest = poser.pose(REST_POSE)
-        frame = estimate_frame(model, rig, rest.positions, override, notes=res.notes)
+        poser = assembled.poser
+        frame = assembled.rest_frame(notes=res.notes)
         res.frame = [float(frame.cx), float(frame.cy), float(frame.half)]
         poses = {
             "rest": REST_POSE,

@@ -54,21 +54,14 @@ class PreviewResult:
 def render_preview(model_path, poses, size: int = 256, shading: str = "phong", frame=None, aa: int = 4,
                    ambient: float = 0.5, overrides_file=None, supersample: int = 1) -> PreviewResult:
     """Load a model, resolve its face rig and camera box, render each (label, pose6)."""
-    from renderer.framing import estimate_frame
-    from renderer.modelfile import load_model
-    from renderer.face_rig import resolve_face_rig
-    from renderer.overrides import load_override
-    from renderer.posing import REST_POSE, ModelPoser
+    from renderer.assembly import assemble_model
 
     poses = [(label, check_pose(p)) for label, p in poses]
-    model = load_model(model_path)
-    override = load_override(model_path, overrides_file) if overrides_file else load_override(model_path)
-    rig = resolve_face_rig(model, override)
-    notes = list(getattr(rig, "notes", []) or []) + list(rig.problems())
-    poser = ModelPoser(model, rig)
+    assembled = assemble_model(model_path, overrides_file or None)
+    model, rig, poser = assembled.model, assembled.rig, assembled.poser
+    notes = list(rig.notes) + list(rig.problems())
     if frame is None:
-        rest = poser.pose(REST_POSE)
-        frame = estimate_frame(model, rig, rest.positions, override, notes=notes)
+        frame = assembled.rest_frame(notes=notes)
     else:
         frame = Frame(*(float(v) for v in frame))
         if not frame.half > 0:
