@@ -8,57 +8,38 @@ in model units, half-width equal) that means
     cy   = (head_top_y + chin_y) / 2
     cx   = horizontal centre of the head
 
-How the chin and the top of the skull are estimated (rest pose, model units):
+`estimate_head(model, rig, rest_positions)` -> HeadEstimate, in model units:
 
-1. Head vertices: vertices whose skinning weights on the head bone (頭, the
-   rig's neck tip) and its descendant bones (eyes, hair, ahoge, ribbons...)
-   sum to >= 0.5.
-2. Eye height and centre: the eye bones (左目/右目, else 両目) when present,
-   else the head bone; the centre x is the mean of the two eye bones' x (the
-   head bone's x otherwise).
-3. Top of skull: the head vertices above the eyes are cut into thin horizontal
-   slices; a slice counts as skull/flat hair when its width (2nd..98th
-   percentile of x) is at least `TOP_WIDTH_FRACTION` (45 %) of the widest
-   slice. From the highest such slice the estimate climbs on through the
-   slices that stay at least `DOME_TAIL_FRACTION` (20 %) as wide (the rounded
-   top of the hair cap) and stops at the first thinner one; the top is that
-   slice's upper edge. A slice holding fewer than `SPARSE_SLICE_VERTICES`
-   vertices (a coarse hair cap) is judged by the width of the mesh's
-   cross-section at its middle instead. A thin ahoge (or any narrow strand
-   pointing up) is ignored while a flat or rounded hair cap is kept.
-   Accessories (ribbons, bows, hats, hair ties): the mesh is split into
-   pieces (connected triangles, vertices at the same position welded). A
-   piece whose lowest vertex is above the eyes sits on the head; it is an
-   accessory when it reaches more than `ACCESSORY_RISE` (0.3) x eye-to-chin
-   above the top estimated without any such piece. Accessory vertices are
-   left out of the slice widths (the slices still span up to the highest
-   head vertex, so a model without accessories, or whose only one is an
-   ahoge the width rule skips anyway, frames exactly as before). The
-   exclusion is dropped when it would leave the top less than
-   `ACCESSORY_MIN_TOP_RATIO` (1.3) x eye-to-chin above the eyes (1.6..2.1 on
-   the real models), i.e. when the "accessory" was the hair cap itself.
-   Measured: rin.pmd 20.30 -> 19.34 (its hair material tops at 19.36, the
-   ribbon at 20.30), rin_act2.pmd 20.21 -> 19.14 (hair 19.22), mokou_A/B
-   20.34 -> 19.33 (hair 19.34); the other real models move by <= 3 px of 256
-   (the sparse-slice rule lets kaito and Appearance Miku reach their hair's
-   top), the sample characters not at all.
-4. Chin: the lowest vertex weighted >= 0.75 to the head bones in a narrow
-   column around the centre x (half width = 0.3 x the eye-bone spacing, at
-   least 4 % of the head width), in front of the head bone (z below it: the
-   character faces -z) and below the eyes. The neck's top ring (blended
-   between neck and head) and the jaw's sides stay out of that column. When
-   eye-to-chin is not 0.25..1.1 times eye-to-top (0.35..0.71 on every test
-   model), the chin is set to 0.55 x eye-to-top below the eyes and a note says so.
-   Long hair hanging below the chin is either behind the head bone or outside
-   the column, so it does not count. When the column holds nothing, the chin
-   falls back to eye_y - 0.75·(top - eye_y).
-   Only mesh pieces that reach up to the eye line count when they supply
-   enough vertices to the column: a headset microphone in front of the mouth
-   is a separate piece below the eyes (rin.pmd: chin 15.63 -> 15.92, the
-   lowest point of her face).
-5. The estimate is checked for sanity (the chin below the eyes, the top above);
-   per-model override keys `chin_y`, `head_top_y` (either or both) or `frame`
-   ([cx, cy, half]) replace it, and `thactl preview` prints the box used.
+1. Head vertices: skinning weights on the head bone (the rig's neck tip, else 頭)
+   and its descendant bones sum to >= 0.5; fewer than 8 is a RenderError.
+2. Eye line: the mean of the eye bones 左目/右目 (else 両目's height, else the head
+   vertices' median height; the median also when the eyes sit outside the head);
+   `cx` is the eye bones' mean x, the head bone's x without them.
+3. Top of skull: the head vertices above the eyes in `TOP_SLICES` horizontal slices;
+   from the highest slice at least `TOP_WIDTH_FRACTION` as wide (2nd..98th
+   percentile of x) as the widest, climb while slices stay `DOME_TAIL_FRACTION` as
+   wide (a slice with fewer than `SPARSE_SLICE_VERTICES` vertices is judged by the
+   mesh's cross-section at its middle); the top is the last such slice's upper edge.
+   Accessories are left out of the slice widths: mesh pieces (connected triangles,
+   coincident vertices welded) whose lowest vertex is above the eyes and that reach
+   more than `ACCESSORY_RISE` x eye-to-chin above the top found without them, unless
+   leaving them out puts the top less than `ACCESSORY_MIN_TOP_RATIO` x eye-to-chin
+   above the eyes.
+4. Chin: the lowest vertex weighted >= `CHIN_MIN_WEIGHT` to the head bones in a
+   column around `cx` (half width: `CHIN_COLUMN_EYE_FRACTION` x the eye-bone spacing,
+   at least `CHIN_COLUMN_HEAD_FRACTION` x the head width), in front of the head bone
+   and below the eyes, counting only pieces that reach the eye line when they give
+   at least 3 such vertices. No such vertex, or eye-to-chin outside
+   `CHIN_RATIO_RANGE` x eye-to-top: the chin is `CHIN_FALLBACK_RATIO` x eye-to-top
+   below the eyes. Chin and top on the wrong side of the eyes: both from proportions
+   around the eyes.
+Every fallback adds a line to `HeadEstimate.notes`.
+
+`estimate_frame(model, rig, rest_positions, override)`: the override's `frame`
+([cx, cy, half]) wins; its `chin_y` / `head_top_y` replace the estimate's (either
+or both); the result is checked (finite, half > 0, top above chin; RenderError
+naming the model otherwise). README (thactl preview, Camera) explains the rules
+with measurements on real models.
 """
 from __future__ import annotations
 
@@ -75,16 +56,13 @@ log = logging.getLogger("thactl.renderer")
 TOP_WIDTH_FRACTION = 0.45
 TOP_SLICES = 64
 DOME_TAIL_FRACTION = 0.2
-# Accessories (module doc, step 3): mesh pieces whose lowest vertex is above the eyes and
-# that reach ACCESSORY_RISE x eye-to-chin above the top found without such pieces. Their
-# exclusion is dropped when the top would end less than ACCESSORY_MIN_TOP_RATIO x
-# eye-to-chin above the eyes ((top - eye) / (eye - chin) is 1.61..2.13 on the real models).
+# accessories (module doc, step 3)
 ACCESSORY_RISE = 0.3
 ACCESSORY_MIN_TOP_RATIO = 1.3
 WELD_FRACTION = 1e-5
 # a slice with fewer vertices than this is judged by its cross-section (coarse meshes)
 SPARSE_SLICE_VERTICES = 10
-# (eye - chin) / (top - eye): 0.35 .. 0.71 on the real test models and the samples.
+# chin fallback and plausibility, as (eye - chin) / (top - eye) (module doc, step 4)
 CHIN_FALLBACK_RATIO = 0.55
 CHIN_RATIO_RANGE = (0.25, 1.1)
 CHIN_COLUMN_EYE_FRACTION = 0.3
@@ -248,7 +226,8 @@ def _top_of_skull(pos: np.ndarray, keep: np.ndarray, tri: np.ndarray, eye_y: flo
 
 
 def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
-    """Chin y, top-of-skull y, eye y and centre x of the rest-pose head (see module doc)."""
+    """Chin y, top-of-skull y, eye y and centre x of the rest-pose head (see module doc);
+    RenderError when too few vertices follow the head bone."""
     pos = np.asarray(rest_positions, np.float64)
     notes: list[str] = []
     h = _head_bone(model, rig)
@@ -261,7 +240,22 @@ def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
     if len(H) < 8:
         raise RenderError(f"{model.path}: too few vertices follow the head bone to frame the face; "
                           "give 'frame' or 'chin_y'/'head_top_y' in the model's override file")
+    eye_y, cx, eye_sep = _eye_line(model, head_pos, H, notes)
+    got = _HeadSearch(model, pos, w, head_pos, eye_y, cx, eye_sep).top_and_chin(notes)
+    if got is not None:
+        top, head_w, chin = got
+    else:
+        top = float(H[:, 1].max())
+        head_w = float(np.ptp(H[:, 0])) or 1.0
+        chin = None
+        notes.append("head top from the highest head vertex")
+    chin, top = _plausible_chin_and_top(chin, top, eye_y, head_w, notes)
+    return HeadEstimate(cx=cx, chin_y=chin, head_top_y=top, eye_y=eye_y, notes=notes)
 
+
+def _eye_line(model, head_pos: np.ndarray, H: np.ndarray, notes: list[str]):
+    """(eye y, centre x, eye-bone spacing) from the eye bones, else 両目 or the head
+    vertices `H`; the head vertices' median height when the eyes sit outside the head."""
     eyes = []
     for left, right in EYE_BONE_NAMES:
         li, ri = model.bone_index(left), model.bone_index(right)
@@ -281,60 +275,68 @@ def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
     if eye_y < head_pos[1] - 1e-6 or eye_y >= H[:, 1].max():
         notes.append("eye bones not inside the head; using the head vertices' median height")
         eye_y = float(np.median(H[:, 1]))
+    return eye_y, cx, eye_sep
 
-    # --- top of skull: highest wide slice above the eyes, accessories left out
-    piece = _mesh_pieces(model, pos)
-    npieces = int(piece.max()) + 1
-    piece_low = np.full(npieces, np.inf)
-    np.minimum.at(piece_low, piece, pos[:, 1])
-    piece_high = np.full(npieces, -np.inf)
-    np.maximum.at(piece_high, piece, pos[:, 1])
-    head = w >= 0.5
-    floating = head & (piece_low[piece] > eye_y)
-    F = pos[w >= CHIN_MIN_WEIGHT]
-    # the face's own mesh reaches the eyes; small pieces below them (a headset's
-    # microphone in front of the mouth) are not the chin
-    face_piece = (piece_high[piece] >= eye_y)[w >= CHIN_MIN_WEIGHT]
 
-    tri = np.asarray(model.indices, np.int64).reshape(-1, 3)
+class _HeadSearch:
+    """Top of skull and chin of one rest-pose mesh, given its head weights `w` and eye line."""
 
-    def top_and_chin(keep, span=None):
-        got = _top_of_skull(pos, keep, tri, eye_y, span)
+    def __init__(self, model, pos, w, head_pos, eye_y: float, cx: float, eye_sep: float):
+        self.pos, self.head_pos, self.eye_y, self.cx, self.eye_sep = pos, head_pos, eye_y, cx, eye_sep
+        self.piece = piece = _mesh_pieces(model, pos)
+        npieces = int(piece.max()) + 1
+        piece_low = np.full(npieces, np.inf)
+        np.minimum.at(piece_low, piece, pos[:, 1])
+        self.piece_high = np.full(npieces, -np.inf)
+        np.maximum.at(self.piece_high, piece, pos[:, 1])
+        self.head = w >= 0.5
+        self.floating = self.head & (piece_low[piece] > eye_y)      # pieces starting above the eyes
+        self.F = pos[w >= CHIN_MIN_WEIGHT]
+        # the face's own mesh reaches the eyes; small pieces below them (a headset's
+        # microphone in front of the mouth) are not the chin
+        self.face_piece = (self.piece_high[piece] >= eye_y)[w >= CHIN_MIN_WEIGHT]
+        self.tri = np.asarray(model.indices, np.int64).reshape(-1, 3)
+
+    def top_and_chin(self, notes: list[str]):
+        """(top, widest slice width, chin or None) with accessories left out, or None."""
+        got = self._top_and_chin(self.head)
+        if got is None or not self.floating.any():
+            return got
+        base = self._top_and_chin(self.head & ~self.floating)   # the head without such pieces
+        if base is None:
+            return got
+        chin_ref = base[2] if base[2] is not None else got[2]
+        if chin_ref is None or not chin_ref < self.eye_y:
+            return got
+        rise = ACCESSORY_RISE * (self.eye_y - chin_ref)
+        accessory = self.floating & (self.piece_high[self.piece] > base[0] + rise)
+        # same slices as before, the accessories' vertices left out of their widths
+        alt = self._top_and_chin(self.head & ~accessory, self.head) if accessory.any() else None
+        if alt is not None and alt[0] < got[0] - 1e-9 and alt[2] is not None \
+                and alt[0] - self.eye_y >= ACCESSORY_MIN_TOP_RATIO * (self.eye_y - alt[2]):
+            notes.append(f"top of skull {alt[0]:.4g} leaves out {int(accessory.sum())} vertices of "
+                         f"pieces above the eyes (accessories) that reach {got[0]:.4g}")
+            return alt
+        return got
+
+    def _top_and_chin(self, keep, span=None):
+        """(top, widest slice width, chin or None) from the vertices `keep`, or None."""
+        got = _top_of_skull(self.pos, keep, self.tri, self.eye_y, span)
         if got is None:
             return None
         top, head_w = got
-        col = max(CHIN_COLUMN_EYE_FRACTION * eye_sep, CHIN_COLUMN_HEAD_FRACTION * head_w)
-        sel = (np.abs(F[:, 0] - cx) <= col) & (F[:, 2] <= head_pos[2]) & (F[:, 1] < eye_y)
-        if (sel & face_piece).sum() >= 3:
-            sel &= face_piece
+        F, eye_y = self.F, self.eye_y
+        col = max(CHIN_COLUMN_EYE_FRACTION * self.eye_sep, CHIN_COLUMN_HEAD_FRACTION * head_w)
+        sel = (np.abs(F[:, 0] - self.cx) <= col) & (F[:, 2] <= self.head_pos[2]) & (F[:, 1] < eye_y)
+        if (sel & self.face_piece).sum() >= 3:
+            sel &= self.face_piece
         chin = float(F[sel, 1].min()) if sel.sum() >= 3 else None
         return top, head_w, chin
 
-    got = top_and_chin(head)
-    if got is not None and floating.any():
-        # pieces above the eyes that stick up well above the head without them
-        base = top_and_chin(head & ~floating)
-        if base is not None:
-            chin_ref = base[2] if base[2] is not None else got[2]
-            if chin_ref is not None and chin_ref < eye_y:
-                rise = ACCESSORY_RISE * (eye_y - chin_ref)
-                accessory = floating & (piece_high[piece] > base[0] + rise)
-                # same slices as before, the accessories' vertices left out of their widths
-                alt = top_and_chin(head & ~accessory, head) if accessory.any() else None
-                if alt is not None and alt[0] < got[0] - 1e-9 and alt[2] is not None \
-                        and alt[0] - eye_y >= ACCESSORY_MIN_TOP_RATIO * (eye_y - alt[2]):
-                    notes.append(f"top of skull {alt[0]:.4g} leaves out {int(accessory.sum())} vertices of "
-                                 f"pieces above the eyes (accessories) that reach {got[0]:.4g}")
-                    got = alt
-    if got is not None:
-        top, head_w, chin = got
-    else:
-        top = float(H[:, 1].max())
-        head_w = float(np.ptp(H[:, 0])) or 1.0
-        chin = None
-        notes.append("head top from the highest head vertex")
 
-    # --- chin: lowest head vertex in a narrow front column below the eyes
+def _plausible_chin_and_top(chin, top: float, eye_y: float, head_w: float, notes: list[str]):
+    """(chin, top) with the fallbacks: no chin, chin/top on the wrong side of the eyes, or
+    eye-to-chin outside CHIN_RATIO_RANGE x eye-to-top."""
     if chin is None:
         chin = eye_y - CHIN_FALLBACK_RATIO * (top - eye_y)
         notes.append("chin from the eye height (no face vertices in front below the eyes)")
@@ -350,7 +352,7 @@ def estimate_head(model, rig, rest_positions: np.ndarray) -> HeadEstimate:
             notes.append(f"chin estimate implausible (eye-to-chin {ratio:.2f} x eye-to-top); "
                          f"using {CHIN_FALLBACK_RATIO} x eye-to-top below the eyes — set chin_y in the override")
             chin = eye_y - CHIN_FALLBACK_RATIO * (top - eye_y)
-    return HeadEstimate(cx=cx, chin_y=chin, head_top_y=top, eye_y=eye_y, notes=notes)
+    return chin, top
 
 
 def estimate_frame(model, rig, rest_positions: np.ndarray, override: dict | None = None,
