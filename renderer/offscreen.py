@@ -35,7 +35,8 @@ import numpy as np
 
 from renderer.errors import ContextError, RenderError, RendererError, first_line
 from renderer.framing import Frame
-from renderer.model import MaterialFlag, MMDModel, SphereMode
+from renderer.model import MATERIAL_MORPH_WIDTH, MaterialFlag, MMDModel, SphereMode
+from renderer.model import MaterialMorphColumn as MC
 from renderer.textures import TextureSet, builtin_toon
 
 log = logging.getLogger("thactl.renderer")
@@ -125,8 +126,8 @@ class RenderContext:
     size*k and box-filter down (combine with aa=0 for pure supersampling).
     trilinear: blend the two nearest mipmap levels (LINEAR_MIPMAP_LINEAR). The
     default (False) filters bilinearly in the nearest level (LINEAR_MIPMAP_NEAREST):
-    half the texel fetches, which on llvmpipe makes texture-heavy models ~15% faster
-    (Appearance Miku 256² 4x AA: 71 -> 82 img/s) for SSIM >= 0.999 against trilinear.
+    half the texel fetches (README, thactl preview, Output, has the speed and the
+    difference to trilinear).
     """
 
     def __init__(self, size: int = 256, aa: int = 4, supersample: int = 1, trilinear: bool = False):
@@ -453,9 +454,9 @@ class ModelScene:
         mm = material_morph
         if mm is not None:
             mm = np.asarray(mm, np.float32)
-            if mm.shape != (len(self.model.materials), 28):
+            if mm.shape != (len(self.model.materials), MATERIAL_MORPH_WIDTH):
                 raise RenderError(f"{self.model.path}: material morph array has shape {mm.shape}, "
-                                  f"expected ({len(self.model.materials)}, 28)")
+                                  f"expected ({len(self.model.materials)}, {MATERIAL_MORPH_WIDTH})")
         culling = None
         blending = True                           # begin() enabled it
         for d in self._draws:
@@ -464,8 +465,9 @@ class ModelScene:
             ttint = (1.0, 1.0, 1.0, 1.0)
             opaque = d.opaque
             if mm is not None:
-                dif, ttint = tuple(float(x) for x in mm[i, 0:4]), tuple(float(x) for x in mm[i, 16:20])
-                opaque = opaque and mm[i, 3] >= 1.0 and mm[i, 19] >= 1.0
+                dif = tuple(float(x) for x in mm[i, MC.DIFFUSE])
+                ttint = tuple(float(x) for x in mm[i, MC.TEXTURE_TINT])
+                opaque = opaque and mm[i, MC.DIFFUSE_ALPHA] >= 1.0 and mm[i, MC.TEXTURE_TINT_ALPHA] >= 1.0
             if opaque == blending:                # opaque fragments: blending is an exact no-op
                 blending = not opaque
                 if blending:
@@ -499,11 +501,11 @@ class ModelScene:
         amb, spec, power = d.ambient, d.specular, d.power
         stint = toint = (1.0, 1.0, 1.0, 1.0)
         if mm is not None:
-            spec = tuple(float(x) for x in mm[i, 4:7])
-            power = float(mm[i, 7])
-            amb = tuple(float(x) for x in mm[i, 8:11])
-            stint = tuple(float(x) for x in mm[i, 20:24])
-            toint = tuple(float(x) for x in mm[i, 24:28])
+            spec = tuple(float(x) for x in mm[i, MC.SPECULAR])
+            power = float(mm[i, MC.SPECULAR_POWER])
+            amb = tuple(float(x) for x in mm[i, MC.AMBIENT])
+            stint = tuple(float(x) for x in mm[i, MC.SPHERE_TINT])
+            toint = tuple(float(x) for x in mm[i, MC.TOON_TINT])
         p["u_mat_ambient"].value = amb
         p["u_specular"].value = spec
         p["u_specular_power"].value = power
@@ -526,8 +528,8 @@ class ModelScene:
             i = d.material
             size, color = d.edge_size, d.edge_color
             if mm is not None:
-                color = tuple(float(x) for x in mm[i, 11:15])
-                size = float(mm[i, 15])
+                color = tuple(float(x) for x in mm[i, MC.EDGE_COLOR])
+                size = float(mm[i, MC.EDGE_SIZE])
             if not d.edge or size <= 0 or color[3] <= 0:
                 continue
             ep["u_edge_ndc"].value = size * px_ndc
