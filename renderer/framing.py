@@ -310,7 +310,7 @@ class _HeadSearch:
             return got
         rise = ACCESSORY_RISE * (self.eye_y - chin_ref)
         accessory = self.floating & (self.piece_high[self.piece] > base[0] + rise)
-        # same slices as before, the accessories' vertices left out of their widths
+        # the slices still reach the highest head vertex; accessory vertices leave their widths
         alt = self._top_and_chin(self.head & ~accessory, self.head) if accessory.any() else None
         if alt is not None and alt[0] < got[0] - 1e-9 and alt[2] is not None \
                 and alt[0] - self.eye_y >= ACCESSORY_MIN_TOP_RATIO * (self.eye_y - alt[2]):
