@@ -119,20 +119,14 @@ class _Assembled:
     """One model ready to render: model, override, face rig, poser, camera box, notes."""
 
     def __init__(self, path: str, models_root: str, overrides: str | None):
-        from renderer.framing import estimate_frame
-        from renderer.modelfile import load_model
-        from renderer.face_rig import resolve_face_rig
-        from renderer.overrides import load_override
-        from renderer.posevector import REST_POSE
-        from renderer.posing import ModelPoser
+        from renderer.assembly import assemble_model
 
-        self.model = load_model(path)
-        self.override = load_override(path, overrides, models_root) or {}
-        self.rig = resolve_face_rig(self.model, self.override)
+        assembled = assemble_model(path, overrides, models_root)
+        self.model, self.rig = assembled.model, assembled.rig
+        self.override = assembled.override or {}
         self.notes = list(self.rig.notes) + list(self.rig.problems())
-        self.poser = ModelPoser(self.model, self.rig)
-        self.frame = estimate_frame(self.model, self.rig, self.poser.pose(REST_POSE).positions,
-                                    self.override, notes=self.notes)
+        self.poser = assembled.poser
+        self.frame = assembled.rest_frame(notes=self.notes)
         self.scenes: dict[int, Any] = {}
 
     def scene(self, rc):
