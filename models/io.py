@@ -1,7 +1,9 @@
 """Network weights as safetensors, with the architecture in the metadata.
 
 Metadata: {"kind": "morpher"|"rotator"|"combiner", "config": json of the constructor keywords,
-"format": "thactl-weights"}. `load_weights` rebuilds the network from that alone.
+"format": "thactl-weights"} (+ any extra string entries, e.g. where imported weights came from).
+`load_weights` rebuilds the network from that alone. It also takes THA1's released PyTorch files
+(models/tha1.py), told apart by content: a safetensors file starts with its header's length then '{'.
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ def unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "module", module)  # DistributedDataParallel
 
 
-def save_weights(module: nn.Module, path: str | Path) -> Path:
-    """Write `module`'s weights (fp32, contiguous) to `path` atomically; returns the path."""
+def save_weights(module: nn.Module, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write `module`'s weights (fp32, contiguous) to `path` atomically; returns the path.
+
+    `extra_metadata`: more string entries for the header (cannot replace kind/config/format)."""
     from safetensors.torch import save_file
 
     module = unwrap(module)
@@ -43,25 +47,49 @@ def save_weights(module: nn.Module, path: str | Path) -> Path:
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {str(k): str(v) for k, v in (extra_metadata or {}).items()}
+    meta.update({"format": "thactl-weights", "kind": kind, "config": json.dumps(module.config, sort_keys=True)})
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "thactl-weights", "kind": kind,
-                                             "config": json.dumps(module.config, sort_keys=True)})
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 
+def file_names(kind: str) -> tuple[str, str]:
+    """The names a folder may hold `kind`'s weights under: thactl's, then THA1's released file."""
+    from .tha1 import FILE_NAMES
+
+    return f"{kind}.safetensors", FILE_NAMES[kind]
+
+
+def find_in_folder(folder: Path, kind: str) -> Path | None:
+    """FOLDER/<kind>.safetensors, else FOLDER/<THA1's file name>, else None."""
+    return next((folder / n for n in file_names(kind) if (folder / n).is_file()), None)
+
+
 def resolve_weights_path(path_or_run_dir: str | Path, kind: str | None = None) -> Path:
+    """A weight file, or the one for `kind` in a folder (a run folder or a folder of THA1's files)."""
     p = Path(path_or_run_dir)
     if p.is_dir():
         if kind is None:
-            found = [p / f"{k}.safetensors" for k in KINDS if (p / f"{k}.safetensors").is_file()]
+            found = [f for k in KINDS if (f := find_in_folder(p, k)) is not None]
             if len(found) != 1:
                 raise WeightsError(f"{p}: expected exactly one of {', '.join(k + '.safetensors' for k in KINDS)}"
-                                   f", found {len(found)}; say which network")
+                                   f" (or THA1's file), found {len(found)}; say which network")
             return found[0]
-        p = p / f"{kind}.safetensors"
+        found = find_in_folder(p, kind)
+        if found is None:
+            raise WeightsError(f"{p}: {' / '.join(file_names(kind))} not found in this folder")
+        p = found
     if not p.is_file():
         raise WeightsError(f"{p}: weight file not found")
     return p
+
+
+def is_safetensors(path: str | Path) -> bool:
+    """True when the file starts like a safetensors file (8-byte header length, then '{')."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -78,10 +106,15 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def load_weights(path_or_run_dir: str | Path, kind: str | None = None, map_location: str = "cpu") -> nn.Module:
-    """The network stored in a .safetensors file, or `RUN/<kind>.safetensors` for a run folder."""
+    """The network stored in a .safetensors file or a THA1 .pt file (told apart by content), or
+    in a folder's `<kind>.safetensors` / THA1 file (see resolve_weights_path)."""
     from safetensors.torch import load_file
 
     path = resolve_weights_path(path_or_run_dir, kind)
+    if not is_safetensors(path):
+        from .tha1 import load_tha1
+
+        return load_tha1(path, kind).to(map_location)
     meta = read_metadata(path)
     if kind is not None and meta["kind"] != kind:
         raise WeightsError(f"{path}: holds a {meta['kind']}, expected a {kind}")

@@ -59,7 +59,8 @@ def test_parameter_counts_at_tha1_defaults():
     # THA1: ~34 M, ~34 M, ~35 M
     assert [round(c / 1e6) for c in got] == [34, 34, 35]
     for n in nets:
-        assert n.config == dict(image_size=256, base_channels=64, num_downsample=3, num_res_blocks=6)
+        rotator_only = {"grid_convention": "thactl"} if n.kind == "rotator" else {}
+        assert n.config == dict(image_size=256, base_channels=64, num_downsample=3, num_res_blocks=6, **rotator_only)
         assert not any(isinstance(m, torch.nn.Conv2d) and m.bias is not None for m in n.modules())
         norms = [m for m in n.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
         assert norms and all(m.affine for m in norms)
@@ -206,7 +207,8 @@ def test_poser_chains_the_three_networks():
 def test_save_and_load_weights_round_trip(tmp_path):
     r = TwoAlgoFaceRotator(**TINY)
     save_weights(r, tmp_path / "rotator.safetensors")
-    assert read_metadata(tmp_path / "rotator.safetensors") == {"kind": "rotator", "config": TINY}
+    assert read_metadata(tmp_path / "rotator.safetensors") == {"kind": "rotator",
+                                                               "config": {**TINY, "grid_convention": "thactl"}}
     r2 = load_weights(tmp_path, "rotator")  # a run folder resolves to RUN/<kind>.safetensors
     assert isinstance(r2, TwoAlgoFaceRotator)
     for (k, a), (k2, b) in zip(r.state_dict().items(), r2.state_dict().items()):
