@@ -262,9 +262,13 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
 @click.option("--vgg-weights", type=click.Path(dir_okay=False),
               help="torchvision vgg16 state_dict (.pth or .safetensors) for --loss perceptual.")
 @click.option("--random-vgg", is_flag=True, hidden=True, help="Tests only: random VGG16 weights.")
-@click.option("--init", "init", type=click.Path(), help="Start from these weights (run folder, checkpoint.pt "
-              "or .safetensors), e.g. the rotator's L1 run for its perceptual run.")
-@click.option("--rotator", type=click.Path(), help="Combiner only: trained rotator (run folder or .safetensors).")
+@click.option("--init", "init", type=click.Path(), help="Start from these weights (run folder, checkpoint.pt, "
+              ".safetensors, or THA1's released file or folder), e.g. the rotator's L1 run for its perceptual run.")
+@click.option("--rotator", type=click.Path(), help="Combiner only: trained rotator (run folder, .safetensors, or "
+              "THA1's two_algo_face_rotator.pt or its folder).")
+@click.option("--grid-convention", type=click.Choice(["thactl", "tha1"]), default=None,
+              help="Rotator only: how the Zhou flow samples (tha1 = THA1's align_corners=True). "
+                   "Default: that of --init's weights, else thactl.")
 @click.option("--batch-size", type=int, help="Global batch. [THA1: 25; rotator perceptual 8; combiner 20 / 12]")
 @click.option("--examples", type=int, help="Budget in examples seen. [THA1: 3,000,000; combiner 1,500,000]")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate (betas 0.5, 0.999).")
@@ -287,7 +291,7 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--skip-bad-shards", is_flag=True,
               help="Leave out corrupt or unreadable shards (each is named in a warning) instead of stopping.")
-def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, batch_size, examples, lr, seed,
+def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, grid_convention, batch_size, examples, lr, seed,
               checkpoint_every, val_every, val_examples, num_samples, log_every, image_size, base_channels,
               num_downsample, num_res_blocks, device, precision, channels_last, compile_, workers, quiet,
               skip_bad_shards):
@@ -300,6 +304,7 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, bat
       thactl train rotator --data ./data --out ./runs/rotator-p --loss perceptual \\
           --init ./runs/rotator-l1 --vgg-weights vgg16.pth
       thactl train combiner --data ./data --out ./runs/combiner --rotator ./runs/rotator-l1
+      thactl train rotator --data ./data --out ./runs/rotator-ft --init ./tha1   # from THA1's files
       torchrun --nproc_per_node 8 $(which thactl) train morpher --data ./data --out ./runs/m
     """
     import logging
@@ -318,6 +323,7 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, bat
                       base_channels=base_channels, num_downsample=num_downsample, num_res_blocks=num_res_blocks,
                       device=device, precision=precision, channels_last=channels_last, compile=compile_,
                       workers=workers, vgg_weights=vgg_weights, random_vgg=random_vgg, init=init, rotator=rotator,
+                      grid_convention=grid_convention,
                       quiet=quiet, skip_bad_shards=skip_bad_shards)
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -329,14 +335,27 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, bat
 def _weights_options(f):
     """--weights DIR and per-network --morpher/--rotator/--combiner (run folders or .safetensors)."""
     f = click.option("--combiner", "combiner_src", type=click.Path(), default=None,
-                     help="Combiner run folder or .safetensors (overrides --weights).")(f)
+                     help="Combiner run folder, .safetensors or THA1's combiner.pt (overrides --weights).")(f)
     f = click.option("--rotator", "rotator_src", type=click.Path(), default=None,
-                     help="Rotator run folder or .safetensors (overrides --weights).")(f)
+                     help="Rotator run folder, .safetensors or THA1's two_algo_face_rotator.pt "
+                          "(overrides --weights).")(f)
     f = click.option("--morpher", "morpher_src", type=click.Path(), default=None,
-                     help="Morpher run folder or .safetensors (overrides --weights).")(f)
+                     help="Morpher run folder, .safetensors or THA1's face_morpher.pt (overrides --weights).")(f)
     f = click.option("--weights", type=click.Path(), default=None,
-                     help="Folder with morpher.safetensors, rotator.safetensors [, combiner.safetensors].")(f)
+                     help="Folder with morpher.safetensors, rotator.safetensors [, combiner.safetensors], "
+                          "or THA1's released face_morpher.pt, two_algo_face_rotator.pt [, combiner.pt].")(f)
     return f
+
+
+_precision_option = click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
+    help="Network arithmetic: auto = fp16 autocast on CUDA, fp32 on the CPU; fp32 everywhere "
+         "(as THA1 ran); fp16 (CUDA only).")
+
+
+def _half(precision: str):
+    """--precision -> PoserRunner's `half` (None = its default)."""
+    return {"auto": None, "fp32": False, "fp16": True}[precision]
 
 
 _output_path_option = click.option(
@@ -443,7 +462,8 @@ def _pose_values(values) -> "list[float]":
 @click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it to the networks' size.")
 @_output_path_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
-def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, output, fit, path, device):
+@_precision_option
+def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, output, fit, path, device, precision):
     """Pose one drawing: IMAGE (RGBA, transparent background, head in the middle box) -> out.png."""
     import numpy as np
 
@@ -455,7 +475,8 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
     if Path(output).suffix.lower() != ".png":  # the result is RGBA: JPEG or no extension crashed in Pillow
         raise TrainError(f"{output}: output must end in .png (the posed image is RGBA)")
     values = _pose_values(pose)
-    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=1)
+    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=1,
+                     half=_half(precision))
     img, warnings = load_input_image(image, runner.image_size, fit=fit)
     for w in warnings:
         _warn(f"{image}: {w}")
@@ -538,11 +559,13 @@ def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth
 @_output_path_option
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
+@_precision_option
 @click.option("--save-poses", type=click.Path(dir_okay=False), default=None, help="Also write the poses used as CSV.")
 @_tracking_options
 def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, video, side_by_side, fps,
-                seconds, background, fit, path, batch_size, device, save_poses, **tracking):
-    """Animate one drawing into a GIF or MP4 (fp16 on CUDA; the morpher runs once per expression).
+                seconds, background, fit, path, batch_size, device, precision, save_poses, **tracking):
+    """Animate one drawing into a GIF or MP4 (fp16 on CUDA unless --precision fp32; the morpher runs
+    once per expression).
 
     \b
     Examples:
@@ -572,7 +595,8 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
         except ImportError:
             raise TrainError(f"{output}: writing .mp4 needs ffmpeg through the imageio-ffmpeg package "
                              "(pip install imageio-ffmpeg), or write a .gif instead") from None
-    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size)
+    runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size,
+                     half=_half(precision))
     img, warnings = load_input_image(image, runner.image_size, fit=fit)
     for w in warnings:
         _warn(f"{image}: {w}")
@@ -648,6 +672,24 @@ def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, 
     else:
         msg = f"onnxruntime matches torch: max |diff| {rep['max_abs_diff']:.2e}"
     click.echo(f"wrote {onnx_out} ({runner.path} path, {runner.image_size}x{runner.image_size}, opset {opset}); {msg}")
+
+
+@thactl.command("import-tha1")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for morpher/rotator/combiner.safetensors.")
+@click.option("--force", is_flag=True, help="Replace .safetensors files already in OUT.")
+def import_tha1_cmd(folder, out, force):
+    """Convert THA1's released weights (FOLDER/face_morpher.pt, two_algo_face_rotator.pt, combiner.pt)
+    to thactl's .safetensors once. Commands also take FOLDER as it is (--weights FOLDER).
+
+    The weights are Pramook Khungurn's, licensed CC BY 4.0; the output records the source file,
+    its sha256 and that licence in its metadata.
+    """
+    from models.tha1 import import_folder
+
+    for p in import_folder(folder, out, force=force):
+        click.echo(f"wrote {p}")
 
 
 # ---------------------------------------------------------------- serve (browser app)

@@ -15,9 +15,10 @@ WEIGHT_FILES = ("morpher", "rotator", "combiner")
 def resolve_weights(weights: str | Path | None = None, morpher: str | Path | None = None,
                     rotator: str | Path | None = None, combiner: str | Path | None = None,
                     need_combiner: bool = False) -> dict[str, Path]:
-    """Paths of the weight files: --weights DIR (morpher/rotator[/combiner].safetensors) and/or
-    per-network run folders or files (which win over DIR). Missing morpher/rotator -> error."""
-    from models.io import WeightsError, resolve_weights_path
+    """Paths of the weight files: --weights DIR (morpher/rotator[/combiner].safetensors, or THA1's
+    released .pt files) and/or per-network run folders or files (which win over DIR).
+    Missing morpher/rotator -> error."""
+    from models.io import WeightsError, find_in_folder, resolve_weights_path
 
     given = {"morpher": morpher, "rotator": rotator, "combiner": combiner}
     out: dict[str, Path] = {}
@@ -26,8 +27,8 @@ def resolve_weights(weights: str | Path | None = None, morpher: str | Path | Non
         if not d.is_dir():
             raise WeightsInputError(f"{d}: weights folder not found")
         for k in WEIGHT_FILES:
-            if (d / f"{k}.safetensors").is_file():
-                out[k] = d / f"{k}.safetensors"
+            if (f := find_in_folder(d, k)) is not None:
+                out[k] = f
     for k, p in given.items():
         if p is not None:
             try:
@@ -36,7 +37,10 @@ def resolve_weights(weights: str | Path | None = None, morpher: str | Path | Non
                 raise WeightsInputError(str(e)) from None
     for k in ("morpher", "rotator") + (("combiner",) if need_combiner else ()):
         if k not in out:
-            where = f"{weights}: no {k}.safetensors" if weights is not None else f"no {k} weights given"
+            from models.tha1 import FILE_NAMES
+
+            where = (f"{weights}: no {k}.safetensors (nor THA1's {FILE_NAMES[k]})" if weights is not None
+                     else f"no {k} weights given")
             why = "--path full needs a combiner: " if k == "combiner" else ""
             raise WeightsInputError(f"{why}{where} (give --weights DIR or --{k} RUN)")
     return out

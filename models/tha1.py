@@ -173,3 +173,40 @@ def load_tha1(path: str | Path, kind: str | None = None) -> nn.Module:
     """The thactl network (on the CPU) holding THA1 weight file `path`."""
     return network_from_state(read_state_dict(path), kind, name=str(path))
 
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def import_folder(src: str | Path, out: str | Path, force: bool = False) -> list[Path]:
+    """Convert THA1's files in folder `src` to OUT/<kind>.safetensors (thactl's format).
+
+    Every file found is loaded (strictly) before anything is written; existing outputs are kept
+    unless `force`. The metadata records the source file's name and sha256 and the licence note.
+    Returns the files written.
+    """
+    from .io import save_weights
+
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise WeightsError(f"{src}: folder not found")
+    found = {k: src / name for k, name in FILE_NAMES.items() if (src / name).is_file()}
+    if not found:
+        raise WeightsError(f"{src}: none of THA1's files ({', '.join(FILE_NAMES.values())}) in this folder")
+    targets = {k: out / f"{k}.safetensors" for k in found}
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not force:
+        raise WeightsError(f"{existing[0]}: already exists; pass --force to replace it")
+    nets = {k: load_tha1(p, k) for k, p in found.items()}
+    written = []
+    for k, net in nets.items():
+        meta = {"source": found[k].name, "source_sha256": _sha256(found[k]), "licence": LICENCE_NOTE}
+        written.append(save_weights(net, targets[k], extra_metadata=meta))
+    return written

@@ -66,7 +66,10 @@ def tha1_shapes(kind: str, b: int = 64, n: int = 3, k: int = 6) -> dict[str, tup
 
 
 def tha1_state(kind: str, b: int = 64, n: int = 3, k: int = 6, seed: int = 0, constant: bool = False):
-    """A THA1-layout state_dict: random values (distinct per tensor), or tensor i filled with i + 1."""
+    """A THA1-layout state_dict: random values (distinct per tensor), or tensor i filled with i + 1.
+
+    The random flow head is scaled so the flow moves pixels by up to ~10 % of the image, as a trained
+    rotator's does (whole-image flows would make fp32 rounding differences visible on noise images)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for i, (key, shape) in enumerate(tha1_shapes(kind, b, n, k).items()):
@@ -78,7 +81,8 @@ def tha1_state(kind: str, b: int = 64, n: int = 3, k: int = 6, seed: int = 0, co
             out[key] = 1 + torch.randn(shape, generator=g) * 0.1
         else:
             fan_in = shape[1] * shape[2] * shape[3]
-            out[key] = torch.randn(shape, generator=g) * (1.0 / fan_in) ** 0.5
+            scale = 0.03 if key == "zhou_grid_change.weight" else 1.0
+            out[key] = torch.randn(shape, generator=g) * scale * (1.0 / fan_in) ** 0.5
     return out
 
 

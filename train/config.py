@@ -45,12 +45,16 @@ class TrainConfig:
     random_vgg: bool = False  # tests only: perceptual loss with a randomly initialised VGG16
     init: str | None = None
     rotator: str | None = None
+    grid_convention: str | None = None  # rotator only: "thactl" | "tha1"; None = --init's, else thactl's
     quiet: bool = False
     skip_bad_shards: bool = False  # leave out unreadable/corrupt shards (logged) instead of stopping
 
     def arch(self) -> dict:
-        return dict(image_size=self.image_size, base_channels=self.base_channels,
+        arch = dict(image_size=self.image_size, base_channels=self.base_channels,
                     num_downsample=self.num_downsample, num_res_blocks=self.num_res_blocks)
+        if self.kind == "rotator":
+            arch["grid_convention"] = self.grid_convention or "thactl"
+        return arch
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -76,6 +80,28 @@ def resolve(cfg: TrainConfig, image_size: int, world_size: int) -> None:
                          "processes (the global batch is split evenly)")
     if image_size % (2 ** cfg.num_downsample):
         raise TrainError(f"image size {image_size} is not divisible by 2**{cfg.num_downsample}")
+
+
+def resolve_grid_convention(cfg: TrainConfig, saved: dict | None, init_config: dict | None) -> None:
+    """Set cfg.grid_convention: the run's own on resume (runs saved before the setting: thactl), else
+    --init's weights', else thactl's; an explicit --grid-convention must agree with the weights it
+    continues from."""
+    if cfg.kind != "rotator":
+        if cfg.grid_convention is not None:
+            raise TrainError("--grid-convention applies to the rotator only")
+        return
+    if saved is not None:
+        inherited, source = saved.get("grid_convention") or "thactl", "the run being resumed"
+        saved["grid_convention"] = inherited
+    elif init_config is not None:
+        inherited, source = init_config.get("grid_convention") or "thactl", f"--init {cfg.init}"
+    else:
+        inherited, source = None, None
+    if cfg.grid_convention is None:
+        cfg.grid_convention = inherited or "thactl"
+    elif inherited is not None and cfg.grid_convention != inherited:
+        raise TrainError(f"--grid-convention {cfg.grid_convention}: {source} was trained with the "
+                         f"{inherited} convention; leave the option out to keep it")
 
 
 def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:

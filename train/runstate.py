@@ -22,7 +22,7 @@ from torch import nn
 from renderer import atomicfile
 from renderer.errors import first_line
 
-from .config import TrainConfig, resume_conflicts
+from .config import TrainConfig, resolve_grid_convention, resume_conflicts
 from .errors import TrainError
 
 log = logging.getLogger("thactl.train")
@@ -69,24 +69,36 @@ def _set_rng_state(st: dict) -> None:
             pass
 
 
-def load_init_state(path: str, kind: str) -> dict:
-    """Weights to start from (--init): a run folder, a checkpoint.pt or a .safetensors file."""
-    from models.io import WeightsError, load_weights
+def load_init_state(path: str, kind: str) -> tuple[dict, dict]:
+    """Weights to start from (--init) and the network config they were trained with: a run folder,
+    a thactl checkpoint.pt, a .safetensors file, or THA1's released file (or a folder of them)."""
+    from models.io import WeightsError, find_in_folder, load_weights
 
     p = Path(path)
-    if p.is_dir() and (p / "checkpoint.pt").is_file() and not (p / f"{kind}.safetensors").is_file():
+    if p.is_dir() and (p / "checkpoint.pt").is_file() and find_in_folder(p, kind) is None:
         p = p / "checkpoint.pt"
-    if p.suffix == ".pt":
+    if p.name == "checkpoint.pt" or (p.suffix == ".pt" and p.is_file() and _is_thactl_checkpoint(p)):
         if not p.is_file():
             raise TrainError(f"{p}: --init checkpoint not found")
         ck = torch.load(p, map_location="cpu", weights_only=False)
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("kind") != kind:
             raise TrainError(f"{p}: not a thactl {kind} checkpoint")
-        return ck["model"]
+        conv = ck.get("config", {}).get("grid_convention") or "thactl"
+        return ck["model"], ({"grid_convention": conv} if kind == "rotator" else {})
     try:
-        return load_weights(p, kind).state_dict()
+        net = load_weights(p, kind)
     except WeightsError as e:
         raise TrainError(str(e)) from None
+    return net.state_dict(), dict(net.config)
+
+
+def _is_thactl_checkpoint(path: Path) -> bool:
+    """True unless the .pt file is a plain state_dict of tensors (THA1's released files are)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - holds more than tensors: a thactl checkpoint (or not a weight file)
+        return True
+    return not all(isinstance(v, torch.Tensor) for v in state.values()) if isinstance(state, dict) else True
 
 
 class RunState:
@@ -98,6 +110,12 @@ class RunState:
         self.ckpt_path = self.out / "checkpoint.pt"
         self.weights_path = self.out / f"{cfg.kind}.safetensors"
         self.resume = self._load_checkpoint()
+        self.init_state = None
+        if self.resume is None:
+            init_config = None
+            if cfg.init:
+                self.init_state, init_config = load_init_state(cfg.init, cfg.kind)
+            resolve_grid_convention(cfg, None, init_config)
 
     def _load_checkpoint(self) -> dict | None:
         if not self.ckpt_path.is_file():
@@ -108,6 +126,7 @@ class RunState:
             raise TrainError(f"{self.ckpt_path}: unreadable checkpoint ({e}); delete it to start over") from None
         if ck.get("format") != CHECKPOINT_FORMAT or ck.get("kind") != self.cfg.kind:
             raise TrainError(f"{self.ckpt_path}: not a thactl {self.cfg.kind} checkpoint")
+        resolve_grid_convention(self.cfg, ck["config"], None)
         diffs = resume_conflicts(ck["config"], self.cfg)
         if diffs:
             raise TrainError(f"{self.ckpt_path}: the run was started with other settings ({'; '.join(diffs)}); "
@@ -124,10 +143,10 @@ class RunState:
     def init_weights(self, model: nn.Module) -> None:
         """A fresh run with --init starts from those weights."""
         cfg = self.cfg
-        if self.resume is not None or not cfg.init:
+        if self.init_state is None:
             return
         try:
-            model.load_state_dict(load_init_state(cfg.init, cfg.kind))
+            model.load_state_dict(self.init_state)
         except RuntimeError as e:
             raise TrainError(f"{cfg.init}: weights do not fit this {cfg.kind}: {first_line(e)}") from None
         log.info("initialised from %s", cfg.init)
