@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import Combiner, FaceMorpher, TwoAlgoFaceRotator
+from models import FaceMorpher, TwoAlgoFaceRotator
 from models.io import WeightsError, load_weights, save_weights
 from models.rotator import apply_flow, identity_grid
 from tha1_files import (FILE_NAMES, saved_as_cuda, tha1_combiner, tha1_morpher, tha1_rotator, tha1_shapes,

@@ -45,10 +45,6 @@ def _drawing(s=256) -> np.ndarray:
     return img
 
 
-def _run(*args) -> tuple[int, str, str]:
-    return cli.main([str(a) for a in args]), "", ""
-
-
 def test_pose_with_a_folder_of_tha1_files(released, tmp_path, capsys):
     from dataset.imageconv import tensor_to_uint8, uint8_to_tensor
 
@@ -176,6 +172,11 @@ def test_train_rotator_from_tha1_keeps_its_weights_and_convention(small, tmp_pat
     tuned, released = load_weights(run, "rotator"), load_weights(small, "rotator")
     for (k, a), (_, b) in zip(tuned.state_dict().items(), released.state_dict().items()):
         assert torch.equal(a, b), k  # lr 0: the run started from exactly the released tensors
+    rc = cli.main([str(a) for a in ["train", "rotator", "--out", run, "--lr", "0", "--data", data, "--examples", 8,
+                                     *common[4:]]])
+    assert rc == 0, capsys.readouterr().err  # resumes without --init, keeping the run's convention
+    assert json.loads((run / "config.json").read_text())["grid_convention"] == "tha1"
+    assert read_metadata(run / "rotator.safetensors")["config"]["grid_convention"] == "tha1"
     assert cli.main([str(a) for a in ["train", "rotator", "--out", tmp_path / "ft2", "--init",
                                        small / "two_algo_face_rotator.pt", "--grid-convention", "thactl",
                                        *common]]) == 1
