@@ -186,3 +186,17 @@ def test_train_rotator_from_tha1_keeps_its_weights_and_convention(small, tmp_pat
                                      *common]])
     assert rc == 0, capsys.readouterr().err
     assert load_weights(comb, "combiner").config["num_downsample"] == 1
+
+
+def test_animate_with_tha1_files(small, tmp_path, capsys):
+    src = tmp_path / "d.png"
+    Image.fromarray(_drawing(64), "RGBA").save(src)
+    out = tmp_path / "a.gif"
+    rc = cli.main(["animate", str(src), "--morpher", str(small / "face_morpher.pt"), "--rotator",
+                   str(small / "two_algo_face_rotator.pt"), "--combiner", str(small / "combiner.pt"), "-o", str(out),
+                   "--motion", "blink", "--seconds", "0.5", "--fps", "10", "--device", "cpu", "--precision", "fp32"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "5 frames, 64x64" in cap.out and "morpher ran" in cap.out and "(fp16)" not in cap.out
+    with Image.open(out) as im:
+        assert im.size == (64, 64)
