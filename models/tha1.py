@@ -174,7 +174,6 @@ def load_tha1(path: str | Path, kind: str | None = None) -> nn.Module:
     return network_from_state(read_state_dict(path), kind, name=str(path))
 
 
-
 def _sha256(path: Path) -> str:
     import hashlib
 

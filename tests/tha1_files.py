@@ -6,6 +6,7 @@ models/tha1.py, so tests can check that module against them.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -71,8 +72,10 @@ def tha1_state(kind: str, b: int = 64, n: int = 3, k: int = 6, seed: int = 0, co
     The random flow head is scaled so the flow moves pixels by up to ~10 % of the image, as a trained
     rotator's does (whole-image flows would make fp32 rounding differences visible on noise images)."""
     g = torch.Generator().manual_seed(seed)
-    out = {}
+    out = OrderedDict()  # as Module.state_dict() returns it, with the per-module version record
+    out._metadata = OrderedDict([("", {"version": 1})])
     for i, (key, shape) in enumerate(tha1_shapes(kind, b, n, k).items()):
+        out._metadata.setdefault(key.rsplit(".", 1)[0], {"version": 1})
         if constant:
             out[key] = torch.full(shape, float(i + 1))
         elif key.endswith("bias"):
