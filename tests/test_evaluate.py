@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,49 @@ def test_rmse_known_value_and_colour_round_trip():
     v = ev.srgb01_to_tha(torch.full((1, 4, 1, 1), 0.5))
     assert v[0, 0, 0, 0].item() == pytest.approx(2 * 0.21404 - 1, abs=1e-4)
     assert v[0, 3, 0, 0].item() == pytest.approx(0.0)
+
+
+# ------------------------------------------------------------------------------ changed region
+
+
+def test_changed_region_is_the_thresholded_difference_dilated():
+    rest = -torch.ones(1, 4, 16, 16)
+    target = rest.clone()
+    target[0, 1, 5, 7] = 0.0  # one pixel, one channel, far above 2/255
+    target[0, 2, 12, 3] = -1 + 1e-6  # below the threshold: not a change
+    mask = ev.changed_region(rest, target)
+    assert mask.shape == (1, 1, 16, 16) and mask.dtype == torch.bool
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[5 - 2:5 + 3, 7 - 2:7 + 3] = True  # dilated by 2 px: a 5 x 5 square
+    assert torch.equal(mask[0, 0], expected)
+    assert torch.equal(ev.changed_region(rest, target, dilation=0)[0, 0], expected & (expected.cumsum(0) == 3)
+                       & (expected.cumsum(1) == 3))
+    assert not ev.changed_region(rest, rest).any()
+    # the threshold is in sRGB [0, 1]: 3 uint8 levels of alpha count, 1 level does not
+    for levels, changed in ((3, True), (1, False)):
+        t = rest.clone()
+        t[0, 3, 0, 0] = -1 + 2 * levels / 255
+        assert bool(ev.changed_region(rest, t, dilation=0)[0, 0, 0, 0]) is changed
+
+
+def test_region_errors_known_values_and_identity_figure():
+    rest = torch.zeros(2, 4, 8, 8)
+    target = rest.clone()
+    target[:, :, 2:4, 2:6] = 0.5  # 8 changed pixels per image
+    mask = ev.changed_region(rest, target, dilation=0)
+    assert int(mask.sum()) == 16
+    ident = ev.RegionMeter()
+    ident.add(ev.region_error_sums(rest, target, mask))
+    assert ident.l1() == pytest.approx(0.5) and ident.rmse() == pytest.approx(0.5)
+    # a prediction that gets half the changed pixels right, and is wrong OUTSIDE the region (ignored)
+    pred = target.clone()
+    pred[:, :, 2:4, 2:4] = 0.0
+    pred[:, :, 7, 7] = 1.0
+    meter = ev.RegionMeter()
+    meter.add(ev.region_error_sums(pred, target, mask))
+    assert meter.l1() == pytest.approx(0.25) and meter.rmse() == pytest.approx(0.5 / 2 ** 0.5)
+    assert meter.count == 2 * 8 * 4
+    assert math.isnan(ev.RegionMeter().l1())
 
 
 def test_config_selection():

@@ -132,6 +132,59 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, **kw) -> tor
     return ssim_map(a, b, data_range=data_range, **kw).flatten(1).mean(dim=1)
 
 
+CHANGE_THRESHOLD = 2.0 / 255.0  # a pixel changed when some sRGB [0, 1] RGBA channel moved by more than this
+CHANGE_DILATION = 2  # ... then the mask grows by this many pixels (a (2d+1) x (2d+1) square)
+
+
+def changed_region(input_tha: torch.Tensor, target_tha: torch.Tensor, threshold: float = CHANGE_THRESHOLD,
+                   dilation: int = CHANGE_DILATION) -> torch.Tensor:
+    """(B, 1, H, W) bool: where the target differs from the input (THA convention both).
+
+    A pixel is in the region when any RGBA channel, in sRGB [0, 1] (what a user sees), differs
+    by more than `threshold`; the set is then dilated by `dilation` pixels (square window).
+    """
+    if input_tha.shape != target_tha.shape or input_tha.dim() != 4:
+        raise ValueError(f"changed_region needs two (B, C, H, W) tensors of one shape, got "
+                         f"{tuple(input_tha.shape)}, {tuple(target_tha.shape)}")
+    diff = (tha_to_srgb01(input_tha) - tha_to_srgb01(target_tha)).abs().amax(dim=1, keepdim=True)
+    mask = (diff > threshold).float()
+    if dilation > 0:
+        mask = F.max_pool2d(mask, 2 * dilation + 1, stride=1, padding=dilation)
+    return mask > 0.5
+
+
+def region_error_sums(pred_tha: torch.Tensor, target_tha: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image sums over the masked pixels, in the networks' convention ([-1, 1], linear RGB):
+    "abs" = sum |pred - target|, "sq" = sum (pred - target)^2, "count" = masked pixels x channels.
+
+    Pooled over images, L1 = sum(abs) / sum(count), RMSE = sqrt(sum(sq) / sum(count)).
+    """
+    d = (pred_tha.float().clamp(-1, 1) - target_tha.float()) * mask
+    channels = pred_tha.shape[1]
+    return {"abs": d.abs().flatten(1).sum(1), "sq": d.square().flatten(1).sum(1),
+            "count": mask.flatten(1).sum(1).float() * channels}
+
+
+@dataclass
+class RegionMeter:
+    """Pooled changed-region L1 and RMSE of one output over many images."""
+
+    abs_sum: float = 0.0
+    sq_sum: float = 0.0
+    count: float = 0.0
+
+    def add(self, sums: dict[str, torch.Tensor]) -> None:
+        self.abs_sum += float(sums["abs"].double().sum())
+        self.sq_sum += float(sums["sq"].double().sum())
+        self.count += float(sums["count"].double().sum())
+
+    def l1(self) -> float:
+        return self.abs_sum / self.count if self.count else float("nan")
+
+    def rmse(self) -> float:
+        return math.sqrt(self.sq_sum / self.count) if self.count else float("nan")
+
+
 def score_images(pred_tha: torch.Tensor, target_tha: torch.Tensor) -> dict[str, torch.Tensor]:
     """All per-image scores of a batch given in THA convention: rmse_tha, rmse_srgb01, ssim (B,)."""
     p01 = tha_to_srgb01(pred_tha)
