@@ -26,36 +26,67 @@ def conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
 
 
-def norm(channels: int) -> nn.InstanceNorm2d:
-    return nn.InstanceNorm2d(channels, affine=True)
+class PoseNorm(nn.Module):
+    """InstanceNorm(affine) whose output is then scaled and shifted by the pose (FiLM):
+    IN(x) * (1 + gamma(pose)) + beta(pose), gamma and beta linear in the pose, zero at initialisation.
+
+    A pose given as constant planes and convolved is a constant per channel away from the
+    border, which InstanceNorm's mean subtraction removes; applied after the normalisation
+    the pose reaches every pixel.
+    """
+
+    def __init__(self, channels: int, pose_dim: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=True)
+        self.film = nn.Linear(pose_dim, 2 * channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(pose.to(x.dtype)).chunk(2, dim=1)
+        return self.norm(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
-class Conv7Block(nn.Sequential):
+def norm(channels: int, pose_dim: int = 0) -> nn.Module:
+    """THA1's InstanceNorm2d(affine); a PoseNorm when `pose_dim` > 0."""
+    return PoseNorm(channels, pose_dim) if pose_dim else nn.InstanceNorm2d(channels, affine=True)
+
+
+class CondSequential(nn.Sequential):
+    """nn.Sequential that hands `pose` to its PoseNorm layers (and pose-aware children)."""
+
+    def forward(self, x: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, pose) if isinstance(layer, (PoseNorm, CondSequential, ResBlock)) else layer(x)
+        return x
+
+
+class Conv7Block(CondSequential):
     """conv 7x7 -> InstanceNorm(affine) -> ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(conv7(in_channels, out_channels), norm(out_channels), nn.ReLU(inplace=True))
+    def __init__(self, in_channels: int, out_channels: int, pose_dim: int = 0):
+        super().__init__(conv7(in_channels, out_channels), norm(out_channels, pose_dim), nn.ReLU(inplace=True))
 
 
-class Down(nn.Sequential):
+class Down(CondSequential):
     """conv 4x4 stride 2 pad 1 (halves the size) -> IN -> ReLU; `out_channels` defaults to 2*in."""
 
-    def __init__(self, in_channels: int, out_channels: int | None = None):
+    def __init__(self, in_channels: int, out_channels: int | None = None, pose_dim: int = 0):
         out_channels = out_channels or 2 * in_channels
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
-            norm(out_channels),
+            norm(out_channels, pose_dim),
             nn.ReLU(inplace=True),
         )
 
 
-class Up(nn.Sequential):
+class Up(CondSequential):
     """transposed conv 4x4 stride 2 pad 1 (doubles the size) -> IN -> ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, pose_dim: int = 0):
         super().__init__(
             nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
-            norm(out_channels),
+            norm(out_channels, pose_dim),
             nn.ReLU(inplace=True),
         )
 
@@ -63,15 +94,15 @@ class Up(nn.Sequential):
 class ResBlock(nn.Module):
     """x + IN(conv3(ReLU(IN(conv3(x)))))."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, pose_dim: int = 0):
         super().__init__()
-        self.body = nn.Sequential(
-            conv3(channels, channels), norm(channels), nn.ReLU(inplace=True),
-            conv3(channels, channels), norm(channels),
+        self.body = CondSequential(
+            conv3(channels, channels), norm(channels, pose_dim), nn.ReLU(inplace=True),
+            conv3(channels, channels), norm(channels, pose_dim),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        return x + self.body(x, pose)
 
 
 def _check_size(image_size: int, num_downsample: int) -> None:
@@ -83,25 +114,29 @@ class EncoderDecoder(nn.Module):
     """Conv7Block(in->b); n x Down; k x ResBlock; n x Up back to b channels at full size.
 
     THA1: b=64, n=3 (64->128->256->512, 256->32 px), k=6, output (B, 64, 256, 256).
+    With `pose_dim` > 0 every normalisation is a PoseNorm and forward needs the pose.
     """
 
     def __init__(self, in_channels: int, image_size: int = 256, base_channels: int = 64,
-                 num_downsample: int = 3, num_res_blocks: int = 6):
+                 num_downsample: int = 3, num_res_blocks: int = 6, pose_dim: int = 0):
         super().__init__()
         _check_size(image_size, num_downsample)
-        b = base_channels
-        layers: list[nn.Module] = [Conv7Block(in_channels, b)]
+        b, p = base_channels, pose_dim
+        layers: list[nn.Module] = [Conv7Block(in_channels, b, p)]
         for i in range(num_downsample):
-            layers.append(Down(b * 2 ** i, b * 2 ** (i + 1)))
+            layers.append(Down(b * 2 ** i, b * 2 ** (i + 1), p))
         top = b * 2 ** num_downsample
-        layers += [ResBlock(top) for _ in range(num_res_blocks)]
+        layers += [ResBlock(top, p) for _ in range(num_res_blocks)]
         for i in range(num_downsample, 0, -1):
-            layers.append(Up(b * 2 ** i, b * 2 ** (i - 1)))
-        self.body = nn.Sequential(*layers)
+            layers.append(Up(b * 2 ** i, b * 2 ** (i - 1), p))
+        self.body = CondSequential(*layers)
         self.out_channels = b
+        self.pose_dim = pose_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def forward(self, x: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pose_dim and (pose is None or pose.shape[-1] != self.pose_dim):
+            raise ValueError(f"this encoder-decoder's normalisations need a (B, {self.pose_dim}) pose")
+        return self.body(x, pose)
 
 
 class UNet(nn.Module):

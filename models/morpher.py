@@ -29,10 +29,11 @@ class AlphaBlendNet(ArchConfigMixin, nn.Module):
     the alpha-blend heads. Subclasses add their own layers, then call he_init(self)."""
 
     def __init__(self, *, image_size: int = 256, base_channels: int = 64, num_downsample: int = 3,
-                 num_res_blocks: int = 6):
+                 num_res_blocks: int = 6, norm_pose_dim: int = 0):
         super().__init__()
         self._record(image_size, base_channels, num_downsample, num_res_blocks)
-        self.body = EncoderDecoder(4 + 3, image_size, base_channels, num_downsample, num_res_blocks)
+        self.body = EncoderDecoder(4 + 3, image_size, base_channels, num_downsample, num_res_blocks,
+                                   pose_dim=norm_pose_dim)
         self.heads = AlphaBlendHeads(self.body.out_channels)
 
 
@@ -40,14 +41,27 @@ class FaceMorpher(AlphaBlendNet):
     """image (B, 4, H, W) in [-1, 1] + pose3 (B, 3) = (left_eye, right_eye, mouth).
 
     Returns (output, alpha, change), each (B, 4, H, W).
+
+    Two options beyond THA1 (the defaults, False and 1.0, are THA1's exact network):
+      pose_film        every InstanceNorm of the encoder-decoder becomes a PoseNorm (the pose also
+                       scales and shifts the normalised features), besides the pose planes at the input;
+      head_init_scale  the He-initialised weights of the two output heads are multiplied by this,
+                       so the alpha starts near 0.5 instead of saturated.
+    Both are constructor keywords, recorded in `config` and so in the weights' metadata.
     """
 
     kind = "morpher"
 
-    def __init__(self, **arch):
-        super().__init__(**arch)
+    def __init__(self, *, pose_film: bool = False, head_init_scale: float = 1.0, **arch):
+        super().__init__(norm_pose_dim=3 if pose_film else 0, **arch)
+        self.config.update(pose_film=bool(pose_film), head_init_scale=float(head_init_scale))
         he_init(self)
+        if head_init_scale != 1.0:
+            with torch.no_grad():
+                self.heads.alpha.weight.mul_(head_init_scale)
+                self.heads.change.weight.mul_(head_init_scale)
 
     def forward(self, image: torch.Tensor, pose: torch.Tensor):
-        features = self.body(pose_planes(image, pose))
+        film_pose = pose if self.config["pose_film"] else None
+        features = self.body(pose_planes(image, pose), film_pose)
         return self.heads(features, image)

@@ -58,9 +58,11 @@ def test_parameter_counts_at_tha1_defaults():
     assert got == analytic_counts()
     # THA1: ~34 M, ~34 M, ~35 M
     assert [round(c / 1e6) for c in got] == [34, 34, 35]
+    tha1 = dict(image_size=256, base_channels=64, num_downsample=3, num_res_blocks=6)
+    assert nets[0].config == dict(tha1, pose_film=False, head_init_scale=1.0)
+    assert nets[1].config == dict(tha1, grid_convention="thactl")
     for n in nets:
-        rotator_only = {"grid_convention": "thactl"} if n.kind == "rotator" else {}
-        assert n.config == dict(image_size=256, base_channels=64, num_downsample=3, num_res_blocks=6, **rotator_only)
+        assert {k: n.config[k] for k in tha1} == tha1
         assert not any(isinstance(m, torch.nn.Conv2d) and m.bias is not None for m in n.modules())
         norms = [m for m in n.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
         assert norms and all(m.affine for m in norms)
@@ -107,6 +109,61 @@ def test_pose_changes_the_output():
     a = m(x, torch.zeros(1, 3))[0]
     b = m(x, torch.ones(1, 3))[0]
     assert (a - b).abs().max() > 1e-3
+
+
+def _interior_pose_effect(morpher, size=32, border=4):
+    """Mean |first block(pose 1) - first block(pose 0)| away from the zero-padded border."""
+    first = morpher.body.body[0]
+    x = rand_image(1, size)
+    film = torch.ones(1, 3) if morpher.config["pose_film"] else None
+    with torch.no_grad():
+        a = first(torch.cat([x, torch.zeros(1, 3, size, size)], 1), None if film is None else film * 0)
+        b = first(torch.cat([x, torch.ones(1, 3, size, size)], 1), film)
+    return (a - b)[..., border:-border, border:-border].abs().mean().item()
+
+
+def test_pose_film_reaches_the_interior_that_instancenorm_hides():
+    torch.manual_seed(0)
+    tha1 = FaceMorpher(**TINY)
+    tha1_effect = _interior_pose_effect(tha1)  # conv of constant planes, then IN: only the border's
+    assert tha1_effect < 0.1                   # share of the mean and variance is left inside
+    torch.manual_seed(0)
+    film = FaceMorpher(**TINY, pose_film=True)
+    # zero-initialised FiLM: the same function as THA1's layers with the same weights
+    x, pose = rand_image(), torch.rand(2, 3)
+    film_keys = set(film.state_dict())
+    renamed = {k if k in film_keys else k.replace(".weight", ".norm.weight").replace(".bias", ".norm.bias"): v
+               for k, v in tha1.state_dict().items()}
+    missing = film.load_state_dict(renamed, strict=False).missing_keys
+    assert missing and all(".film." in k for k in missing)
+    assert torch.allclose(film(x, pose)[0], tha1(x, pose)[0], atol=1e-5)
+    with torch.no_grad():
+        for m in film.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.fill_(0.2)
+    assert _interior_pose_effect(film) > 3 * tha1_effect
+    assert film.config["pose_film"] and not tha1.config["pose_film"]
+
+
+def test_head_init_scale_starts_alpha_unsaturated():
+    x, pose = rand_image(4, 32), torch.rand(4, 3)
+    torch.manual_seed(0)
+    _, alpha_tha1, _ = FaceMorpher(**TINY)(x, pose)
+    torch.manual_seed(0)
+    _, alpha_small, _ = FaceMorpher(**TINY, head_init_scale=0.01)(x, pose)
+    saturated = lambda a: ((a < 0.02) | (a > 0.98)).float().mean().item()  # noqa: E731
+    assert saturated(alpha_tha1) > 0.2
+    assert saturated(alpha_small) == 0.0 and (alpha_small - 0.5).abs().max() < 0.1
+
+
+def test_morpher_options_round_trip_through_weights(tmp_path):
+    m = FaceMorpher(**TINY, pose_film=True, head_init_scale=0.01)
+    save_weights(m, tmp_path / "morpher.safetensors")
+    assert read_metadata(tmp_path / "morpher.safetensors")["config"] == dict(TINY, pose_film=True,
+                                                                                head_init_scale=0.01)
+    m2 = load_weights(tmp_path, "morpher")
+    x, pose = rand_image(), torch.rand(2, 3)
+    assert m2.config == m.config and torch.equal(m2(x, pose)[0], m(x, pose)[0])
 
 
 def test_encoder_decoder_depth_is_configurable():
