@@ -282,6 +282,14 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
 @click.option("--base-channels", type=int, default=64, show_default=True)
 @click.option("--num-downsample", type=int, default=3, show_default=True)
 @click.option("--num-res-blocks", type=int, default=6, show_default=True)
+@click.option("--pose-film/--no-pose-film", default=None,
+              help="Morpher: the pose also scales and shifts every InstanceNorm's output. [default: on; "
+                   "THA1: off]")
+@click.option("--head-init-scale", type=float,
+              help="Morpher: multiply the output heads' He init by this. [default: 0.01; THA1: 1]")
+@click.option("--region-weight", type=float,
+              help="Morpher: weight of the L1 over the changed region (eyes, mouth) added to the L1. "
+                   "[default: 1; THA1: 0]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto = bf16 autocast on CUDA (fp16 + GradScaler on GPUs without bf16), fp32 on the CPU.")
@@ -293,8 +301,8 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
               help="Leave out corrupt or unreadable shards (each is named in a warning) instead of stopping.")
 def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, grid_convention, batch_size, examples, lr, seed,
               checkpoint_every, val_every, val_examples, num_samples, log_every, image_size, base_channels,
-              num_downsample, num_res_blocks, device, precision, channels_last, compile_, workers, quiet,
-              skip_bad_shards):
+              num_downsample, num_res_blocks, pose_film, head_init_scale, region_weight, device, precision,
+              channels_last, compile_, workers, quiet, skip_bad_shards):
     """Train the face MORPHER, the ROTATOR or the COMBINER on rendered shards.
 
     \b
@@ -324,7 +332,10 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, gri
                       device=device, precision=precision, channels_last=channels_last, compile=compile_,
                       workers=workers, vgg_weights=vgg_weights, random_vgg=random_vgg, init=init, rotator=rotator,
                       grid_convention=grid_convention,
-                      quiet=quiet, skip_bad_shards=skip_bad_shards)
+                      quiet=quiet, skip_bad_shards=skip_bad_shards, pose_film=pose_film,
+                      head_init_scale=head_init_scale, region_weight=region_weight)
+    if kind != "morpher" and (pose_film, head_init_scale, region_weight) != (None, None, None):
+        raise TrainError("--pose-film, --head-init-scale and --region-weight are options of the morpher")
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {kind}: {summary['examples']} examples; weights in {summary['weights']}")

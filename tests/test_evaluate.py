@@ -200,8 +200,13 @@ def test_evaluate_equals_direct_recomputation_and_limit():
         sc = ev.score_images(p, t)
         for metric in ev.METRICS:
             assert res.rows[row].mean(metric) == pytest.approx(sc[metric].double().mean().item(), rel=1e-5, abs=1e-7)
+    mask = ev.changed_region(allb["rest_image"], allb["morphed_image"])
+    ident = (allb["rest_image"] - allb["morphed_image"]).abs()[mask.expand(-1, 4, -1, -1)].mean().item()
+    assert res.regions["identity/morphed"].l1() == pytest.approx(ident, rel=1e-5)
+    assert res.regions["morpher"].count == res.regions["identity/morphed"].count == 4 * mask.sum().item()
     table = res.format_table()
     assert "FU-L1-L1" in table and "0.010080" in table and "PU-L1" in table
+    assert f"{ident:.5f}" in table and "changed region" in table
     assert "[-1, 1]" in table and "sRGB" in table
 
 
@@ -262,7 +267,8 @@ def test_thactl_eval_table_matches_direct_recomputation(tiny_run, tmp_path, caps
     assert "THA1" in captured.out and "FU-L1-L1" in captured.out
     rep = json.loads((out / "eval-test.json").read_text())
     rows = {x["row"]: x for x in rep["rows"]}
-    assert set(rows) == {"identity/morphed", "identity/posed", "morpher", "rotator/pumarola", "rotator/zhou", "rotator+combiner", "PU", "ZH", "FU"}
+    assert set(rows) == {"identity/morphed", "identity/posed", "identity/rotated", "morpher", "rotator/pumarola",
+                         "rotator/zhou", "rotator+combiner", "PU", "ZH", "FU"}
     assert rep["num_examples"] == 6
 
     ds = ShardDataset(str(data), split="test")
@@ -281,6 +287,11 @@ def test_thactl_eval_table_matches_direct_recomputation(tiny_run, tmp_path, caps
         for metric in ev.METRICS:
             assert rows[row][metric] == pytest.approx(sc[metric].double().mean().item(), rel=1e-5, abs=1e-7)
             assert f"{rows[row][metric]:.6f}" in captured.out  # the terminal table shows the same numbers
+        region = ev.RegionMeter()  # every row here starts from the rest image
+        region.add(ev.region_error_sums(pred, target, ev.changed_region(st["rest_image"], target)))
+        assert rows[row]["region_l1"] == pytest.approx(region.l1(), rel=1e-5)
+        assert rows[row]["region_rmse"] == pytest.approx(region.rmse(), rel=1e-5)
+        assert f"{region.l1():.5f}" in captured.out
     with (out / "eval-test.csv").open() as f:
         recs = list(csv.DictReader(f))
     assert [x["row"] for x in recs] == [x["row"] for x in rep["rows"]]

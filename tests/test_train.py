@@ -173,6 +173,10 @@ def test_run_folder_layout_and_rerun_continues(synthetic_data, tmp_path, capsys)
     assert im.mode == "RGBA" and im.size == (3 * 16, 3 * 16)  # input | output | target, 3 rows
     val = metrics(run, "validation")
     assert val[0]["examples"] == 0 and "l1_identity" in val[0]
+    _check_logged_changed_region(synthetic_data, val[0], n=8)
+    assert val[-1]["region_l1_morpher"] > 0 and 0 < val[-1]["changed_fraction"] < 1
+    assert "region_l1" in metrics(run, "train")[0]  # the morpher's default loss has the region term
+    assert net.config["pose_film"] is True and net.config["head_init_scale"] == 0.01  # training defaults
     # same command with a larger budget continues from 32 examples
     assert run_cli(*common, "--examples", 64, "--workers", 2) == 0  # DataLoader worker processes
     ck = torch.load(run / "checkpoint.pt", weights_only=False)
@@ -183,6 +187,23 @@ def test_run_folder_layout_and_rerun_continues(synthetic_data, tmp_path, capsys)
     assert run_cli(*common[:-1], "--examples", 64, "--lr", "0.5", "--quiet") == 1
     err = capsys.readouterr().err
     assert "other settings (lr: 0.0001 -> 0.5)" in err and len(err.strip().splitlines()) == 1
+
+
+def _check_logged_changed_region(data: Path, rec: dict, n: int) -> None:
+    """The validation record's identity figures equal evaluate's changed-region metric recomputed."""
+    from dataset.torchdata import ShardDataset
+    from train import evaluate as ev
+
+    ds = ShardDataset(str(data), split="validation")
+    picks = sorted(set(np.linspace(0, len(ds) - 1, n).round().astype(int).tolist()))
+    rest = torch.stack([ds[i]["rest_image"] for i in picks])
+    target = torch.stack([ds[i]["morphed_image"] for i in picks])
+    mask = ev.changed_region(rest, target)
+    ident = ev.RegionMeter()
+    ident.add(ev.region_error_sums(rest, target, mask))
+    assert rec["region_l1_identity"] == pytest.approx(ident.l1(), rel=1e-5)
+    assert rec["region_rmse_identity"] == pytest.approx(ident.rmse(), rel=1e-5)
+    assert rec["changed_fraction"] == pytest.approx(mask.float().mean().item(), rel=1e-5)
 
 
 def test_cli_input_errors_are_one_line(synthetic_data, tmp_path, capsys):

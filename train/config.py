@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import TrainError
-from .tasks import DEFAULT_BATCH, DEFAULT_EXAMPLES, TASKS
+from .tasks import DEFAULT_BATCH, DEFAULT_EXAMPLES, MORPHER_TRAIN_DEFAULTS, TASKS
 
 # settings a re-run may change without invalidating the checkpoint
 RESUMABLE_CHANGES = {"examples", "checkpoint_every", "val_every", "val_examples", "num_samples", "log_every",
@@ -48,12 +48,19 @@ class TrainConfig:
     grid_convention: str | None = None  # rotator only: "thactl" | "tha1"; None = --init's, else thactl's
     quiet: bool = False
     skip_bad_shards: bool = False  # leave out unreadable/corrupt shards (logged) instead of stopping
+    pose_film: bool | None = None  # morpher only; None = tasks.MORPHER_TRAIN_DEFAULTS
+    head_init_scale: float | None = None  # morpher only; None = tasks.MORPHER_TRAIN_DEFAULTS
+    region_weight: float | None = None  # morpher only; None = tasks.MORPHER_REGION_WEIGHT
 
     def arch(self) -> dict:
         arch = dict(image_size=self.image_size, base_channels=self.base_channels,
                     num_downsample=self.num_downsample, num_res_blocks=self.num_res_blocks)
         if self.kind == "rotator":
             arch["grid_convention"] = self.grid_convention or "thactl"
+        if self.kind == "morpher":
+            for key, default in MORPHER_TRAIN_DEFAULTS.items():
+                value = getattr(self, key)
+                arch[key] = default if value is None else value
         return arch
 
     def as_dict(self) -> dict:

@@ -134,6 +134,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, **kw) -> tor
 
 CHANGE_THRESHOLD = 2.0 / 255.0  # a pixel changed when some sRGB [0, 1] RGBA channel moved by more than this
 CHANGE_DILATION = 2  # ... then the mask grows by this many pixels (a (2d+1) x (2d+1) square)
+CHANGED_REGION_TEXT = (f"error over the changed region only: pixels where the target differs from the input by "
+                       f"more than {round(CHANGE_THRESHOLD * 255)}/255 in some sRGB RGBA channel, dilated "
+                       f"{CHANGE_DILATION} px; L1 and RMSE pooled over those pixels and 4 channels of all "
+                       "images, in the network convention [-1, 1] linear RGB")
 
 
 def changed_region(input_tha: torch.Tensor, target_tha: torch.Tensor, threshold: float = CHANGE_THRESHOLD,
@@ -227,6 +231,7 @@ class Meter:
 ROW_INFO = {
     "identity/morphed": ("rest -> morphed", "baseline: the rest image itself, no network"),
     "identity/posed": ("rest -> posed", "baseline: the rest image itself, no network"),
+    "identity/rotated": ("morphed -> posed", "baseline: the true morphed image itself, no network"),
     "morpher": ("rest -> morphed", "face morpher alone"),
     "rotator/pumarola": ("morphed -> posed", "rotator alone, Pumarola path (true morphed input)"),
     "rotator/zhou": ("morphed -> posed", "rotator alone, Zhou path (true morphed input)"),
@@ -246,6 +251,7 @@ class EvalResult:
     seconds: float
     device: str
     sources: dict[str, str]
+    regions: dict[str, RegionMeter] = field(default_factory=dict)  # row -> its changed-region errors
 
     def to_records(self) -> list[dict]:
         out = []
@@ -256,6 +262,11 @@ class EvalResult:
                 rec[m] = meter.mean(m)
                 sd = meter.std(m)
                 rec[m + "_std"] = None if math.isnan(sd) else sd  # keep the JSON strict
+            region = self.regions.get(name)
+            if region is not None and region.count:
+                rec["region_l1"], rec["region_rmse"] = region.l1(), region.rmse()
+            else:
+                rec["region_l1"], rec["region_rmse"] = None, None
             variant = self.tha1_variant.get(name)
             if variant:
                 rec["tha1_config"] = variant
@@ -277,6 +288,7 @@ class EvalResult:
                 "ssim": f"Gaussian window {SSIM_WINDOW}x{SSIM_WINDOW} sigma {SSIM_SIGMA}, K1={SSIM_K1}, "
                         f"K2={SSIM_K2}, data range 1 on sRGB RGBA [0, 1], valid positions, mean over the "
                         "4 channels, then over images",
+                "region_l1/region_rmse": CHANGED_REGION_TEXT,
             },
             "tha1_published": {k: {"rmse": v[0], "ssim": v[1]} for k, v in THA1_SCORES.items()},
             "rows": self.to_records(),
@@ -284,19 +296,22 @@ class EvalResult:
 
     def format_table(self) -> str:
         head = (f"{'row':<17} {'task':<17} {'n':>6}  {'RMSE[-1,1]lin':>13} {'RMSE[0,1]sRGB':>13} "
-                f"{'SSIM':>8}   {'THA1 config':<11} {'THA1 RMSE':>9} {'THA1 SSIM':>9}")
+                f"{'SSIM':>8} {'chg L1':>8} {'chg RMSE':>8}   {'THA1 config':<11} {'THA1 RMSE':>9} {'THA1 SSIM':>9}")
         lines = [head, "-" * len(head)]
         for r in self.to_records():
             tha1 = (f"{r['tha1_config']:<11} {r['tha1_rmse']:>9.6f} {r['tha1_ssim']:>9.6f}"
                     if r["tha1_config"] else f"{'':<11} {'':>9} {'':>9}")
+            region = (f"{r['region_l1']:>8.5f} {r['region_rmse']:>8.5f}" if r["region_l1"] is not None
+                      else f"{'':>8} {'':>8}")
             lines.append(f"{r['row']:<17} {r['task']:<17} {r['n']:>6}  {r['rmse_tha']:>13.6f} "
-                         f"{r['rmse_srgb01']:>13.6f} {r['ssim']:>8.6f}   {tha1}")
+                         f"{r['rmse_srgb01']:>13.6f} {r['ssim']:>8.6f} {region}   {tha1}")
         lines.append("")
         lines.append("RMSE[-1,1]lin: RGBA, linear RGB, every channel on [-1, 1] (network convention); "
                      "RMSE[0,1]sRGB: RGBA sRGB on [0, 1].")
         lines.append(f"SSIM: Gaussian {SSIM_WINDOW}x{SSIM_WINDOW}, sigma {SSIM_SIGMA}, K1 {SSIM_K1}, "
                      f"K2 {SSIM_K2}, on sRGB RGBA [0, 1], mean over the 4 channels. THA1 did not state "
                      "its RMSE range; its numbers are for 10,000 test examples at 256x256.")
+        lines.append(f"chg L1 / chg RMSE: {CHANGED_REGION_TEXT}.")
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
@@ -338,30 +353,39 @@ def row_names(configs, stages: bool, have_combiner: bool) -> list[str]:
     """The table's rows in order (ROW_INFO describes each): stage rows, then one per config."""
     names: list[str] = []
     if stages:
-        names += ["identity/morphed", "identity/posed", "morpher", "rotator/pumarola", "rotator/zhou"]
+        names += ["identity/morphed", "identity/posed", "identity/rotated", "morpher", "rotator/pumarola",
+                  "rotator/zhou"]
         if have_combiner:
             names.append("rotator+combiner")
     return names + list(configs)
 
 
-def score_batch(rows: dict[str, Meter], rest, morphed_t, posed_t, pose, morpher, rotator, combiner,
-                configs, stages: bool) -> None:
-    """Add one batch's per-image scores to every row of `rows` (the one place eval rows are scored)."""
+def score_batch(rows: dict[str, Meter], regions: dict[str, RegionMeter], rest, morphed_t, posed_t, pose,
+                morpher, rotator, combiner, configs, stages: bool) -> None:
+    """Add one batch's per-image scores to every row of `rows`, and its changed-region sums (the region
+    where the row's target differs from its input) to `regions` (the one place eval rows are scored)."""
+    def score(name: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        rows[name].add(score_images(pred, target))
+        regions[name].add(region_error_sums(pred, target, mask))
+
     rot, expr = pose[:, 0:3], pose[:, 3:6]
     morphed = morpher(rest, expr)[0]
+    posed_mask = changed_region(rest, posed_t)
     if stages:
-        rows["identity/morphed"].add(score_images(rest, morphed_t))
-        rows["identity/posed"].add(score_images(rest, posed_t))
-        rows["morpher"].add(score_images(morphed, morphed_t))
+        morph_mask, rotate_mask = changed_region(rest, morphed_t), changed_region(morphed_t, posed_t)
+        score("identity/morphed", rest, morphed_t, morph_mask)
+        score("identity/posed", rest, posed_t, posed_mask)
+        score("identity/rotated", morphed_t, posed_t, rotate_mask)
+        score("morpher", morphed, morphed_t, morph_mask)
         pu, zh = rotator(morphed_t, rot)[:2]
-        rows["rotator/pumarola"].add(score_images(pu, posed_t))
-        rows["rotator/zhou"].add(score_images(zh, posed_t))
+        score("rotator/pumarola", pu, posed_t, rotate_mask)
+        score("rotator/zhou", zh, posed_t, rotate_mask)
         if combiner is not None:
-            rows["rotator+combiner"].add(score_images(final_image("full", pu, zh, rot, combiner), posed_t))
+            score("rotator+combiner", final_image("full", pu, zh, rot, combiner), posed_t, rotate_mask)
     if configs:
         pu, zh = rotator(morphed, rot)[:2]
         for cfg in configs:
-            rows[cfg].add(score_images(final_image(CONFIGS[cfg], pu, zh, rot, combiner), posed_t))
+            score(cfg, final_image(CONFIGS[cfg], pu, zh, rot, combiner), posed_t, posed_mask)
 
 
 @torch.inference_mode()
@@ -381,6 +405,7 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
         if m is not None:
             m.to(device).eval()
     rows = {n: Meter() for n in row_names(configs, stages, combiner is not None)}
+    regions = {n: RegionMeter() for n in rows}
     t0 = time.perf_counter()
     seen = 0
     for batch in loader:
@@ -393,7 +418,7 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
             rest, morphed_t, posed_t, pose = rest[:k], morphed_t[:k], posed_t[:k], pose[:k]
         if rest.shape[0] == 0:
             break
-        score_batch(rows, rest, morphed_t, posed_t, pose, morpher, rotator, combiner, configs, stages)
+        score_batch(rows, regions, rest, morphed_t, posed_t, pose, morpher, rotator, combiner, configs, stages)
         seen += rest.shape[0]
         if progress is not None:
             progress(rest.shape[0])
@@ -403,4 +428,5 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
         raise TrainError("no examples to evaluate (empty split?)")
     variants = tha1_variant or {c: tha1_variant_for(c) for c in configs}
     return EvalResult(split=split, num_examples=seen, rows=rows, tha1_variant=variants,
-                      seconds=time.perf_counter() - t0, device=str(device), sources=sources or {})
+                      seconds=time.perf_counter() - t0, device=str(device), sources=sources or {},
+                      regions=regions)

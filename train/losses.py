@@ -24,6 +24,13 @@ def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output.float() - target.float()).abs().mean()
 
 
+def region_l1_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference over the pixels where `mask` (B, 1, H, W) is set (all channels), float32;
+    0 when the mask is empty."""
+    d = (output.float() - target.float()).abs() * mask
+    return d.sum() / (mask.float().sum() * output.shape[1]).clamp_min(1.0)
+
+
 def perceptual_lambdas(weight: float, image_size: int) -> dict[str, float]:
     """THA1's λ_j = w·(4·S·S)/(C_j·H_j·W_j) for relu1_2, relu2_2, relu3_3 at image size S."""
     from models.vgg import TAP_CHANNELS, TAP_SCALE

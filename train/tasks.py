@@ -4,7 +4,8 @@ Each task knows which images of a shard example are its input and target, which 
 reads, how its loss is formed from the network's outputs, and which images to show in sample
 grids. The loop (loop.py) knows none of this.
 
-  morpher : rest_image   + pose[3:6] -> morphed_image ; loss L1(output)
+  morpher : rest_image   + pose[3:6] -> morphed_image ; loss L1(output) + region_weight x L1 over the
+            changed region (evaluate.changed_region of rest and target; THA1: region_weight 0)
   rotator : morphed_image + pose[0:3] -> posed_image  ; loss Σ over the Pumarola and Zhou outputs of
             L1 (+ perceptual, w = 1/5)
   combiner: morphed_image + pose[0:3] -> frozen trained rotator (computed on the fly, no grad)
@@ -17,7 +18,7 @@ from torch import nn
 
 from models import NETWORKS
 from .errors import TrainError
-from .losses import PERCEPTUAL_WEIGHT, PerceptualLoss, l1_loss
+from .losses import PERCEPTUAL_WEIGHT, PerceptualLoss, l1_loss, region_l1_loss
 
 # THA1's budgets (examples seen) and batch sizes per loss
 DEFAULT_EXAMPLES = {"morpher": 3_000_000, "rotator": 3_000_000, "combiner": 1_500_000}
@@ -27,6 +28,11 @@ DEFAULT_BATCH = {
     ("combiner", "l1"): 20, ("combiner", "perceptual"): 12,
 }
 LOSSES = ("l1", "perceptual")
+# the morpher's options beyond THA1 (models.morpher.FaceMorpher) that `thactl train` uses unless told
+# otherwise; THA1's own layers are pose_film=False, head_init_scale=1.0 (README: why these defaults)
+MORPHER_TRAIN_DEFAULTS = {"pose_film": True, "head_init_scale": 0.01}
+# weight of the morpher's changed-region L1 term unless told otherwise (THA1: 0, whole-image L1 only)
+MORPHER_REGION_WEIGHT = 1.0
 
 
 class Task:
@@ -92,6 +98,27 @@ class MorpherTask(Task):
     input_key, target_key = "rest_image", "morphed_image"
     pose_slice = slice(3, 6)
     output_names = ("morpher",)
+
+    def __init__(self, arch, loss="l1", vgg=None, region_weight: float = MORPHER_REGION_WEIGHT):
+        super().__init__(arch, loss, vgg)
+        if region_weight < 0:
+            raise TrainError(f"--region-weight must be >= 0, got {region_weight}")
+        self.region_weight = float(region_weight)
+
+    def step(self, model, batch, device):
+        """THA1's L1 plus region_weight x the L1 over the pixels the target changes (eyes, mouth):
+        they are a few percent of the image, so whole-image L1 alone first rewards copying the input."""
+        from .evaluate import changed_region
+
+        image, pose, target = self.inputs(batch, device)
+        with device.autocast():
+            output = self.outputs(model, image, pose)[0].float()
+        loss, parts = self.image_loss(output, target)
+        if self.region_weight:
+            region = region_l1_loss(output, target, changed_region(image, target))
+            loss = loss + self.region_weight * region
+            parts["region_l1"] = region.detach()
+        return loss, parts
 
 
 class RotatorTask(Task):
@@ -168,4 +195,6 @@ def make_task(cfg) -> Task:
             extra["rotator"] = load_weights(cfg.rotator, "rotator")
         except WeightsError as e:
             raise TrainError(str(e)) from None
+    if cfg.kind == "morpher":
+        extra["region_weight"] = MORPHER_REGION_WEIGHT if cfg.region_weight is None else cfg.region_weight
     return TASKS[cfg.kind](cfg.arch(), cfg.loss, vgg, **extra)

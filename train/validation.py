@@ -30,18 +30,32 @@ def _outputs(task, model, items, dev):
 
 
 def validation_metrics(task, model, val_ds, indices: list[int], batch_size: int, dev) -> dict:
-    """{"n", "l1" (the task's main output), "l1_<output>" for each output, "l1_identity"}: mean per-image L1."""
+    """{"n", "l1" (the task's main output), "l1_<output>" for each output, "l1_identity"}: mean per-image L1;
+    the same over the changed region (evaluate.changed_region of input and target, pooled):
+    "region_l1_<output>", "region_rmse_<output>", "region_l1_identity", "region_rmse_identity"
+    (None when no pixel changed), and "changed_fraction", the share of pixels in that region."""
+    from .evaluate import RegionMeter, changed_region, region_error_sums
+
     sums = {name: 0.0 for name in task.output_names}
-    ident, count = 0.0, 0
+    regions = {name: RegionMeter() for name in (*task.output_names, "identity")}
+    ident, count, changed = 0.0, 0, 0.0
     for i in range(0, len(indices), batch_size):
         image, outs, target = _outputs(task, model, [val_ds[j] for j in indices[i:i + batch_size]], dev)
+        mask = changed_region(image, target)
         for name, o in zip(task.output_names, outs):
             sums[name] += (o.float() - target.float()).abs().mean(dim=(1, 2, 3)).sum().item()
+            regions[name].add(region_error_sums(o, target, mask))
         ident += (image.float() - target.float()).abs().mean(dim=(1, 2, 3)).sum().item()
+        regions["identity"].add(region_error_sums(image, target, mask))
+        changed += mask.float().mean(dim=(1, 2, 3)).sum().item()
         count += image.shape[0]
     rec = {"n": count, "l1": sums[task.main_output] / count}
     rec.update({f"l1_{name}": v / count for name, v in sums.items()})
     rec["l1_identity"] = ident / count
+    rec["changed_fraction"] = changed / count
+    for name, m in regions.items():
+        rec[f"region_l1_{name}"] = m.l1() if m.count else None
+        rec[f"region_rmse_{name}"] = m.rmse() if m.count else None
     return rec
 
 
@@ -83,7 +97,8 @@ class Validator:
             rec = validation_metrics(self.task, model, self.val_ds, self.indices, self.cfg.batch_size, self.dev)
             self.runlog.write({"split": "validation", "examples": seen, **rec})
             log.info("validation at %d examples: %s", seen,
-                     ", ".join(f"{k}={v:.5f}" for k, v in rec.items() if k.startswith("l1")))
+                     ", ".join(f"{k}={v:.5f}" for k, v in rec.items()
+                               if k.startswith(("l1", "region_l1")) and v is not None))
             if self.cfg.num_samples > 0:
                 columns = sample_rows(self.task, model, self.val_ds, self.indices, self.cfg.num_samples, self.dev)
                 save_grid(columns, self.samples_dir / f"ex-{seen:010d}.png")

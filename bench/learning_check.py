@@ -1,0 +1,161 @@
+"""Learning check: do thactl's data and training produce a working poser, at a scale a 2-core CPU runs?
+
+    .venv/bin/python bench/learning_check.py                          # models from ../shared/models
+    .venv/bin/python bench/learning_check.py --models DIR --out REPORT --threads 1
+
+Renders 64 px data from a model folder (default: ../shared/models beside the repository),
+trains morpher -> rotator -> combiner with the small configuration in CONFIG, evaluates the
+three on the test split (characters never seen in training) and writes REPORT/:
+
+  report.md / report.json  configuration, final table, checks, semantic centroids, wall time
+  curves.png               validation L1 of each stage against its identity baseline, whole
+                           image and changed region, over the examples seen
+  samples.png              held-out characters: rest | morphed target | morpher output |
+                           posed target | full poser output, enlarged
+  data/, morpher/, rotator/, combiner/   the data set and the three run folders
+
+The checks (all on the test split): the morpher's changed-region L1 at most 0.5 x the
+identity's; the rotator's Pumarola and Zhou outputs (true morphed input) and the full poser
+(rest image -> morpher -> rotator -> combiner) below the identity baseline on RMSE (both
+pixel spaces) and above it on SSIM; and the morpher's semantics (train.semantics): left_eye
+alone changes the image's right half, right_eye alone the left half, the mouth lands below
+both eyes. The exit status is 0 when every check passes, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import torch  # noqa: E402
+
+from learning_report import draw_curves, sample_sheet, write_markdown  # noqa: E402
+
+# the documented small configuration (64 px, batch 16, Adam betas 0.5/0.999)
+ARCH = dict(base_channels=16, num_downsample=2, num_res_blocks=2)
+CONFIG = {
+    "data": dict(size=64, count=6000),
+    "morpher": dict(ARCH, batch_size=16, examples=9_600, lr=1e-3, pose_film=True, head_init_scale=0.01),
+    "rotator": dict(ARCH, batch_size=16, examples=8_000, lr=3e-4),
+    "combiner": dict(ARCH, batch_size=16, examples=4_800, lr=3e-4),
+}
+CURVE_POINTS = 6  # validations per stage, besides the one before training
+MORPHER_REGION_RATIO = 0.5
+
+
+def render(models: Path, data: Path, size: int, count: int) -> float:
+    """`thactl render` in a child process (its own EGL context and workers); returns seconds."""
+    if (data / "manifest.json").is_file() and json.loads((data / "manifest.json").read_text()).get("complete"):
+        print(f"data: reusing {data}", flush=True)
+        return 0.0
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-c", "import sys, cli; sys.exit(cli.main(sys.argv[1:]))", "render", "--models",
+           str(models), "--out", str(data), "--size", str(size), "--count", str(count), "--workers", "2", "-q"]
+    subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return time.perf_counter() - t0
+
+
+def train_stage(kind: str, data: Path, out: Path, rotator: Path | None = None, scale: float = 1.0) -> float:
+    """Train one network with CONFIG[kind] (budget x `scale`) through thactl's own training loop; seconds."""
+    from train.loop import TrainConfig, train
+
+    settings = dict(CONFIG[kind])
+    settings["examples"] = max(settings["batch_size"], int(settings["examples"] * scale))
+    every = max(1, settings["examples"] // CURVE_POINTS)
+    t0 = time.perf_counter()
+    train(TrainConfig(kind=kind, data=str(data), out=str(out), rotator=str(rotator) if rotator else None,
+                      val_every=every, checkpoint_every=every, log_every=every // 4, val_examples=10_000,
+                      num_samples=4, device="cpu", quiet=True, **settings))
+    return time.perf_counter() - t0
+
+
+def evaluate_test(data: Path, runs: Path):
+    """Final table on the test split and the morpher's semantic centroids on its rest images."""
+    from dataset.torchdata import ShardDataset
+    from models.io import load_weights
+    from train import evaluate as ev
+    from train.semantics import change_centroids
+
+    nets = {k: load_weights(runs / k, k).eval() for k in ("morpher", "rotator", "combiner")}
+    test = ShardDataset(str(data), split="test")
+    loader = torch.utils.data.DataLoader(test, batch_size=40)
+    result = ev.evaluate(loader, nets["morpher"], nets["rotator"], nets["combiner"], configs=["PU", "ZH", "FU"])
+    rest = torch.stack([test[i]["rest_image"] for i in range(len(test))])
+    return result, change_centroids(nets["morpher"], rest), nets, test
+
+
+def checks(result, centroids) -> dict[str, bool]:
+    """The pass/fail lines of the report (see the module docstring)."""
+    from train.semantics import semantics_hold
+
+    rec = {r["row"]: r for r in result.to_records()}
+    ratio = rec["morpher"]["region_l1"] / rec["identity/morphed"]["region_l1"]
+
+    def beats(row: str, ident: str) -> bool:
+        return (rec[row]["rmse_tha"] < rec[ident]["rmse_tha"] and rec[row]["rmse_srgb01"] < rec[ident]["rmse_srgb01"]
+                and rec[row]["ssim"] > rec[ident]["ssim"])
+
+    return {f"morpher changed-region L1 <= {MORPHER_REGION_RATIO} x identity (ratio {ratio:.3f})":
+            ratio <= MORPHER_REGION_RATIO,
+            "rotator Pumarola beats identity on RMSE and SSIM": beats("rotator/pumarola", "identity/rotated"),
+            "rotator Zhou beats identity on RMSE and SSIM": beats("rotator/zhou", "identity/rotated"),
+            "full poser (FU, from the rest image) beats identity on RMSE and SSIM": beats("FU", "identity/posed"),
+            "semantics: left_eye right half, right_eye left half, mouth below the eyes": semantics_hold(centroids)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, default=REPO.parent / "shared" / "models")
+    ap.add_argument("--out", type=Path, default=Path("learning-check"))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1: a loaded machine runs one thread far faster than two)")
+    ap.add_argument("--count", type=int, default=CONFIG["data"]["count"], help="training examples to render")
+    ap.add_argument("--budget-scale", type=float, default=1.0,
+                    help="multiply every stage's training budget (smoke runs; the checks need 1)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data"
+    seconds = {"render": render(args.models, data, CONFIG["data"]["size"], args.count)}
+    for kind in ("morpher", "rotator", "combiner"):
+        print(f"training {kind} ({CONFIG[kind]})", flush=True)
+        seconds[kind] = train_stage(kind, data, out / kind, rotator=out / "rotator" if kind == "combiner" else None,
+                                    scale=args.budget_scale)
+    t0 = time.perf_counter()
+    result, centroids, nets, test = evaluate_test(data, out)
+    verdict = checks(result, centroids)
+    draw_curves({k: out / k / "metrics.jsonl" for k in ("morpher", "rotator", "combiner")}, out / "curves.png")
+    sample_sheet(nets, test, out / "samples.png")
+    seconds["evaluate"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_start
+    report = {"config": CONFIG, "count": args.count, "budget_scale": args.budget_scale, "threads": args.threads, "models": str(args.models), "seconds": seconds,
+              "table": result.to_records(), "centroids": {k: c.as_dict() for k, c in centroids.items()},
+              "checks": verdict, "curve_end": curve_ends(out), "load_average_at_end": os.getloadavg()}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(report, result.format_table(), out / "report.md")
+    print((out / "report.md").read_text())
+    return 0 if all(verdict.values()) else 1
+
+
+def curve_ends(out: Path) -> dict[str, dict]:
+    """The last validation record of each stage (its curves' end points)."""
+    ends = {}
+    for kind in ("morpher", "rotator", "combiner"):
+        lines = (out / kind / "metrics.jsonl").read_text().splitlines()
+        val = [json.loads(x) for x in lines if '"validation"' in x]
+        ends[kind] = {k: v for k, v in val[-1].items() if k.startswith(("l1", "region", "examples"))}
+    return ends
+
+
+if __name__ == "__main__":
+    sys.exit(main())
