@@ -121,6 +121,9 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-scale", type=float, default=1.0,
                     help="multiply every stage's training budget (smoke runs; the checks need 1)")
     args = ap.parse_args(argv)
+    if not args.models.is_dir():
+        print(f"{args.models}: model folder not found (give --models)", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     out = args.out
