@@ -46,7 +46,7 @@ def change_centroids(morpher, rest: torch.Tensor, batch_size: int = 64) -> dict[
     device = next(morpher.parameters()).device
     was_training = morpher.training
     morpher.eval()
-    sums = {name: 0.0 for name in PROBES}
+    sums = {name: torch.zeros(rest.shape[-2:], dtype=torch.float64) for name in PROBES}
     for i in range(0, rest.shape[0], batch_size):
         x = rest[i:i + batch_size].to(device)
         zero = torch.zeros(x.shape[0], 3, device=device)
@@ -54,10 +54,9 @@ def change_centroids(morpher, rest: torch.Tensor, batch_size: int = 64) -> dict[
         for name, k in PROBES.items():
             probe = zero.clone()
             probe[:, k] = 1.0
-            sums[name] = sums[name] + (morpher(x, probe)[0].float() - base).abs().sum(dim=(0, 1)).cpu()
+            sums[name] += (morpher(x, probe)[0].float() - base).abs().sum(dim=(0, 1)).cpu().double()
     morpher.train(was_training)
-    return {name: _centroid(torch.as_tensor(s), rest.shape[0]) if torch.is_tensor(s) else
-            ChangeCentroid(math.nan, math.nan, 0.0, math.nan) for name, s in sums.items()}
+    return {name: _centroid(s, rest.shape[0]) for name, s in sums.items()}
 
 
 def semantics_hold(centroids: dict[str, ChangeCentroid]) -> bool:
