@@ -46,7 +46,7 @@ class FaceMorpher(AlphaBlendNet):
       pose_film        every InstanceNorm of the encoder-decoder becomes a PoseNorm (the pose also
                        scales and shifts the normalised features), besides the pose planes at the input;
       head_init_scale  the He-initialised weights of the two output heads are multiplied by this,
-                       so the alpha starts near 0.5 instead of saturated.
+                       so the alpha starts at 0.5 (logits near 0) instead of spread over (0, 1).
     Both are constructor keywords, recorded in `config` and so in the weights' metadata.
     """
 
