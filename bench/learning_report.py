@@ -36,15 +36,16 @@ def _panel(draw: ImageDraw.ImageDraw, x0: int, y0: int, title: str, series: dict
         draw.text((x0 + MARGIN, y0 + PANEL_H // 2), "no data", fill=(0, 0, 0))
         return
     xmax = max(p[0] for p in pts) or 1
-    ylo, yhi = min(p[1] for p in pts), max(p[1] for p in pts)
+    trained = [p for p in pts if p[0] > 0] or pts  # the untrained start would flatten the rest: clipped
+    ylo, yhi = min(p[1] for p in trained), max(p[1] for p in trained)
     yhi = yhi if yhi > ylo else ylo + 1e-6
     left, top, right, bottom = x0 + MARGIN, y0 + 26, x0 + PANEL_W - 10, y0 + PANEL_H - 30
     draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
     to_xy = lambda p: (left + (right - left) * p[0] / xmax,  # noqa: E731
-                       bottom - (bottom - top) * (p[1] - ylo) / (yhi - ylo))
+                       bottom - (bottom - top) * min(max((p[1] - ylo) / (yhi - ylo), 0.0), 1.0))
     draw.text((x0 + 2, top - 4), f"{yhi:.4f}", fill=(0, 0, 0))
     draw.text((x0 + 2, bottom - 8), f"{ylo:.4f}", fill=(0, 0, 0))
-    draw.text((right - 70, bottom + 4), f"{xmax} ex", fill=(0, 0, 0))
+    draw.text((right - 60, top - 14), f"{xmax} ex", fill=(0, 0, 0))
     legend_y = bottom + 4
     for i, (name, s) in enumerate(sorted(series.items(), key=lambda kv: kv[0] == "identity")):
         colour = (128, 128, 128) if name == "identity" else COLOURS[i % len(COLOURS)]
@@ -56,7 +57,7 @@ def _panel(draw: ImageDraw.ImageDraw, x0: int, y0: int, title: str, series: dict
             draw.line(xy, fill=colour, width=2)
         for x, y in xy:
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        draw.text((left + 4 + 90 * i, legend_y), name, fill=colour)
+        draw.text((left + 4 + 80 * i, legend_y), name, fill=colour)
 
 
 def draw_curves(metrics: dict[str, Path], out_png: Path) -> None:
