@@ -141,7 +141,8 @@ def main(argv=None) -> int:
     sample_sheet(nets, test, out / "samples.png")
     seconds["evaluate"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
-    report = {"config": CONFIG, "count": args.count, "budget_scale": args.budget_scale, "threads": args.threads, "models": str(args.models), "seconds": seconds,
+    report = {"config": CONFIG, "count": args.count, "budget_scale": args.budget_scale, "threads": args.threads,
+              "models": str(args.models), "seconds": seconds,
               "table": result.to_records(), "centroids": {k: c.as_dict() for k, c in centroids.items()},
               "checks": verdict, "curve_end": curve_ends(out), "load_average_at_end": os.getloadavg()}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
