@@ -364,10 +364,12 @@ def test_tiny_network_learns_on_rendered_data(rendered_data, tmp_path, kind, bas
     start and below the identity baseline (output = input). The morpher's margin is small by nature:
     only eyes and mouth change, so copying the input is already a strong answer."""
     run = tmp_path / kind
+    # THA1's morpher recipe: on this data the default options end at 1.004 x the identity's whole-image L1
+    tha1 = ["--no-pose-film", "--head-init-scale", 1, "--region-weight", 0] if kind == "morpher" else []
     assert run_cli("train", kind, "--data", rendered_data, "--out", run, "--base-channels", base,
                    "--num-downsample", 2, "--num-res-blocks", 1, "--batch-size", batch,
                    "--examples", batch * steps, "--lr", "1e-3", "--val-every", batch * steps // 2,
-                   "--val-examples", 160, "--checkpoint-every", 0, "--quiet") == 0
+                   "--val-examples", 160, "--checkpoint-every", 0, "--quiet", *tha1) == 0
     val = metrics(run, "validation")
     start, end = val[0], val[-1]
     assert start["examples"] == 0 and end["examples"] == batch * steps and end["n"] == 160
