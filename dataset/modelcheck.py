@@ -172,63 +172,22 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
     bad model, returns a rejection instead."""
     from renderer.assembly import assemble_model
     from renderer.errors import RendererError, typed_first_line
-    from renderer.modelfile import load_model
-
-    from dataset.poses import REST_POSE
 
     res = ModelCheck(rel_path, False, sha256=sha256)
-    try:
-        model = load_model(path)
-    except RendererError as e:
-        res.reason = "cannot load: " + _strip_path(str(e), path)
+    model = _load_for_check(path, res)
+    if model is None:
         return res
-    except Exception as e:  # noqa: BLE001 - any failure on a user's file is a rejection
-        res.reason = f"cannot load: {typed_first_line(e)}"
-        return res
-    res.format = f"{model.format.value.upper()} {model.version:.1f}"
-    try:
-        res.mesh = mesh_fingerprint(model.positions, model.indices)
-    except Exception:  # noqa: BLE001 - a fingerprint is never a reason to reject
-        log.debug("mesh fingerprint of %s failed", rel_path, exc_info=True)
     try:
         assembled = assemble_model(path, overrides_file, models_root, model=model)
-        rig, override = assembled.rig, assembled.override
-        probs = rig.problems()
-        res.notes = [str(n) for n in (rig.notes or [])] + [str(w) for w in model.warnings]
-        res.one_eye_morphs = bool(rig.has_one_eye_morphs)
-        names = {}
-        for key in ("left_eye", "right_eye", "both_eyes", "mouth"):
-            i = getattr(rig, key)
-            names[key] = model.morphs[i].name if i is not None else None
-        res.morphs = names
-        _describe_rig(res, model, rig, override or {})
+        _record_rig(res, model, assembled)
+        override, probs = assembled.override, assembled.rig.problems()
         if override and override.get("exclude"):
             res.reason = f"excluded: {override['exclude']}"
             return res
         if probs:
             res.reason = "; ".join(probs)
             return res
-        poser = assembled.poser
-        frame = assembled.rest_frame(notes=res.notes)
-        res.frame = [float(frame.cx), float(frame.cy), float(frame.half)]
-        poses = {
-            "rest": REST_POSE,
-            "left_eye": np.array([0, 0, 0, 1, 0, 1], np.float32),
-            "right_eye": np.array([0, 0, 0, 0, 1, 1], np.float32),
-            "both_eyes": np.array([0, 0, 0, 1, 1, 1], np.float32),
-            "mouth": np.array([0, 0, 0, 0, 0, 0], np.float32),
-            "head_y": np.array([0, 1, 0, 0, 0, 1], np.float32),
-        }
-        if res.one_eye_morphs:
-            del poses["both_eyes"]
-        else:
-            del poses["left_eye"], poses["right_eye"]
-        with probe_rc.prepare(model, "phong") as scene:
-            imgs = probe_images(scene, poser, frame, poses)
-            if scene.textures.missing:
-                res.notes.append(f"{len(scene.textures.missing)} texture(s) missing or refused "
-                                 f"(material colour used): {', '.join(scene.textures.missing[:4])}")
-        probs = check_probe(imgs, res.one_eye_morphs)
+        probs = _probe(res, probe_rc, model, assembled)
         if probs:
             res.reason = "; ".join(probs)
             return res
@@ -241,6 +200,66 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
         return res
     res.ok = True
     return res
+
+
+def _load_for_check(path: Path, res: ModelCheck):
+    """The model at `path`, with its format and mesh fingerprint recorded in `res`; None (and
+    `res.reason` set) when it cannot be loaded."""
+    from renderer.errors import RendererError, typed_first_line
+    from renderer.modelfile import load_model
+
+    try:
+        model = load_model(path)
+    except RendererError as e:
+        res.reason = "cannot load: " + _strip_path(str(e), path)
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure on a user's file is a rejection
+        res.reason = f"cannot load: {typed_first_line(e)}"
+        return None
+    res.format = f"{model.format.value.upper()} {model.version:.1f}"
+    try:
+        res.mesh = mesh_fingerprint(model.positions, model.indices)
+    except Exception:  # noqa: BLE001 - a fingerprint is never a reason to reject
+        log.debug("mesh fingerprint of %s failed", res.rel_path, exc_info=True)
+    return model
+
+
+def _record_rig(res: ModelCheck, model, assembled) -> None:
+    """Notes, the chosen morphs' names and how the rig was chosen, into `res`."""
+    rig = assembled.rig
+    res.notes = [str(n) for n in (rig.notes or [])] + [str(w) for w in model.warnings]
+    res.one_eye_morphs = bool(rig.has_one_eye_morphs)
+    res.morphs = {key: (model.morphs[i].name if i is not None else None)
+                  for key in ("left_eye", "right_eye", "both_eyes", "mouth")
+                  for i in [getattr(rig, key)]}
+    _describe_rig(res, model, rig, assembled.override or {})
+
+
+def _probe_poses(one_eye_morphs: bool) -> dict[str, np.ndarray]:
+    """The poses rendered to check that each morph and the head rotation change the image."""
+    from dataset.poses import REST_POSE
+
+    poses = {"rest": REST_POSE}
+    if one_eye_morphs:
+        poses["left_eye"] = np.array([0, 0, 0, 1, 0, 1], np.float32)
+        poses["right_eye"] = np.array([0, 0, 0, 0, 1, 1], np.float32)
+    else:
+        poses["both_eyes"] = np.array([0, 0, 0, 1, 1, 1], np.float32)
+    poses["mouth"] = np.array([0, 0, 0, 0, 0, 0], np.float32)
+    poses["head_y"] = np.array([0, 1, 0, 0, 0, 1], np.float32)
+    return poses
+
+
+def _probe(res: ModelCheck, probe_rc, model, assembled) -> list[str]:
+    """Frame the model (recorded in `res`), render the probe poses and return the problems."""
+    frame = assembled.rest_frame(notes=res.notes)
+    res.frame = [float(frame.cx), float(frame.cy), float(frame.half)]
+    with probe_rc.prepare(model, "phong") as scene:
+        imgs = probe_images(scene, assembled.poser, frame, _probe_poses(res.one_eye_morphs))
+        if scene.textures.missing:
+            res.notes.append(f"{len(scene.textures.missing)} texture(s) missing or refused "
+                             f"(material colour used): {', '.join(scene.textures.missing[:4])}")
+    return check_probe(imgs, res.one_eye_morphs)
 
 
 def _describe_rig(res: ModelCheck, model, rig, override: dict) -> None:
