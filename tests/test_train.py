@@ -187,6 +187,13 @@ def test_run_folder_layout_and_rerun_continues(synthetic_data, tmp_path, capsys)
     assert run_cli(*common[:-1], "--examples", 64, "--lr", "0.5", "--quiet") == 1
     err = capsys.readouterr().err
     assert "other settings (lr: 0.0001 -> 0.5)" in err and len(err.strip().splitlines()) == 1
+    # the morpher's training defaults given explicitly are the same run; another value is not
+    assert run_cli(*common, "--examples", 80, "--pose-film", "--head-init-scale", "0.01",
+                   "--region-weight", "1") == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["examples_seen"] == 80
+    capsys.readouterr()
+    assert run_cli(*common, "--examples", 96, "--head-init-scale", "1") == 1
+    assert "other settings (head_init_scale: 0.01 -> 1.0)" in capsys.readouterr().err
 
 
 def _check_logged_changed_region(data: Path, rec: dict, n: int) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import TrainError
-from .tasks import DEFAULT_BATCH, DEFAULT_EXAMPLES, MORPHER_TRAIN_DEFAULTS, TASKS
+from .tasks import DEFAULT_BATCH, DEFAULT_EXAMPLES, MORPHER_REGION_WEIGHT, MORPHER_TRAIN_DEFAULTS, TASKS
 
 # settings a re-run may change without invalidating the checkpoint
 RESUMABLE_CHANGES = {"examples", "checkpoint_every", "val_every", "val_examples", "num_samples", "log_every",
@@ -112,7 +112,18 @@ def resolve_grid_convention(cfg: TrainConfig, saved: dict | None, init_config: d
 
 
 def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:
-    """'name: saved -> now' for each setting that differs from the saved run and may not change."""
+    """'name: saved -> now' for each setting that differs from the saved run and may not change.
+    A morpher option left out (None) equals its default given explicitly."""
     now = cfg.as_dict()
     return [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now
-            if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+            if k not in RESUMABLE_CHANGES
+            and _effective(cfg.kind, k, saved.get(k)) != _effective(cfg.kind, k, now[k])]
+
+
+def _effective(kind: str, key: str, value):
+    """The value a setting has in training: a morpher option's None is its default."""
+    if kind != "morpher" or value is not None:
+        return value
+    if key in MORPHER_TRAIN_DEFAULTS:
+        return MORPHER_TRAIN_DEFAULTS[key]
+    return MORPHER_REGION_WEIGHT if key == "region_weight" else None
