@@ -7,28 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import cli
 from faces import astronaut_face, blank_frame, rolled_frame, write_mp4
+from tiny_networks import S, write_tiny_weights
 
 pytest.importorskip("mediapipe", reason='face tracking needs the [track] extra: pip install -e ".[track]"')
-
-S = 32
-TINY = dict(image_size=S, base_channels=4, num_downsample=3, num_res_blocks=1)
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    from models import Combiner, FaceMorpher, TwoAlgoFaceRotator
-    from models.io import save_weights
-
-    d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(3)
-    for net in (FaceMorpher(**TINY), TwoAlgoFaceRotator(**TINY), Combiner(**TINY)):
-        save_weights(net, d / f"{net.kind}.safetensors")
-    return d
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"), 3)
 
 
 @pytest.fixture(scope="module")

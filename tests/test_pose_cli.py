@@ -14,23 +14,12 @@ from inference import motion
 from inference.drawing import check_image, fit_to_square
 from inference.runner import PoserRunner
 from renderer.posevector import POSE_HIGH, POSE_LOW, REST_POSE
-
-S = 32
-TINY = dict(image_size=S, base_channels=4, num_downsample=3, num_res_blocks=1)
+from tiny_networks import S, write_tiny_weights
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    from models import Combiner, FaceMorpher, TwoAlgoFaceRotator
-    from models.io import save_weights
-
-    d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(7)
-    r = TwoAlgoFaceRotator(**TINY)
-    torch.nn.init.normal_(r.flow.weight, std=0.02)
-    for net in (FaceMorpher(**TINY), r, Combiner(**TINY)):
-        save_weights(net, d / f"{net.kind}.safetensors")
-    return d
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"), 7, flow_std=0.02)
 
 
 def _character(s=S, w=None, dx=0, dy=0) -> np.ndarray:

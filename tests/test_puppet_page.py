@@ -14,16 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from app.config import ServeConfig
 from app.http import Request
 from app.server import dispatch, make_server
 from faces import astronaut_face, rolled_frame
+from tiny_networks import S, write_tiny_weights
 
-S = 32
-TINY = dict(image_size=S, base_channels=4, num_downsample=3, num_res_blocks=1)
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 W, H, FPS = 480, 360, 8
 BITS, BAR_W, BAR_H = 6, 40, 30
@@ -34,16 +32,7 @@ N_FRAMES = 48
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    from models import Combiner, FaceMorpher, TwoAlgoFaceRotator
-    from models.io import save_weights
-
-    d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(5)
-    r = TwoAlgoFaceRotator(**TINY)
-    torch.nn.init.normal_(r.flow.weight, std=0.05)
-    for net in (FaceMorpher(**TINY), r, Combiner(**TINY)):
-        save_weights(net, d / f"{net.kind}.safetensors")
-    return d
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"), 5, flow_std=0.05)
 
 
 @pytest.fixture(scope="module")
