@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dataset.collection import CheckSettings, check_collection, check_record, discover_with_hashes
 from dataset.modelcheck import ModelCheck
+from renderer.errors import first_line
 
 log = logging.getLogger("thactl.app")
 
@@ -92,7 +93,7 @@ class CollectionView:
         except Exception as e:  # noqa: BLE001 - shown on the page; the server keeps serving
             log.warning("model scan failed: %s", e)
             with self._lock:
-                self.state, self.error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
+                self.state, self.error = "failed", first_line(e)
 
     def update(self, c: ModelCheck) -> None:
         with self._lock:

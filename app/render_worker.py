@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from renderer.errors import first_line
+
 LIVE_SIZE = 256
 THUMB_SIZE = 128
 SHEET_SIZE = 128
@@ -110,7 +112,7 @@ def _child_main(conn, models_root: str, overrides: str | None) -> None:
         try:
             reply = state.handle(op, args)
         except Exception as e:  # noqa: BLE001 - a bad model is reported, the child goes on
-            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            text = first_line(e)
             reply = {"error": text}
         conn.send(reply)
 

@@ -11,6 +11,8 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from renderer.errors import typed_first_line
+
 from .config import ServeConfig
 from .http import HttpError, Page, Request, Response
 
@@ -49,7 +51,7 @@ def dispatch(pages: list[Page], req: Request) -> Response:
         return Response.error(e.status, e.message)
     except Exception as e:  # noqa: BLE001 - a page failure is reported, the server keeps serving
         traceback.print_exc(file=sys.stderr)
-        return Response.error(500, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+        return Response.error(500, typed_first_line(e))
 
 
 def _owns(prefix: str, path: str) -> bool:

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from renderer.errors import first_line
+
 from .io import WeightsError
 
 FILE_NAMES = {"morpher": "face_morpher.pt", "rotator": "two_algo_face_rotator.pt", "combiner": "combiner.pt"}
@@ -114,7 +116,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: holds Python objects besides tensors; not loaded (thactl never runs "
                            "code from a weight file)") from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        why = first_line(e, 120)
         raise WeightsError(f"{path}: neither a safetensors file nor a readable PyTorch file (truncated or "
                            f"another format?): {why}") from None
     if not isinstance(state, dict) or not state or not all(

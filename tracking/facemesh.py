@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 
+from renderer.errors import first_line
+
 from .errors import TrackError
 
 INSTALL_HINT = 'face tracking needs MediaPipe with its FaceMesh models: pip install -e ".[track]"'
@@ -63,7 +65,7 @@ class FaceTracker:
                 # frame waits for them (and finds no face, so no tracking state is left behind)
                 self._mesh.process(np.zeros((64, 64, 3), np.uint8))
         except (RuntimeError, FileNotFoundError, ValueError) as e:
-            raise TrackError(f"the FaceMesh model could not be loaded ({str(e).splitlines()[0]}); "
+            raise TrackError(f"the FaceMesh model could not be loaded ({first_line(e)}); "
                              f"{INSTALL_HINT}") from None
         self._lock = threading.Lock()
         self.video = video
