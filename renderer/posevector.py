@@ -42,3 +42,17 @@ def out_of_range(values, tolerance: float = RANGE_TOLERANCE) -> np.ndarray:
     low = (POSE_LOW.astype(np.float64) - tolerance).astype(v.dtype)
     high = (POSE_HIGH.astype(np.float64) + tolerance).astype(v.dtype)
     return ~((v >= low) & (v <= high))
+
+
+#: the pose of the mirror image (flipped left to right) of a character posed with pose p is
+#: p[MIRROR_ORDER] * MIRROR_SIGN: the eyes swap (the character's left eye moves to the image's left
+#: half) and the turn (head_y) and the tilt (neck_z) change sign; head_x (nodding) stays.
+MIRROR_ORDER: tuple[int, ...] = (HEAD_X, HEAD_Y, NECK_Z, RIGHT_EYE, LEFT_EYE, MOUTH)
+MIRROR_SIGN = np.array([1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype=np.float32)
+
+
+def mirror_pose(values) -> np.ndarray:
+    """The pose (..., 6) that the mirror image of a render with pose `values` shows (see MIRROR_ORDER)."""
+    v = np.asarray(values)
+    return v[..., list(MIRROR_ORDER)] * MIRROR_SIGN.astype(v.dtype if np.issubdtype(v.dtype, np.floating)
+                                                        else np.float32)
