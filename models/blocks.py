@@ -143,35 +143,38 @@ class UNet(nn.Module):
     """The encoder above; each decoder level concatenates the encoder feature of its resolution.
 
     THA1: Up(512->256); Up(256+256->128); Up(128+128->64); Conv7Block(64+64->64).
+    With `pose_dim` > 0 every normalisation is a PoseNorm and forward needs the pose.
     """
 
     def __init__(self, in_channels: int, image_size: int = 256, base_channels: int = 64,
-                 num_downsample: int = 3, num_res_blocks: int = 6):
+                 num_downsample: int = 3, num_res_blocks: int = 6, pose_dim: int = 0):
         super().__init__()
         _check_size(image_size, num_downsample)
-        b = base_channels
-        n = num_downsample
-        self.first = Conv7Block(in_channels, b)
-        self.downs = nn.ModuleList(Down(b * 2 ** i, b * 2 ** (i + 1)) for i in range(n))
-        self.res = nn.Sequential(*[ResBlock(b * 2 ** n) for _ in range(num_res_blocks)])
+        b, n, p = base_channels, num_downsample, pose_dim
+        self.first = Conv7Block(in_channels, b, p)
+        self.downs = nn.ModuleList(Down(b * 2 ** i, b * 2 ** (i + 1), p) for i in range(n))
+        self.res = CondSequential(*[ResBlock(b * 2 ** n, p) for _ in range(num_res_blocks)])
         ups = []
         for i in range(n, 0, -1):
             cin = b * 2 ** i if i == n else 2 * b * 2 ** i  # deeper levels see [up, skip]
-            ups.append(Up(cin, b * 2 ** (i - 1)))
+            ups.append(Up(cin, b * 2 ** (i - 1), p))
         self.ups = nn.ModuleList(ups)
-        self.last = Conv7Block(2 * b, b)
+        self.last = Conv7Block(2 * b, b, p)
         self.out_channels = b
+        self.pose_dim = pose_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = [self.first(x)]
+    def forward(self, x: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pose_dim and (pose is None or pose.shape[-1] != self.pose_dim):
+            raise ValueError(f"this U-Net's normalisations need a (B, {self.pose_dim}) pose")
+        skips = [self.first(x, pose)]
         for down in self.downs:
-            skips.append(down(skips[-1]))
-        y = self.res(skips.pop())
+            skips.append(down(skips[-1], pose))
+        y = self.res(skips.pop(), pose)
         for i, up in enumerate(self.ups):
             if i > 0:
                 y = torch.cat([y, skips.pop()], dim=1)
-            y = up(y)
-        return self.last(torch.cat([y, skips.pop()], dim=1))
+            y = up(y, pose)
+        return self.last(torch.cat([y, skips.pop()], dim=1), pose)
 
 
 def pose_planes(image: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ArchConfigMixin, EncoderDecoder, conv7, he_init, pose_planes
+from .blocks import ArchConfigMixin, EncoderDecoder, UNet, conv7, he_init, pose_planes
 
 
 class AlphaBlendHeads(nn.Module):
@@ -25,15 +25,16 @@ class AlphaBlendHeads(nn.Module):
 
 
 class AlphaBlendNet(ArchConfigMixin, nn.Module):
-    """What the morpher and the rotator share: an encoder-decoder over image + 3 pose planes and
-    the alpha-blend heads. Subclasses add their own layers, then call he_init(self)."""
+    """What the morpher and the rotator share: an encoder-decoder (or, with `unet`, a U-Net) over
+    image + 3 pose planes and the alpha-blend heads. Subclasses add their own layers, then call
+    he_init(self)."""
 
     def __init__(self, *, image_size: int = 256, base_channels: int = 64, num_downsample: int = 3,
-                 num_res_blocks: int = 6, norm_pose_dim: int = 0):
+                 num_res_blocks: int = 6, norm_pose_dim: int = 0, unet: bool = False):
         super().__init__()
         self._record(image_size, base_channels, num_downsample, num_res_blocks)
-        self.body = EncoderDecoder(4 + 3, image_size, base_channels, num_downsample, num_res_blocks,
-                                   pose_dim=norm_pose_dim)
+        body = UNet if unet else EncoderDecoder
+        self.body = body(4 + 3, image_size, base_channels, num_downsample, num_res_blocks, pose_dim=norm_pose_dim)
         self.heads = AlphaBlendHeads(self.body.out_channels)
 
 
@@ -42,19 +43,21 @@ class FaceMorpher(AlphaBlendNet):
 
     Returns (output, alpha, change), each (B, 4, H, W).
 
-    Two options beyond THA1 (the defaults, False and 1.0, are THA1's exact network):
+    Three options beyond THA1 (the defaults, False, 1.0 and False, are THA1's exact network):
       pose_film        every InstanceNorm of the encoder-decoder becomes a PoseNorm (the pose also
                        scales and shifts the normalised features), besides the pose planes at the input;
       head_init_scale  the He-initialised weights of the two output heads are multiplied by this,
-                       so the alpha starts at 0.5 (logits near 0) instead of spread over (0, 1).
-    Both are constructor keywords, recorded in `config` and so in the weights' metadata.
+                       so the alpha starts at 0.5 (logits near 0) instead of spread over (0, 1);
+      unet             the body is the combiner's U-Net (each decoder level also sees the encoder's
+                       features of its resolution) instead of the plain encoder-decoder.
+    All are constructor keywords, recorded in `config` and so in the weights' metadata.
     """
 
     kind = "morpher"
 
-    def __init__(self, *, pose_film: bool = False, head_init_scale: float = 1.0, **arch):
-        super().__init__(norm_pose_dim=3 if pose_film else 0, **arch)
-        self.config.update(pose_film=bool(pose_film), head_init_scale=float(head_init_scale))
+    def __init__(self, *, pose_film: bool = False, head_init_scale: float = 1.0, unet: bool = False, **arch):
+        super().__init__(norm_pose_dim=3 if pose_film else 0, unet=unet, **arch)
+        self.config.update(pose_film=bool(pose_film), head_init_scale=float(head_init_scale), unet=bool(unet))
         he_init(self)
         if head_init_scale != 1.0:
             with torch.no_grad():

@@ -59,7 +59,7 @@ def test_parameter_counts_at_tha1_defaults():
     # THA1: ~34 M, ~34 M, ~35 M
     assert [round(c / 1e6) for c in got] == [34, 34, 35]
     tha1 = dict(image_size=256, base_channels=64, num_downsample=3, num_res_blocks=6)
-    assert nets[0].config == dict(tha1, pose_film=False, head_init_scale=1.0)
+    assert nets[0].config == dict(tha1, pose_film=False, head_init_scale=1.0, unet=False)
     assert nets[1].config == dict(tha1, grid_convention="thactl")
     for n in nets:
         assert {k: n.config[k] for k in tha1} == tha1
@@ -156,13 +156,32 @@ def test_head_init_scale_starts_alpha_near_one_half():
 
 
 def test_morpher_options_round_trip_through_weights(tmp_path):
-    m = FaceMorpher(**TINY, pose_film=True, head_init_scale=0.01)
+    m = FaceMorpher(**TINY, pose_film=True, head_init_scale=0.01, unet=True)
     save_weights(m, tmp_path / "morpher.safetensors")
     assert read_metadata(tmp_path / "morpher.safetensors")["config"] == dict(TINY, pose_film=True,
-                                                                                head_init_scale=0.01)
+                                                                                head_init_scale=0.01, unet=True)
     m2 = load_weights(tmp_path, "morpher")
     x, pose = rand_image(), torch.rand(2, 3)
     assert m2.config == m.config and torch.equal(m2(x, pose)[0], m(x, pose)[0])
+
+
+def test_unet_morpher_body_is_the_combiners_unet_with_skip_connections():
+    """unet=True: the body is blocks.UNet over image + pose planes (the combiner's body); every decoder level
+    also reads the encoder's features, so the output reacts to a one-pixel input change right there."""
+    from models.blocks import UNet
+    torch.manual_seed(0)
+    m = FaceMorpher(**TINY, unet=True, pose_film=True)
+    assert isinstance(m.body, UNet) and m.config["unet"]
+    unet_params = sum(p.numel() for p in UNet(7, **{k: v for k, v in TINY.items()}, pose_dim=3).parameters())
+    assert count(m) == unet_params + count(m.heads)
+    assert count(m) > count(FaceMorpher(**TINY, pose_film=True))  # the skip inputs widen the decoder
+    x, pose = rand_image(1), torch.rand(1, 3)
+    assert m(x, pose)[0].shape == x.shape
+    with torch.no_grad():
+        film = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
+        for lin in film:
+            lin.weight.fill_(0.1)
+    assert (m(x, pose)[0] - m(x, pose * 0)[0]).abs().max() > 1e-3
 
 
 def test_encoder_decoder_depth_is_configurable():

@@ -92,7 +92,7 @@ def test_full_size_released_layout_loads_with_the_same_placement(tmp_path):
             torch.save(full, tmp_path / FILE_NAMES[kind])
         del full
         net = load_weights(tmp_path / FILE_NAMES[kind], kind)
-        own = {"rotator": {"grid_convention": "tha1"}, "morpher": {"pose_film": False, "head_init_scale": 1.0}}
+        own = {"rotator": {"grid_convention": "tha1"}, "morpher": {"pose_film": False, "head_init_scale": 1.0, "unet": False}}
         assert net.config == dict(image_size=256, base_channels=64, num_downsample=3, num_res_blocks=6,
                                   **own.get(kind, {}))
         keys = list(tha1_shapes(kind))
