@@ -290,6 +290,12 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
 @click.option("--region-weight", type=float,
               help="Morpher: weight of the L1 over the changed region (eyes, mouth) added to the L1. "
                    "[default: 1; THA1: 0]")
+@click.option("--unet/--no-unet", default=None,
+              help="Morpher: a U-Net body (the decoder also sees the encoder's features) instead of the "
+                   "encoder-decoder. [default: on; THA1: off]")
+@click.option("--augment", metavar="LIST",
+              help="Training-time augmentation, comma-separated: mirror (flip with the mirrored pose), colour "
+                   "(hue rotation and gain), or none. [default: mirror,colour for the morpher, none otherwise]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto = bf16 autocast on CUDA (fp16 + GradScaler on GPUs without bf16), fp32 on the CPU.")
@@ -301,8 +307,8 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
               help="Leave out corrupt or unreadable shards (each is named in a warning) instead of stopping.")
 def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, grid_convention, batch_size, examples, lr, seed,
               checkpoint_every, val_every, val_examples, num_samples, log_every, image_size, base_channels,
-              num_downsample, num_res_blocks, pose_film, head_init_scale, region_weight, device, precision,
-              channels_last, compile_, workers, quiet, skip_bad_shards):
+              num_downsample, num_res_blocks, pose_film, head_init_scale, region_weight, unet, augment, device,
+              precision, channels_last, compile_, workers, quiet, skip_bad_shards):
     """Train the face MORPHER, the ROTATOR or the COMBINER on rendered shards.
 
     \b
@@ -333,9 +339,9 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, gri
                       workers=workers, vgg_weights=vgg_weights, random_vgg=random_vgg, init=init, rotator=rotator,
                       grid_convention=grid_convention,
                       quiet=quiet, skip_bad_shards=skip_bad_shards, pose_film=pose_film,
-                      head_init_scale=head_init_scale, region_weight=region_weight)
-    if kind != "morpher" and (pose_film, head_init_scale, region_weight) != (None, None, None):
-        raise TrainError("--pose-film, --head-init-scale and --region-weight are options of the morpher")
+                      head_init_scale=head_init_scale, region_weight=region_weight, unet=unet, augment=augment)
+    if kind != "morpher" and (pose_film, head_init_scale, region_weight, unet) != (None, None, None, None):
+        raise TrainError("--pose-film, --head-init-scale, --region-weight and --unet are options of the morpher")
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"trained {kind}: {summary['examples']} examples; weights in {summary['weights']}")

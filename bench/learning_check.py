@@ -43,7 +43,8 @@ from learning_report import draw_curves, sample_sheet, write_markdown  # noqa: E
 ARCH = dict(base_channels=16, num_downsample=2, num_res_blocks=2)
 CONFIG = {
     "data": dict(size=64, count=6000),
-    "morpher": dict(ARCH, batch_size=16, examples=9_600, lr=1e-3, pose_film=True, head_init_scale=0.01),
+    "morpher": dict(ARCH, batch_size=16, examples=12_000, lr=1e-3, pose_film=True, head_init_scale=0.01, unet=True,
+                    augment="mirror,colour"),
     "rotator": dict(ARCH, batch_size=16, examples=8_000, lr=3e-4),
     "combiner": dict(ARCH, batch_size=16, examples=4_800, lr=3e-4),
 }

@@ -7,7 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import TrainError
-from .tasks import DEFAULT_BATCH, DEFAULT_EXAMPLES, MORPHER_REGION_WEIGHT, MORPHER_TRAIN_DEFAULTS, TASKS
+from .tasks import (DEFAULT_BATCH, DEFAULT_EXAMPLES, MORPHER_REGION_WEIGHT, MORPHER_TRAIN_DEFAULTS, TASKS,
+                    effective_augment)
 
 # settings a re-run may change without invalidating the checkpoint
 RESUMABLE_CHANGES = {"examples", "checkpoint_every", "val_every", "val_examples", "num_samples", "log_every",
@@ -51,6 +52,8 @@ class TrainConfig:
     pose_film: bool | None = None  # morpher only; None = tasks.MORPHER_TRAIN_DEFAULTS
     head_init_scale: float | None = None  # morpher only; None = tasks.MORPHER_TRAIN_DEFAULTS
     region_weight: float | None = None  # morpher only; None = tasks.MORPHER_REGION_WEIGHT
+    augment: str | None = None  # "mirror,colour", "none", ...; None = tasks.DEFAULT_AUGMENT[kind]
+    unet: bool | None = None  # morpher only; None = tasks.MORPHER_TRAIN_DEFAULTS
 
     def arch(self) -> dict:
         arch = dict(image_size=self.image_size, base_channels=self.base_channels,
@@ -87,6 +90,8 @@ def resolve(cfg: TrainConfig, image_size: int, world_size: int) -> None:
                          "processes (the global batch is split evenly)")
     if image_size % (2 ** cfg.num_downsample):
         raise TrainError(f"image size {image_size} is not divisible by 2**{cfg.num_downsample}")
+    from .augment import parse_augment
+    parse_augment(cfg.augment)  # a misspelt transform stops here, before the run folder is made
 
 
 def resolve_grid_convention(cfg: TrainConfig, saved: dict | None, init_config: dict | None) -> None:
@@ -121,7 +126,10 @@ def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:
 
 
 def _effective(kind: str, key: str, value):
-    """The value a setting has in training: a morpher option's None is its default."""
+    """The value a setting has in training: a morpher option's None is its default, and so is --augment's."""
+    if key == "augment":
+        from .augment import parse_augment
+        return parse_augment(effective_augment(kind, value))
     if kind != "morpher" or value is not None:
         return value
     if key in MORPHER_TRAIN_DEFAULTS:

@@ -80,7 +80,7 @@ class Trainer:
         with StopRequest() as stop, self._progress_bar(seen) as bar:
             model.train()
             for batch in loader:
-                loss, parts = task.step(model, batch, dev)
+                loss, parts = task.step(model, batch, dev, seen)
                 optimizer.zero_grad(set_to_none=True)
                 dev.backward_step(loss, optimizer)
                 prev, seen, step = seen, seen + cfg.batch_size, step + 1

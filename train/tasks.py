@@ -10,6 +10,9 @@ grids. The loop (loop.py) knows none of this.
             L1 (+ perceptual, w = 1/5)
   combiner: morphed_image + pose[0:3] -> frozen trained rotator (computed on the fly, no grad)
             -> combiner(pumarola, zhou, pose[0:3]) -> posed_image ; loss L1 (+ perceptual, w = 1/25)
+
+Training batches may be augmented (augment.py; DEFAULT_AUGMENT per network): input, target and pose
+together, before the network sees them; validation never is.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from models import NETWORKS
+from .augment import Augment, parse_augment
 from .errors import TrainError
 from .losses import PERCEPTUAL_WEIGHT, PerceptualLoss, l1_loss, region_l1_loss
 
@@ -29,10 +33,13 @@ DEFAULT_BATCH = {
 }
 LOSSES = ("l1", "perceptual")
 # the morpher's options beyond THA1 (models.morpher.FaceMorpher) that `thactl train` uses unless told
-# otherwise; THA1's own layers are pose_film=False, head_init_scale=1.0 (README: why these defaults)
-MORPHER_TRAIN_DEFAULTS = {"pose_film": True, "head_init_scale": 0.01}
+# otherwise; THA1's own layers are pose_film=False, head_init_scale=1.0, unet=False (README: why these defaults)
+MORPHER_TRAIN_DEFAULTS = {"pose_film": True, "head_init_scale": 0.01, "unet": True}
 # weight of the morpher's changed-region L1 term unless told otherwise (THA1: 0, whole-image L1 only)
 MORPHER_REGION_WEIGHT = 1.0
+# training-time augmentation (augment.py) unless told otherwise: the morpher learns from a few characters
+# and needs new ones; the rotator and the combiner train as THA1 did
+DEFAULT_AUGMENT = {"morpher": "mirror,colour", "rotator": "none", "combiner": "none"}
 
 
 class Task:
@@ -43,7 +50,8 @@ class Task:
     output_names: tuple[str, ...] = ("output",)
     main_output = ""  # the output validation's "l1" reports (output_names[0] when empty)
 
-    def __init__(self, arch: dict, loss: str = "l1", vgg: nn.Module | None = None):
+    def __init__(self, arch: dict, loss: str = "l1", vgg: nn.Module | None = None,
+                 augment: Augment | None = None):
         if (self.kind, loss) not in DEFAULT_BATCH:
             raise TrainError(f"loss {loss!r} is not defined for the {self.kind} "
                              f"(THA1 uses: {', '.join(l for (k, l) in DEFAULT_BATCH if k == self.kind)})")
@@ -51,6 +59,7 @@ class Task:
         self.arch = dict(arch)
         self.loss_name = loss
         self.perceptual = None
+        self.augment = augment
         if loss == "perceptual":
             if vgg is None:
                 raise TrainError("the perceptual loss needs VGG16 weights (--vgg-weights FILE)")
@@ -67,9 +76,15 @@ class Task:
         return self
 
     # --- per batch
-    def inputs(self, batch: dict, device):
-        return device.to(batch[self.input_key]), device.to(batch["pose"][:, self.pose_slice]), \
+    def inputs(self, batch: dict, device, seen: int | None = None):
+        """(input image, pose part, target image) on the device; augmented (augment.py) when the run
+        augments and `seen`, the examples seen before this batch, is given (training, not validation)."""
+        image, pose, target = device.to(batch[self.input_key]), device.to(batch["pose"][:, self.pose_slice]), \
             device.to(batch[self.target_key])
+        if self.augment and seen is not None:
+            params = self.augment.params(seen, image.shape[0] * device.world_size, device.rank, device.world_size)
+            (image, target), pose = self.augment.apply([image, target], pose, self.pose_slice, params)
+        return image, pose, target
 
     def outputs(self, model: nn.Module, image: torch.Tensor, pose: torch.Tensor) -> list[torch.Tensor]:
         """The images the loss and the grids look at; [0] is the network's output image."""
@@ -86,8 +101,8 @@ class Task:
         """Loss to minimise and its named parts (detached)."""
         return self.image_loss(outs[0], target)
 
-    def step(self, model, batch, device) -> tuple[torch.Tensor, dict]:
-        image, pose, target = self.inputs(batch, device)
+    def step(self, model, batch, device, seen: int | None = None) -> tuple[torch.Tensor, dict]:
+        image, pose, target = self.inputs(batch, device, seen)
         with device.autocast():  # the perceptual VGG runs under autocast too; L1 sums are taken in fp32
             outs = self.outputs(model, image, pose)
             return self.loss([o.float() for o in outs], target)
@@ -99,18 +114,18 @@ class MorpherTask(Task):
     pose_slice = slice(3, 6)
     output_names = ("morpher",)
 
-    def __init__(self, arch, loss="l1", vgg=None, region_weight: float = MORPHER_REGION_WEIGHT):
-        super().__init__(arch, loss, vgg)
+    def __init__(self, arch, loss="l1", vgg=None, augment=None, region_weight: float = MORPHER_REGION_WEIGHT):
+        super().__init__(arch, loss, vgg, augment)
         if region_weight < 0:
             raise TrainError(f"--region-weight must be >= 0, got {region_weight}")
         self.region_weight = float(region_weight)
 
-    def step(self, model, batch, device):
+    def step(self, model, batch, device, seen=None):
         """THA1's L1 plus region_weight x the L1 over the pixels the target changes (eyes, mouth):
         they are a few percent of the image, so whole-image L1 alone first rewards copying the input."""
         from .evaluate import changed_region
 
-        image, pose, target = self.inputs(batch, device)
+        image, pose, target = self.inputs(batch, device, seen)
         with device.autocast():
             output = self.outputs(model, image, pose)[0].float()
         loss, parts = self.image_loss(output, target)
@@ -148,8 +163,8 @@ class CombinerTask(Task):
     output_names = ("pumarola", "zhou", "combiner")
     main_output = "combiner"
 
-    def __init__(self, arch, loss="l1", vgg=None, rotator: nn.Module | None = None):
-        super().__init__(arch, loss, vgg)
+    def __init__(self, arch, loss="l1", vgg=None, augment=None, rotator: nn.Module | None = None):
+        super().__init__(arch, loss, vgg, augment)
         if rotator is None:
             raise TrainError("training the combiner needs a trained rotator: --rotator RUN_DIR_OR_FILE")
         if rotator.config["image_size"] != arch["image_size"]:
@@ -186,7 +201,7 @@ def make_task(cfg) -> Task:
             vgg = load_vgg16_features(cfg.vgg_weights, random_init=cfg.random_vgg, seed=cfg.seed)
         except VGGWeightsError as e:
             raise TrainError(str(e)) from None
-    extra = {}
+    extra = {"augment": Augment(parse_augment(effective_augment(cfg.kind, cfg.augment)), cfg.seed)}
     if cfg.kind == "combiner":
         if not cfg.rotator:
             raise TrainError("training the combiner needs a trained rotator: --rotator RUN_DIR_OR_FILE")
@@ -198,3 +213,8 @@ def make_task(cfg) -> Task:
     if cfg.kind == "morpher":
         extra["region_weight"] = MORPHER_REGION_WEIGHT if cfg.region_weight is None else cfg.region_weight
     return TASKS[cfg.kind](cfg.arch(), cfg.loss, vgg, **extra)
+
+
+def effective_augment(kind: str, augment: str | None) -> str:
+    """The augmentation a run of `kind` uses: its --augment, or DEFAULT_AUGMENT[kind] when left out."""
+    return DEFAULT_AUGMENT[kind] if augment is None else augment
