@@ -365,17 +365,21 @@ def test_sigterm_saves_a_checkpoint_and_exits(synthetic_data, tmp_path):
 
 # ------------------------------------------------------------------ learning on rendered data
 
-@pytest.fixture(scope="module")
-def rendered_data(tmp_path_factory) -> Path:
-    """`thactl samples` + `thactl render` at 32 px: 19 training characters, 4 validation characters."""
-    root = tmp_path_factory.mktemp("rendered")
+def _render_sample_characters(root: Path, size: int) -> Path:
+    """`thactl samples` (24 characters) + `thactl render` at `size` px: 19 training, 4 validation characters."""
     assert cli_main(["samples", str(root / "chars"), "--count", "24", "--seed", "0"]) == 0
     rc = cli_main(["render", "--models", str(root / "chars"), "--out", str(root / "data"), "--count", "800",
-                   "--val-count", "160", "--test-count", "16", "--size", "32", "--seed", "0",
+                   "--val-count", "160", "--test-count", "16", "--size", str(size), "--seed", "0",
                    "--split-ratios", "0.8,0.15,0.05", "--workers", "2", "-q"])
     if rc != 0:
         pytest.skip("thactl render could not run here (no EGL?)")
     return root / "data"
+
+
+@pytest.fixture(scope="module")
+def rendered_data(tmp_path_factory) -> Path:
+    """The sample characters at 32 px."""
+    return _render_sample_characters(tmp_path_factory.mktemp("rendered"), 32)
 
 
 @pytest.mark.parametrize("kind, base, batch, steps", [("morpher", 32, 8, 600), ("rotator", 16, 16, 300)])
@@ -409,14 +413,7 @@ SIDE_TEST_STEPS = 400
 @pytest.fixture(scope="module")
 def rendered_data_64(tmp_path_factory) -> Path:
     """The same characters as `rendered_data`, at 64 px: at 32 px an eye is one or two pixels."""
-    root = tmp_path_factory.mktemp("rendered64")
-    assert cli_main(["samples", str(root / "chars"), "--count", "24", "--seed", "0"]) == 0
-    rc = cli_main(["render", "--models", str(root / "chars"), "--out", str(root / "data"), "--count", "800",
-                   "--val-count", "160", "--test-count", "16", "--size", "64", "--seed", "0",
-                   "--split-ratios", "0.8,0.15,0.05", "--workers", "2", "-q"])
-    if rc != 0:
-        pytest.skip("thactl render could not run here (no EGL?)")
-    return root / "data"
+    return _render_sample_characters(tmp_path_factory.mktemp("rendered64"), 64)
 
 
 def test_a_briefly_trained_morpher_closes_each_eye_on_its_own_side(rendered_data_64, tmp_path):
