@@ -7,7 +7,9 @@
 FLOPs are counted with torch.utils.flop_counter.FlopCounterMode on one example's forward +
 backward (matmul/conv FLOPs, 2 per multiply-add), so GPU runs can be compared against them.
 The combiner line is measured as trained: the frozen rotator's forward runs on the fly; its
-share of the step is printed separately ("rotator fwd").
+share of the step is printed separately ("rotator fwd"). The morpher is the one `thactl train`
+builds (train.tasks.MORPHER_TRAIN_DEFAULTS: U-Net body, pose FiLM); `--tha1-morpher` times THA1's
+encoder-decoder instead.
 """
 from __future__ import annotations
 
@@ -25,6 +27,15 @@ import torch  # noqa: E402
 from models import Combiner, FaceMorpher, TwoAlgoFaceRotator  # noqa: E402
 from train.device import setup_device  # noqa: E402
 from train.losses import PerceptualLoss, l1_loss  # noqa: E402
+from train.tasks import MORPHER_TRAIN_DEFAULTS  # noqa: E402
+
+MORPHER_OPTIONS = dict(MORPHER_TRAIN_DEFAULTS)  # emptied by --tha1-morpher
+
+
+def build(name: str, arch: dict) -> torch.nn.Module:
+    """The network `name` as trained: the morpher with MORPHER_OPTIONS."""
+    cls = {"morpher": FaceMorpher, "rotator": TwoAlgoFaceRotator, "combiner": Combiner}[name]
+    return cls(**arch, **(MORPHER_OPTIONS if name == "morpher" else {}))
 
 
 def flops_of(fn) -> int:
@@ -65,14 +76,19 @@ def main() -> None:
     ap.add_argument("--label", default="", help="prefix of every result line (e.g. 'bf16 compile')")
     ap.add_argument("--perceptual", action="store_true", help="also time the rotator with the perceptual loss")
     ap.add_argument("--nets", default="morpher,rotator,combiner")
+    ap.add_argument("--tha1-morpher", action="store_true",
+                    help="time THA1's morpher (encoder-decoder, no FiLM) instead of thactl train's default")
     a = ap.parse_args()
+    if a.tha1_morpher:
+        MORPHER_OPTIONS.clear()
     dev = setup_device(a.device, a.precision, a.channels_last)
     b = a.batch or (25 if dev.type == "cuda" else 2)
     steps = a.steps or (30 if dev.type == "cuda" else 3)
     s = a.size
     print(f"device {dev.device} ({torch.cuda.get_device_name() if dev.type == 'cuda' else os.cpu_count()} "
           f"{'GPU' if dev.type == 'cuda' else 'CPU threads'}), torch {torch.__version__}, precision {dev.precision}, "
-          f"channels_last {dev.channels_last}, {s}x{s}, batch {b}, {steps} timed steps")
+          f"channels_last {dev.channels_last}, {s}x{s}, batch {b}, {steps} timed steps; morpher options "
+          f"{MORPHER_OPTIONS or 'THA1'}")
 
     arch = dict(image_size=s, base_channels=a.base_channels, num_downsample=a.num_downsample,
                 num_res_blocks=a.num_res_blocks)
@@ -103,8 +119,8 @@ def count_flops(arch: dict) -> dict[str, int]:
     x1, p1 = torch.rand(1, 4, s, s) * 2 - 1, torch.rand(1, 3)
     flops = {}
     with torch.device("cpu"):
-        for name, cls in (("morpher", FaceMorpher), ("rotator", TwoAlgoFaceRotator)):
-            net = cls(**arch)
+        for name in ("morpher", "rotator"):
+            net = build(name, arch)
             flops[name] = flops_of(lambda: sum(o.float().mean() for o in net(x1, p1)[:2]).backward())
             if name == "rotator":
                 with torch.no_grad():
@@ -119,8 +135,7 @@ def count_flops(arch: dict) -> dict[str, int]:
 def time_network(name: str, dev, a, arch: dict, b: int, steps: int) -> tuple[float, float, float, float]:
     """Train `name` on random data: (examples/s, ms/step, peak MiB, frozen rotator's share)."""
     s = arch["image_size"]
-    cls = {"morpher": FaceMorpher, "rotator": TwoAlgoFaceRotator, "combiner": Combiner}[name]
-    net = dev.prepare_model(cls(**arch))
+    net = dev.prepare_model(build(name, arch))
     frozen = dev.prepare_model(TwoAlgoFaceRotator(**arch)).eval() if name == "combiner" else None
     fwd = torch.compile(net, backend=a.compile_backend) if a.compile else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
