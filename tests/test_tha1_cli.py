@@ -181,6 +181,16 @@ def test_train_rotator_from_tha1_keeps_its_weights_and_convention(small, tmp_pat
                                        small / "two_algo_face_rotator.pt", "--grid-convention", "thactl",
                                        *common]]) == 1
     assert "trained with the tha1 convention" in capsys.readouterr().err
+    # the morpher: THA1's layers come from the file (no --no-unet --no-pose-film needed), also on resume
+    mrun = tmp_path / "morpher"
+    rc = cli.main([str(a) for a in ["train", "morpher", "--out", mrun, "--init", small, "--lr", "0", *common]])
+    assert rc == 0, capsys.readouterr().err
+    tuned, released = load_weights(mrun, "morpher"), load_weights(small, "morpher")
+    assert tuned.config["unet"] is False and tuned.config["pose_film"] is False
+    assert all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), released.state_dict().values()))
+    rc = cli.main([str(a) for a in ["train", "morpher", "--out", mrun, "--lr", "0", "--data", data, "--examples", 8,
+                                     *common[4:]]])
+    assert rc == 0, capsys.readouterr().err
     comb = tmp_path / "comb"
     rc = cli.main([str(a) for a in ["train", "combiner", "--out", comb, "--rotator", small, "--init", small,
                                      *common]])

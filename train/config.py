@@ -116,6 +116,16 @@ def resolve_grid_convention(cfg: TrainConfig, saved: dict | None, init_config: d
                          f"{inherited} convention; leave the option out to keep it")
 
 
+def resolve_morpher_options(cfg: TrainConfig, init_config: dict | None) -> None:
+    """A fresh morpher run with --init: the architecture options left out (None) are those of the weights
+    it starts from (THA1's files: THA1's layers), so `--init THA1DIR` needs no --no-unet --no-pose-film."""
+    if cfg.kind != "morpher" or init_config is None:
+        return
+    for key in ("pose_film", "unet"):
+        if getattr(cfg, key) is None and key in init_config:
+            setattr(cfg, key, bool(init_config[key]))
+
+
 def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:
     """'name: saved -> now' for each setting that differs from the saved run and may not change.
     A morpher option left out (None) equals its default given explicitly."""

@@ -22,7 +22,7 @@ from torch import nn
 from renderer import atomicfile
 from renderer.errors import first_line
 
-from .config import TrainConfig, resolve_grid_convention, resume_conflicts
+from .config import TrainConfig, resolve_grid_convention, resolve_morpher_options, resume_conflicts
 from .errors import TrainError
 
 log = logging.getLogger("thactl.train")
@@ -84,7 +84,11 @@ def load_init_state(path: str, kind: str) -> tuple[dict, dict]:
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("kind") != kind:
             raise TrainError(f"{p}: not a thactl {kind} checkpoint")
         conv = ck.get("config", {}).get("grid_convention") or "thactl"
-        return ck["model"], ({"grid_convention": conv} if kind == "rotator" else {})
+        if kind == "rotator":
+            return ck["model"], {"grid_convention": conv}
+        keys = list(ck["model"])  # the morpher's body, read from its parameters (older configs lack it)
+        return ck["model"], ({"pose_film": any(".film." in k for k in keys),
+                              "unet": any(k.startswith("body.downs.") for k in keys)} if kind == "morpher" else {})
     try:
         net = load_weights(p, kind)
     except WeightsError as e:
@@ -116,6 +120,7 @@ class RunState:
             if cfg.init:
                 self.init_state, init_config = load_init_state(cfg.init, cfg.kind)
             resolve_grid_convention(cfg, None, init_config)
+            resolve_morpher_options(cfg, init_config)
 
     def _load_checkpoint(self) -> dict | None:
         if not self.ckpt_path.is_file():
@@ -127,6 +132,8 @@ class RunState:
         if ck.get("format") != CHECKPOINT_FORMAT or ck.get("kind") != self.cfg.kind:
             raise TrainError(f"{self.ckpt_path}: not a thactl {self.cfg.kind} checkpoint")
         resolve_grid_convention(self.cfg, ck["config"], None)
+        if self.cfg.init or ck["config"].get("init"):  # its morpher options came from the --init weights
+            resolve_morpher_options(self.cfg, {k: v for k, v in ck["config"].items() if v is not None})
         diffs = resume_conflicts(ck["config"], self.cfg)
         if diffs:
             raise TrainError(f"{self.ckpt_path}: the run was started with other settings ({'; '.join(diffs)}); "
