@@ -199,6 +199,24 @@ def test_run_folder_layout_and_rerun_continues(synthetic_data, tmp_path, capsys)
     assert "other settings (augment: 'colour,mirror' -> 'none')" in capsys.readouterr().err
 
 
+def test_a_morpher_run_from_before_the_unet_and_film_options_resumes(synthetic_data, tmp_path, capsys):
+    """A checkpoint whose config has no pose_film/unet (older thactl): re-running its command continues
+    the network it holds (read from its parameter names) instead of building today's default."""
+    run = tmp_path / "old"
+    common = ["train", "morpher", "--data", synthetic_data, "--out", run, *TINY, "--batch-size", 4,
+              "--val-examples", 4, "--samples", 1, "--quiet"]
+    assert run_cli(*common, "--examples", 8, "--no-unet", "--no-pose-film") == 0
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    for key in ("unet", "pose_film", "augment"):
+        del ck["config"][key]
+    torch.save(ck, run / "checkpoint.pt")
+    assert run_cli(*common, "--examples", 16) == 0, capsys.readouterr().err
+    from models.io import load_weights
+    net = load_weights(run, "morpher")
+    assert net.config["unet"] is False and net.config["pose_film"] is False
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["examples_seen"] == 16
+
+
 def _check_logged_changed_region(data: Path, rec: dict, n: int) -> None:
     """The validation record's identity figures equal evaluate's changed-region metric recomputed."""
     from dataset.torchdata import ShardDataset

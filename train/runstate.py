@@ -86,14 +86,19 @@ def load_init_state(path: str, kind: str) -> tuple[dict, dict]:
         conv = ck.get("config", {}).get("grid_convention") or "thactl"
         if kind == "rotator":
             return ck["model"], {"grid_convention": conv}
-        keys = list(ck["model"])  # the morpher's body, read from its parameters (older configs lack it)
-        return ck["model"], ({"pose_film": any(".film." in k for k in keys),
-                              "unet": any(k.startswith("body.downs.") for k in keys)} if kind == "morpher" else {})
+        return ck["model"], (morpher_options_of(ck["model"]) if kind == "morpher" else {})
     try:
         net = load_weights(p, kind)
     except WeightsError as e:
         raise TrainError(str(e)) from None
     return net.state_dict(), dict(net.config)
+
+
+def morpher_options_of(state: dict) -> dict[str, bool]:
+    """pose_film and unet of the morpher whose parameters `state` holds, read from their names
+    (checkpoints written before these options were in config.json lack them)."""
+    keys = list(state)
+    return {"pose_film": any(".film." in k for k in keys), "unet": any(k.startswith("body.downs.") for k in keys)}
 
 
 def _is_thactl_checkpoint(path: Path) -> bool:
@@ -132,8 +137,11 @@ class RunState:
         if ck.get("format") != CHECKPOINT_FORMAT or ck.get("kind") != self.cfg.kind:
             raise TrainError(f"{self.ckpt_path}: not a thactl {self.cfg.kind} checkpoint")
         resolve_grid_convention(self.cfg, ck["config"], None)
-        if self.cfg.init or ck["config"].get("init"):  # its morpher options came from the --init weights
-            resolve_morpher_options(self.cfg, {k: v for k, v in ck["config"].items() if v is not None})
+        if self.cfg.kind == "morpher":  # options left out continue the checkpoint's network
+            for key, value in morpher_options_of(ck["model"]).items():
+                if ck["config"].get(key) is None:
+                    ck["config"][key] = value
+            resolve_morpher_options(self.cfg, ck["config"])
         diffs = resume_conflicts(ck["config"], self.cfg)
         if diffs:
             raise TrainError(f"{self.ckpt_path}: the run was started with other settings ({'; '.join(diffs)}); "
