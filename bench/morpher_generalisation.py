@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from dataset.torchdata import ShardDataset  # noqa: E402
 from models import FaceMorpher  # noqa: E402
 from train.augment import Augment, parse_augment  # noqa: E402
-from train.evaluate import changed_region  # noqa: E402
+from train.evaluate import RegionMeter, changed_region, region_error_sums  # noqa: E402
 from train.losses import region_l1_loss  # noqa: E402
 
 
@@ -43,15 +43,15 @@ def load_split(data: str, split: str, limit: int | None = None) -> tuple[torch.T
 
 @torch.no_grad()
 def region_ratio(net, split: tuple[torch.Tensor, ...], batch: int = 100) -> float:
-    """The morpher's changed-region L1 over the identity's, pooled over the split."""
+    """The morpher's changed-region L1 over the identity's, pooled over the split (train.evaluate's metric)."""
     rest, target, pose = split
-    model = ident = 0.0
+    model, ident = RegionMeter(), RegionMeter()
     for i in range(0, len(rest), batch):
         x, t, p = rest[i:i + batch], target[i:i + batch], pose[i:i + batch]
-        mask = changed_region(x, t).float()
-        model += float(((net(x, p)[0].clamp(-1, 1) - t).abs() * mask).sum())
-        ident += float(((x - t).abs() * mask).sum())
-    return model / max(ident, 1e-12)
+        mask = changed_region(x, t)
+        model.add(region_error_sums(net(x, p)[0], t, mask))
+        ident.add(region_error_sums(x, t, mask))
+    return model.l1() / ident.l1()
 
 
 def main() -> None:

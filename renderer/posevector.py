@@ -53,6 +53,4 @@ MIRROR_SIGN = np.array([1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype=np.float32)
 
 def mirror_pose(values) -> np.ndarray:
     """The pose (..., 6) that the mirror image of a render with pose `values` shows (see MIRROR_ORDER)."""
-    v = np.asarray(values)
-    return v[..., list(MIRROR_ORDER)] * MIRROR_SIGN.astype(v.dtype if np.issubdtype(v.dtype, np.floating)
-                                                        else np.float32)
+    return np.asarray(values)[..., list(MIRROR_ORDER)] * MIRROR_SIGN

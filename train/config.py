@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .augment import parse_augment
 from .errors import TrainError
 from .tasks import (DEFAULT_BATCH, DEFAULT_EXAMPLES, MORPHER_REGION_WEIGHT, MORPHER_TRAIN_DEFAULTS, TASKS,
                     effective_augment)
@@ -90,7 +91,6 @@ def resolve(cfg: TrainConfig, image_size: int, world_size: int) -> None:
                          "processes (the global batch is split evenly)")
     if image_size % (2 ** cfg.num_downsample):
         raise TrainError(f"image size {image_size} is not divisible by 2**{cfg.num_downsample}")
-    from .augment import parse_augment
     parse_augment(cfg.augment)  # a misspelt transform stops here, before the run folder is made
 
 
@@ -116,14 +116,19 @@ def resolve_grid_convention(cfg: TrainConfig, saved: dict | None, init_config: d
                          f"{inherited} convention; leave the option out to keep it")
 
 
-def resolve_morpher_options(cfg: TrainConfig, init_config: dict | None) -> None:
-    """A fresh morpher run with --init: the architecture options left out (None) are those of the weights
-    it starts from (THA1's files: THA1's layers), so `--init THA1DIR` needs no --no-unet --no-pose-film."""
-    if cfg.kind != "morpher" or init_config is None:
+# the morpher options that decide its layers (and so which weights fit it)
+MORPHER_LAYER_OPTIONS = ("pose_film", "unet")
+
+
+def resolve_morpher_options(cfg: TrainConfig, network: dict | None) -> None:
+    """The morpher's layer options left out (None) become those of `network`: the --init weights' config
+    of a fresh run (THA1's files: THA1's layers, so `--init THA1DIR` needs no --no-unet --no-pose-film),
+    or the config of the checkpoint a re-run continues."""
+    if cfg.kind != "morpher" or network is None:
         return
-    for key in ("pose_film", "unet"):
-        if getattr(cfg, key) is None and key in init_config:
-            setattr(cfg, key, bool(init_config[key]))
+    for key in MORPHER_LAYER_OPTIONS:
+        if getattr(cfg, key) is None and network.get(key) is not None:
+            setattr(cfg, key, bool(network[key]))
 
 
 def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:
@@ -138,7 +143,6 @@ def resume_conflicts(saved: dict, cfg: TrainConfig) -> list[str]:
 def _effective(kind: str, key: str, value):
     """The value a setting has in training: a morpher option's None is its default, and so is --augment's."""
     if key == "augment":
-        from .augment import parse_augment
         return parse_augment(effective_augment(kind, value))
     if kind != "morpher" or value is not None:
         return value

@@ -83,9 +83,8 @@ def load_init_state(path: str, kind: str) -> tuple[dict, dict]:
         ck = torch.load(p, map_location="cpu", weights_only=False)
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("kind") != kind:
             raise TrainError(f"{p}: not a thactl {kind} checkpoint")
-        conv = ck.get("config", {}).get("grid_convention") or "thactl"
         if kind == "rotator":
-            return ck["model"], {"grid_convention": conv}
+            return ck["model"], {"grid_convention": ck.get("config", {}).get("grid_convention") or "thactl"}
         return ck["model"], (morpher_options_of(ck["model"]) if kind == "morpher" else {})
     try:
         net = load_weights(p, kind)
