@@ -7,7 +7,9 @@ Renders 64 px data from a model folder (default: ../shared/models beside the rep
 trains morpher -> rotator -> combiner with the small configuration in CONFIG, evaluates the
 three on the test split (characters never seen in training) and writes REPORT/:
 
-  report.md / report.json  configuration, final table, checks, semantic centroids, wall time
+  report.md / report.json  configuration, final table, checks, semantic centroids, wall time,
+                           the morpher's changed-region ratio on training / validation / test
+                           characters (how much of what it learned holds for characters unseen)
   curves.png               validation L1 of each stage against its identity baseline, whole
                            image and changed region, over the examples seen
   samples.png              held-out characters: rest | morphed target | morpher output |
@@ -93,6 +95,16 @@ def evaluate_test(data: Path, runs: Path):
     return result, change_centroids(nets["morpher"], rest), nets, test
 
 
+def morpher_ratio_by_split(data: Path, morpher) -> dict[str, float]:
+    """The morpher's changed-region ratio on 400 examples of each split: training characters against
+    held-out ones shows how much of what it learned is its characters (a diagnostic, not a check)."""
+    from morpher_generalisation import load_split
+    from train.evaluate import morpher_region_ratio
+
+    return {split: morpher_region_ratio(morpher, *load_split(str(data), split, 400))
+            for split in ("train", "validation", "test")}
+
+
 def checks(result, centroids) -> dict[str, bool]:
     """The pass/fail lines of the report (see the module docstring)."""
     from train.semantics import semantics_hold
@@ -138,6 +150,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     result, centroids, nets, test = evaluate_test(data, out)
     verdict = checks(result, centroids)
+    by_split = morpher_ratio_by_split(data, nets["morpher"])
     draw_curves({k: out / k / "metrics.jsonl" for k in ("morpher", "rotator", "combiner")}, out / "curves.png")
     sample_sheet(nets, test, out / "samples.png")
     seconds["evaluate"] = time.perf_counter() - t0
@@ -145,7 +158,8 @@ def main(argv=None) -> int:
     report = {"config": CONFIG, "count": args.count, "budget_scale": args.budget_scale, "threads": args.threads,
               "models": str(args.models), "seconds": seconds,
               "table": result.to_records(), "centroids": {k: c.as_dict() for k, c in centroids.items()},
-              "checks": verdict, "curve_end": curve_ends(out), "load_average_at_end": os.getloadavg()}
+              "checks": verdict, "morpher_region_ratio": by_split, "curve_end": curve_ends(out),
+              "load_average_at_end": os.getloadavg()}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     write_markdown(report, result.format_table(), out / "report.md")
     print((out / "report.md").read_text())

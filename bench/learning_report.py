@@ -112,6 +112,12 @@ def write_markdown(report: dict, table: str, out_md: Path) -> None:
              ", ".join(f"{k} {v:.0f}" for k, v in sec.items()), "",
              "## Checks (test split: characters never seen in training)", ""]
     lines += [f"- [{'PASS' if ok else 'FAIL'}] {name}" for name, ok in report["checks"].items()]
+    gap = report.get("morpher_region_ratio")
+    if gap:
+        lines += ["", "## Morpher changed-region ratio by split (1.0 = copies its input)", "",
+                  ", ".join(f"{k} {v:.3f}" for k, v in gap.items()),
+                  "", "Training characters far below held-out ones: the network learned its characters "
+                  "more than what the pose does (more characters is the remedy; README, morpher table)."]
     lines += ["", "## Morpher change centroids (image fractions; x from the left, y from the top)", ""]
     lines += [f"- {k}: x {c['x']:.3f}, y {c['y']:.3f}, right-half share {c['right_share']:.2f}, mass {c['mass']:.2f}"
               for k, c in report["centroids"].items()]

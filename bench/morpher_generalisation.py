@@ -3,20 +3,24 @@
     .venv/bin/python bench/morpher_generalisation.py --data learning-check/data               # the defaults
     .venv/bin/python bench/morpher_generalisation.py --data D --no-unet --augment none        # the old default
     .venv/bin/python bench/morpher_generalisation.py --data D --base-channels 32 --cosine --steps 3000
+    .venv/bin/python bench/morpher_generalisation.py --data D --characters 6     # 6 of the training models
 
 Trains a morpher in memory on the training split of a `thactl render` folder (the learning check's
 data: 64 px, --count 6000) with thactl's modules (models.FaceMorpher, train.augment, the L1 +
 region-weight loss), and prints, six times during the run, the changed-region L1 of the morpher
 divided by the identity's (1.000 = copies its input) on 400 training examples, on the validation
-split and on the test split. A falling training ratio with a flat test ratio is a network that
-learns its characters instead of what the pose does. The README's table of morpher variants was
-measured with an earlier copy of this loop (same network, loss, data and augmentation laws; other
-random draws), so figures agree within the run-to-run noise (about ±0.05), not to the digit.
+split and on the test split (up to 400 evenly spaced examples each). A falling training ratio with
+a flat test ratio is a network that learns its characters instead of what the pose does.
+`--characters K` trains on K of the training split's model files: the data-size experiment in
+README. README's tables were measured with earlier copies of this loop (same network, loss, data
+and augmentation laws; other random draws, and validation / test probes of 400 draws with repeats),
+so figures agree within the run-to-run noise (about ±0.05), not to the digit.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import random
 import sys
 import time
 from pathlib import Path
@@ -28,30 +32,26 @@ import torch  # noqa: E402
 from dataset.torchdata import ShardDataset  # noqa: E402
 from models import FaceMorpher  # noqa: E402
 from train.augment import Augment, parse_augment  # noqa: E402
-from train.evaluate import RegionMeter, changed_region, region_error_sums  # noqa: E402
+from train.evaluate import changed_region, morpher_region_ratio  # noqa: E402
 from train.losses import region_l1_loss  # noqa: E402
 
 
-def load_split(data: str, split: str, limit: int | None = None) -> tuple[torch.Tensor, ...]:
-    """(rest, morphed, pose[3:6]) of a split, in memory; `limit` evenly spaced examples when given."""
+def load_split(data: str, split: str, limit: int | None = None, characters: int = 0,
+               seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """(rest, morphed, pose[3:6]) of a split, in memory; `limit` evenly spaced examples when given;
+    with `characters`, only the examples of that many of the split's model files (a seeded draw)."""
     ds = ShardDataset(data, split=split)
-    idx = range(len(ds)) if limit is None else torch.linspace(0, len(ds) - 1, limit).long().tolist()
+    idx = range(len(ds)) if limit is None else torch.linspace(0, len(ds) - 1, min(limit, len(ds))).long().tolist()
+    if characters:
+        paths = [ds.example_info(i)["model_path"] for i in idx]
+        names = sorted(set(paths))
+        random.Random(seed).shuffle(names)
+        kept = set(names[:characters])
+        print(f"{split}: {len(kept)} of {len(names)} model files: {', '.join(sorted(kept))}", flush=True)
+        idx = [i for i, path in zip(idx, paths) if path in kept]
     items = [ds[i] for i in idx]
     return tuple(torch.stack([it[k] for it in items]) if k != "pose" else torch.stack([it[k][3:6] for it in items])
                  for k in ("rest_image", "morphed_image", "pose"))
-
-
-@torch.no_grad()
-def region_ratio(net, split: tuple[torch.Tensor, ...], batch: int = 100) -> float:
-    """The morpher's changed-region L1 over the identity's, pooled over the split (train.evaluate's metric)."""
-    rest, target, pose = split
-    model, ident = RegionMeter(), RegionMeter()
-    for i in range(0, len(rest), batch):
-        x, t, p = rest[i:i + batch], target[i:i + batch], pose[i:i + batch]
-        mask = changed_region(x, t)
-        model.add(region_error_sums(net(x, p)[0], t, mask))
-        ident.add(region_error_sums(x, t, mask))
-    return model.l1() / ident.l1()
 
 
 def main() -> None:
@@ -65,12 +65,15 @@ def main() -> None:
     ap.add_argument("--region-weight", type=float, default=1.0)
     ap.add_argument("--unet", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--augment", default="mirror,colour")
+    ap.add_argument("--characters", type=int, default=0,
+                    help="train on this many of the training split's model files (a draw seeded by --seed); "
+                         "0 = all. The data-size experiment of README's morpher table")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    train = load_split(a.data, "train")
+    train = load_split(a.data, "train", characters=a.characters, seed=a.seed)
     probes = {"train": tuple(x[:400] for x in train), "validation": load_split(a.data, "validation", 400),
               "test": load_split(a.data, "test", 400)}
     net = FaceMorpher(image_size=train[0].shape[-1], base_channels=a.base_channels, num_downsample=2,
@@ -94,7 +97,7 @@ def main() -> None:
                 group["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step / a.steps))
         if step % max(1, a.steps // 6) == 0 or step == a.steps:
             net.eval()
-            ratios = " ".join(f"{k} {region_ratio(net, v):.3f}" for k, v in probes.items())
+            ratios = " ".join(f"{k} {morpher_region_ratio(net, *v):.3f}" for k, v in probes.items())
             net.train()
             print(f"step {step:5d}  loss {loss.item():.4f}  changed-region ratio: {ratios}  "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -129,6 +129,24 @@ def test_region_errors_known_values_and_identity_figure():
     assert math.isnan(ev.RegionMeter().l1())
 
 
+def test_morpher_region_ratio_of_copying_perfect_and_half_way_morphers():
+    def paint(x, pose3):  # the "morph": a 2 x 4 patch takes the value pose3[:, 0]
+        out = x.clone()
+        out[:, :, 2:4, 2:6] = pose3[:, 0, None, None, None]
+        return out
+
+    rest = torch.zeros(5, 4, 8, 8)
+    pose = torch.rand(5, 3) * 0.5 + 0.25
+    target = paint(rest, pose)
+
+    def morpher(weight):  # moves `weight` of the way from its input to the morph
+        return lambda x, p: (x + weight * (paint(x, p) - x),)
+
+    for weight, ratio in ((0.0, 1.0), (1.0, 0.0), (0.5, 0.5), (0.75, 0.25)):
+        # batch=2 pools 2 + 2 + 1 examples
+        assert ev.morpher_region_ratio(morpher(weight), rest, target, pose, batch=2) == pytest.approx(ratio)
+
+
 def test_config_selection():
     assert ev.select_configs(None, True) == ["FU"]
     assert ev.select_configs(None, False) == ["PU", "ZH"]

@@ -189,6 +189,20 @@ class RegionMeter:
         return math.sqrt(self.sq_sum / self.count) if self.count else float("nan")
 
 
+@torch.no_grad()
+def morpher_region_ratio(morpher, rest: torch.Tensor, morphed: torch.Tensor, pose3: torch.Tensor,
+                         batch: int = 100) -> float:
+    """The morpher's changed-region L1 over the identity's (1.0 = copies its input), pooled over the
+    examples: rest and morphed (N, 4, H, W) THA images, pose3 (N, 3) = pose[3:6]."""
+    model, ident = RegionMeter(), RegionMeter()
+    for i in range(0, len(rest), batch):
+        x, t, p = rest[i:i + batch], morphed[i:i + batch], pose3[i:i + batch]
+        mask = changed_region(x, t)
+        model.add(region_error_sums(morpher(x, p)[0], t, mask))
+        ident.add(region_error_sums(x, t, mask))
+    return model.l1() / ident.l1()
+
+
 def score_images(pred_tha: torch.Tensor, target_tha: torch.Tensor) -> dict[str, torch.Tensor]:
     """All per-image scores of a batch given in THA convention: rmse_tha, rmse_srgb01, ssim (B,)."""
     p01 = tha_to_srgb01(pred_tha)
