@@ -98,11 +98,17 @@ def evaluate_test(data: Path, runs: Path):
 def morpher_ratio_by_split(data: Path, morpher) -> dict[str, float]:
     """The morpher's changed-region ratio on 400 examples of each split: training characters against
     held-out ones shows how much of what it learned is its characters (a diagnostic, not a check)."""
+    from dataset.errors import DatasetError
     from morpher_generalisation import load_split
     from train.evaluate import morpher_region_ratio
 
-    return {split: morpher_region_ratio(morpher, *load_split(str(data), split, 400))
-            for split in ("train", "validation", "test")}
+    ratios = {}
+    for split in ("train", "validation", "test"):
+        try:
+            ratios[split] = morpher_region_ratio(morpher, *load_split(str(data), split, 400))
+        except DatasetError:  # a model folder too small for a validation split
+            continue
+    return ratios
 
 
 def checks(result, centroids) -> dict[str, bool]:

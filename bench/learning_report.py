@@ -116,7 +116,7 @@ def write_markdown(report: dict, table: str, out_md: Path) -> None:
     if gap:
         lines += ["", "## Morpher changed-region ratio by split (1.0 = copies its input)", "",
                   ", ".join(f"{k} {v:.3f}" for k, v in gap.items())]
-        if gap["test"] - gap["train"] > 0.1:
+        if gap.get("test", 0.0) - gap.get("train", 1.0) > 0.1:
             lines += ["", "Training characters well below the held-out ones: the network learned its "
                       "characters more than what the pose does (more characters is the remedy; README, "
                       "the data-size table of the morpher)."]
