@@ -6,9 +6,9 @@
     .venv/bin/python bench/morpher_generalisation.py --data D --characters 6     # 6 of the training models
 
 Trains a morpher in memory on the training split of a `thactl render` folder (the learning check's
-data: 64 px, --count 6000) with thactl's modules (models.FaceMorpher, train.augment, the L1 +
-region-weight loss), and prints, six times during the run, the changed-region L1 of the morpher
-divided by the identity's (1.000 = copies its input) on 400 training examples, on the validation
+data: 64 px, --count 6000) with `thactl train`'s morpher step (train.tasks.MorpherTask: its
+augmentation, its L1 + region-weight loss), and prints, six times during the run, the
+changed-region L1 of the morpher divided by the identity's (1.000 = copies its input) on 400 training examples, on the validation
 split and on the test split (up to 400 evenly spaced examples each). A falling training ratio with
 a flat test ratio is a network that learns its characters instead of what the pose does.
 `--characters K` trains on K of the training split's model files: the data-size experiment in
@@ -32,8 +32,9 @@ import torch  # noqa: E402
 from dataset.torchdata import ShardDataset  # noqa: E402
 from models import FaceMorpher  # noqa: E402
 from train.augment import Augment, parse_augment  # noqa: E402
-from train.evaluate import changed_region, morpher_region_ratio  # noqa: E402
-from train.losses import region_l1_loss  # noqa: E402
+from train.device import setup_device  # noqa: E402
+from train.evaluate import morpher_region_ratio  # noqa: E402
+from train.tasks import MorpherTask  # noqa: E402
 
 
 def load_split(data: str, split: str, limit: int | None = None, characters: int = 0,
@@ -79,16 +80,16 @@ def main() -> None:
     net = FaceMorpher(image_size=train[0].shape[-1], base_channels=a.base_channels, num_downsample=2,
                       num_res_blocks=2, pose_film=True, head_init_scale=0.01, unet=a.unet)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr, betas=(0.5, 0.999))
-    augment = Augment(parse_augment(a.augment), a.seed)
+    # thactl train's morpher step: its augmentation, L1 + region-weight loss
+    task = MorpherTask(net.config, augment=Augment(parse_augment(a.augment), a.seed), region_weight=a.region_weight)
+    dev = setup_device("cpu", "fp32", False)
     order = torch.Generator().manual_seed(a.seed)
     t0 = time.perf_counter()
     for step in range(1, a.steps + 1):
         idx = torch.randint(0, len(train[0]), (a.batch_size,), generator=order)
         x, t, p = (d[idx] for d in train)
-        if augment:
-            (x, t), p = augment.apply([x, t], p, slice(3, 6), augment.params(step * a.batch_size, a.batch_size))
-        y = net(x, p)[0]
-        loss = (y - t).abs().mean() + a.region_weight * region_l1_loss(y, t, changed_region(x, t))
+        batch = {"rest_image": x, "morphed_image": t, "pose": torch.nn.functional.pad(p, (3, 0))}  # head part unused
+        loss, _ = task.step(net, batch, dev, seen=(step - 1) * a.batch_size)
         opt.zero_grad()
         loss.backward()
         opt.step()
