@@ -8,13 +8,14 @@
 Trains a morpher in memory on the training split of a `thactl render` folder (the learning check's
 data: 64 px, --count 6000) with `thactl train`'s morpher step (train.tasks.MorpherTask: its
 augmentation, its L1 + region-weight loss), and prints, six times during the run, the
-changed-region L1 of the morpher divided by the identity's (1.000 = copies its input) on 400 training examples, on the validation
-split and on the test split (up to 400 evenly spaced examples each). A falling training ratio with
-a flat test ratio is a network that learns its characters instead of what the pose does.
-`--characters K` trains on K of the training split's model files: the data-size experiment in
-README. README's tables were measured with earlier copies of this loop (same network, loss, data
-and augmentation laws; other random draws, and validation / test probes of 400 draws with repeats),
-so figures agree within the run-to-run noise (about ±0.05), not to the digit.
+changed-region L1 of the morpher divided by the identity's (1.000 = copies its input) on 400
+training examples, on the validation split and on the test split (up to 400 evenly spaced examples
+each). A falling training ratio with a flat test ratio is a network that learns its characters
+instead of what the pose does. `--characters K` trains on K of the training split's model files:
+the data-size experiment in README. README's tables were measured with earlier copies of this loop
+(same network, loss, data and augmentation laws; other random draws, and validation / test probes
+of 400 draws with repeats), so figures agree within the run-to-run noise (about ±0.05), not to the
+digit.
 """
 from __future__ import annotations
 
