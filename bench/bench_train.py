@@ -29,13 +29,10 @@ from train.device import setup_device  # noqa: E402
 from train.losses import PerceptualLoss, l1_loss  # noqa: E402
 from train.tasks import MORPHER_TRAIN_DEFAULTS  # noqa: E402
 
-MORPHER_OPTIONS = dict(MORPHER_TRAIN_DEFAULTS)  # emptied by --tha1-morpher
-
-
-def build(name: str, arch: dict) -> torch.nn.Module:
-    """The network `name` as trained: the morpher with MORPHER_OPTIONS."""
+def build(name: str, arch: dict, morpher_options: dict) -> torch.nn.Module:
+    """The network `name` as trained: the morpher with `morpher_options` (FaceMorpher keywords)."""
     cls = {"morpher": FaceMorpher, "rotator": TwoAlgoFaceRotator, "combiner": Combiner}[name]
-    return cls(**arch, **(MORPHER_OPTIONS if name == "morpher" else {}))
+    return cls(**arch, **(morpher_options if name == "morpher" else {}))
 
 
 def flops_of(fn) -> int:
@@ -79,8 +76,7 @@ def main() -> None:
     ap.add_argument("--tha1-morpher", action="store_true",
                     help="time THA1's morpher (encoder-decoder, no FiLM) instead of thactl train's default")
     a = ap.parse_args()
-    if a.tha1_morpher:
-        MORPHER_OPTIONS.clear()
+    morpher_options = {} if a.tha1_morpher else dict(MORPHER_TRAIN_DEFAULTS)
     dev = setup_device(a.device, a.precision, a.channels_last)
     b = a.batch or (25 if dev.type == "cuda" else 2)
     steps = a.steps or (30 if dev.type == "cuda" else 3)
@@ -88,14 +84,14 @@ def main() -> None:
     print(f"device {dev.device} ({torch.cuda.get_device_name() if dev.type == 'cuda' else os.cpu_count()} "
           f"{'GPU' if dev.type == 'cuda' else 'CPU threads'}), torch {torch.__version__}, precision {dev.precision}, "
           f"channels_last {dev.channels_last}, {s}x{s}, batch {b}, {steps} timed steps; morpher options "
-          f"{MORPHER_OPTIONS or 'THA1'}")
+          f"{morpher_options or 'THA1'}")
 
     arch = dict(image_size=s, base_channels=a.base_channels, num_downsample=a.num_downsample,
                 num_res_blocks=a.num_res_blocks)
-    flops = {} if a.no_flops else count_flops(arch)
+    flops = {} if a.no_flops else count_flops(arch, morpher_options)
     torch.manual_seed(0)
     for name in a.nets.split(","):
-        eps, ms, peak, rot_share = time_network(name, dev, a, arch, b, steps)
+        eps, ms, peak, rot_share = time_network(name, dev, a, arch, morpher_options, b, steps)
         line = (f"{a.label + ' ' if a.label else ''}{name:9s} {eps:8.2f} examples/s  {ms:8.1f} ms/step  "
                 f"{'peak' if dev.type == 'cuda' else 'RSS max'} {peak:8.0f} MiB")
         if flops:
@@ -113,14 +109,14 @@ def main() -> None:
               f"(+ {flops['rotator_fwd'] / 1e9:.1f} G frozen rotator forward when trained on the fly)")
 
 
-def count_flops(arch: dict) -> dict[str, int]:
+def count_flops(arch: dict, morpher_options: dict) -> dict[str, int]:
     """FLOPs per example (fp32, CPU, batch 1), forward + backward, per network."""
     s = arch["image_size"]
     x1, p1 = torch.rand(1, 4, s, s) * 2 - 1, torch.rand(1, 3)
     flops = {}
     with torch.device("cpu"):
         for name in ("morpher", "rotator"):
-            net = build(name, arch)
+            net = build(name, arch, morpher_options)
             flops[name] = flops_of(lambda: sum(o.float().mean() for o in net(x1, p1)[:2]).backward())
             if name == "rotator":
                 with torch.no_grad():
@@ -132,10 +128,11 @@ def count_flops(arch: dict) -> dict[str, int]:
     return flops
 
 
-def time_network(name: str, dev, a, arch: dict, b: int, steps: int) -> tuple[float, float, float, float]:
+def time_network(name: str, dev, a, arch: dict, morpher_options: dict, b: int,
+                 steps: int) -> tuple[float, float, float, float]:
     """Train `name` on random data: (examples/s, ms/step, peak MiB, frozen rotator's share)."""
     s = arch["image_size"]
-    net = dev.prepare_model(build(name, arch))
+    net = dev.prepare_model(build(name, arch, morpher_options))
     frozen = dev.prepare_model(TwoAlgoFaceRotator(**arch)).eval() if name == "combiner" else None
     fwd = torch.compile(net, backend=a.compile_backend) if a.compile else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
