@@ -183,8 +183,16 @@ def _fix_normals(n: np.ndarray, warnings: list[str]) -> None:
         warnings.append(f"{int(bad.sum())} vertex normals were not finite (set to -z)")
 
 
+#: a weight row whose sum is this close to 1 keeps the file's float32 values as they are
+WEIGHT_SUM_TOLERANCE = 1e-5
+
+
 def _normalise_weights(idx: np.ndarray, w: np.ndarray, nbones: int, warnings: list[str]):
-    """Drop references to missing bones, renormalise rows; rows with no weight → bone 0."""
+    """Drop references to missing bones, renormalise rows; rows with no weight → bone 0.
+
+    Only rows whose sum is off 1 by more than WEIGHT_SUM_TOLERANCE are divided by their sum:
+    a file's weights that already sum to 1 (to float32 rounding) keep their exact bits, so
+    writing a model back (renderer.pmxwriter) and loading it again gives identical weights."""
     w = np.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0)
     bad = (idx < 0) | (idx >= max(nbones, 1))
     w = np.where(bad, 0.0, w).astype(np.float32)
@@ -200,7 +208,8 @@ def _normalise_weights(idx: np.ndarray, w: np.ndarray, nbones: int, warnings: li
         warnings.append(f"{int(empty.sum())} vertices had no valid bone weight (bound to bone 0)")
     elif n_bad:
         warnings.append(f"{n_bad} vertex weights referenced missing bones (dropped)")
-    w /= s[:, None]
+    off = np.abs(s - 1.0) > WEIGHT_SUM_TOLERANCE
+    w[off] /= s[off, None]
     return idx, w
 
 

@@ -7,6 +7,7 @@ them skip with a clear reason on a user's clone.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,29 @@ def real_model_paths() -> list[Path]:
     if not SHARED_MODELS.is_dir():
         return []
     return sorted(p for p in SHARED_MODELS.rglob("*") if p.suffix.lower() in (".pmd", ".pmx"))
+
+
+@lru_cache(maxsize=None)
+def real_model_verdict(path: Path):
+    """The product's own verdict (dataset.modelcheck.validate_model: loads, rig, framing, probe
+    render) on one real model, computed once per test session. Tests that need usable models take
+    them from here instead of from a count, so any real collection can sit in the folder."""
+    from dataset.modelcheck import PROBE_SIZE, validate_model
+    from renderer.offscreen import RenderContext
+
+    global _PROBE_RC
+    if _PROBE_RC is None:
+        _PROBE_RC = RenderContext(size=PROBE_SIZE, aa=0)
+    return validate_model(path, path.relative_to(SHARED_MODELS).as_posix(), _PROBE_RC,
+                          models_root=SHARED_MODELS)
+
+
+_PROBE_RC = None
+
+
+def usable_real_model_paths() -> list[Path]:
+    """The real models whose verdict is usable (see real_model_verdict)."""
+    return [p for p in real_model_paths() if real_model_verdict(p).ok]
 
 
 @pytest.fixture(scope="session")

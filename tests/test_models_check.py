@@ -10,9 +10,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SHARED_MODELS, real_model_paths, real_model_verdict
 
 sys.path.insert(0, str(REPO / "bench"))
 from fuzz_loaders import survey  # noqa: E402
@@ -131,6 +132,38 @@ def test_two_workers_agree_with_one(broken, tmp_path):
     drop = ("notes",)     # texture warnings are per-process log details; verdicts must agree
     assert [{k: v for k, v in r.items() if k not in drop} for r in two] == \
         [{k: v for k, v in r.items() if k not in drop} for r in records]
+
+
+@pytest.mark.parametrize("path", real_model_paths(), ids=lambda p: p.relative_to(SHARED_MODELS).as_posix())
+def test_every_real_model_is_usable_or_says_why(path):
+    """What holds for any real model: accepted with a camera box and the morphs it uses, or
+    rejected with a one-line reason that does not repeat the file's path."""
+    v = real_model_verdict(path)
+    assert v.rel_path == path.relative_to(SHARED_MODELS).as_posix()
+    if v.ok:
+        assert v.reason == "" and v.format
+        cx, cy, half = v.frame
+        assert half > 0 and all(np.isfinite([cx, cy, half]))
+        assert v.morphs["mouth"] and (v.morphs["both_eyes"] or (v.morphs["left_eye"] and v.morphs["right_eye"]))
+    else:
+        assert v.reason.strip() and "\n" not in v.reason and str(path) not in v.reason
+
+
+# models with a property that must make them rejected, and what the reason must name
+KNOWN_REJECTIONS = {
+    "lowpoly_miku_gumi_pmd/gumi.pmd": "no eye-closing morph",
+    "ruri_natsuyuki": "too few vertices follow the head bone",
+    "genshin_kaeya": "right eye",                 # an eyepatch: its right-eye wink changes no pixel
+}
+
+
+@pytest.mark.parametrize("where", sorted(KNOWN_REJECTIONS))
+def test_models_with_a_known_flaw_are_rejected_for_it(shared_models, where):
+    hits = [p for p in real_model_paths() if p.relative_to(shared_models).as_posix().startswith(where)]
+    if not hits:
+        pytest.skip(f"{where} not in {shared_models}")
+    v = real_model_verdict(hits[0])
+    assert not v.ok and KNOWN_REJECTIONS[where] in v.reason, v.reason
 
 
 def test_same_verdicts_as_render_and_one_cache(shared_models, tmp_path):

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from conftest import SHARED_MODELS, real_model_paths
+from conftest import SHARED_MODELS, real_model_paths, real_model_verdict
 
 S = 256
 pytestmark = pytest.mark.skipif(not real_model_paths(), reason=f"real MMD models not found at {SHARED_MODELS}")
@@ -53,11 +53,6 @@ def _render(rc, path, poses, shading="phong"):
     return [scene.render(poser.pose(np.asarray(p, np.float32)), frame) for p in poses]
 
 
-def _usable(path) -> bool:
-    model, rig, _, _ = _loaded(str(path))
-    return not rig.problems()
-
-
 def _model(rel: str):
     p = SHARED_MODELS / rel
     if not p.is_file():
@@ -91,8 +86,9 @@ ROTATION_MODELS = ["mmd_default_pmd/miku_v2.pmd", "appearance_miku_pmx/index.pmx
 
 @pytest.mark.parametrize("path", real_model_paths(), ids=lambda p: p.relative_to(SHARED_MODELS).as_posix())
 def test_real_model_renders_with_exact_background(rc, path):
-    if not _usable(path):
-        pytest.skip("model lacks the morphs/bones the dataset needs")
+    verdict = real_model_verdict(path)
+    if not verdict.ok:          # rejected models say why (tests/test_models_check.py)
+        pytest.skip(f"rejected: {verdict.reason}")
     (img,) = _render(rc, path, [REST])
     assert img.shape == (S, S, 4) and img.dtype == np.uint8
     alpha = img[..., 3]

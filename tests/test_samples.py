@@ -389,6 +389,23 @@ def test_writer_roundtrip_load_model(tmp_path):
     assert m.bones[2].append_parent == 0
 
 
+def test_weights_that_sum_to_one_keep_their_file_bits(tmp_path):
+    """The writer's round-trip decision: BDEF4 weights that sum to 1 within float32 rounding are
+    the file's exact float32 values after loading, and survive write -> load bit for bit; rows
+    that sum to something else are normalised once, and the result survives bit for bit too."""
+    load_model, _ = _loader()
+    model = _tiny_model(8)
+    model.skin_type[:] = SkinningType.BDEF4
+    near = np.float32([0.1, 0.2, 0.3, 0.39999998])          # sums to 0.99999994 in float32
+    model.bone_weights[:4] = near
+    model.bone_weights[4:] = [0.2, 0.2, 0.2, 0.3]            # sums to 0.9: normalised on load
+    a = load_model(write_pmx(tmp_path / "a.pmx", model))
+    assert a.bone_weights[:4].tobytes() == np.tile(near, (4, 1)).tobytes()
+    np.testing.assert_allclose(a.bone_weights[4:].sum(axis=1), 1.0, atol=1e-6)
+    b = load_model(write_pmx(tmp_path / "b.pmx", a))
+    assert b.bone_weights.tobytes() == a.bone_weights.tobytes()
+
+
 def test_writer_rejects_inconsistent_models():
     from renderer.pmxwriter import PmxWriteError
 
