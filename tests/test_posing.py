@@ -189,6 +189,7 @@ def test_append_rotation_follows_the_append_parent(shared_models):
     assert np.abs(got - want).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_pose_speed(shared_models):
     m, rig, P = _setup(shared_models, "appearance_miku_pmx/index.pmx")
     rng = np.random.default_rng(0)
@@ -200,8 +201,8 @@ def test_pose_speed(shared_models):
         t = time.perf_counter()
         P.pose(p)
         times.append(time.perf_counter() - t)
-    # target: < 5 ms per pose on an idle machine (bench/bench_load_pose.py); the test machine
-    # is shared, so allow headroom here
+    # target: < 5 ms per pose on an idle machine (bench/bench_load_pose.py); a wall-clock
+    # figure, so slow-marked: the default suite holds no timing threshold
     assert np.median(times) < 0.015, f"median {np.median(times) * 1e3:.2f} ms"
 
 
