@@ -12,8 +12,8 @@ array, top row first (MMD's v = 0 is the top of the image). The image's size
 is read from its header before anything is decoded: a texture of more than
 MAX_TEXTURE_PIXELS (8192 x 8192) pixels, or one Pillow calls a decompression
 bomb, is a one-line RenderError naming the file, and the model is rejected
-(a hostile or broken header must not cost gigabytes; real MMD textures are at
-most 4096 px a side).
+(a hostile or broken header must not cost gigabytes; the 379 textures of the
+shared test models are at most 1024 px a side).
 
 `builtin_toon(i)` is the project's own stand-in for MMD's shared
 `toon{i+1:02d}.bmp` ramps (MMD's files cannot ship): a 32x32 vertical ramp,
