@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import warnings
 from pathlib import Path
 
 from .http import HttpError, Request
@@ -37,6 +38,10 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")
 SAFE_METHODS = ("GET", "HEAD")
 BODY_TYPES = ("application/json", "application/octet-stream")
 SAME_SITE_FETCH = ("same-origin", "none")      # Sec-Fetch-Site values of this server's own pages
+
+# Pillow warns on stderr about an image over its own limit (89 M pixels) while opening it; every
+# such image is then refused here (the cap is far below), so the warning would only repeat that.
+warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
 
 
 class Guard:
@@ -104,15 +109,16 @@ def open_image(source: bytes | Path, name: str, max_side: int = MAX_DRAWING_SIDE
     decompression-bomb refusal included). Pillow's errors for what it cannot read pass through."""
     from PIL import Image
 
+    cap = f"drawings and camera frames may be at most {max_side}x{max_side}"
     try:
         im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except Image.DecompressionBombError as e:
-        raise HttpError(413, f"{name}: image refused before decoding ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):     # the latter under -W error
+        raise HttpError(413, f"{name}: image of more than {2 * Image.MAX_IMAGE_PIXELS} pixels "
+                             f"refused before decoding; {cap}") from None
     w, h = im.size
     if w > max_side or h > max_side:
         im.close()
-        raise HttpError(413, f"{name}: image of {w}x{h} pixels refused before decoding; drawings "
-                             f"and camera frames may be at most {max_side}x{max_side}")
+        raise HttpError(413, f"{name}: image of {w}x{h} pixels refused before decoding; {cap}")
     return im
 
 

@@ -42,9 +42,12 @@ def build_pages(cfg: ServeConfig) -> list[Page]:
     return pages
 
 
-def dispatch(pages: list[Page], req: Request) -> Response:
-    """The response of the first page that answers; 404 otherwise; never raises."""
+def dispatch(pages: list[Page], req: Request, guard: Guard | None = None) -> Response:
+    """The response of the first page that answers, once `guard` (when given) let the request
+    through; 404 otherwise; never raises."""
     try:
+        if guard is not None:
+            guard.check(req)
         if req.path in ("/", "/index.html"):
             return _index(pages)
         for page in pages:
@@ -88,13 +91,7 @@ def make_handler(pages: list[Page], max_body: int, guard: Guard | None = None):
             parts = urlsplit(self.path)
             req = Request(self.command, unquote(parts.path), dict(parse_qsl(parts.query)),
                           {k.lower(): v for k, v in self.headers.items()}, body)
-            try:
-                if guard is not None:
-                    guard.check(req)
-            except HttpError as e:
-                self._send(Response.error(e.status, e.message))
-                return
-            self._send(dispatch(pages, req))
+            self._send(dispatch(pages, req, guard))
 
         def _read_body(self) -> bytes:
             if self.headers.get("Transfer-Encoding"):
