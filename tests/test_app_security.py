@@ -161,6 +161,30 @@ def test_only_this_servers_host_names_are_answered(app):
     assert app.overrides() == before and app.drawing() == "head.png"
 
 
+def test_the_host_list_of_other_binds():
+    """--host ADDRESS adds that address; every address (0.0.0.0) takes any IP address with the
+    port, never a name (a name can be rebound, an address cannot)."""
+    from app.guard import Guard
+    from app.http import HttpError, Request
+
+    def served(guard, host):
+        try:
+            guard.check(Request("GET", "/api/models/status", headers={"host": host}))
+        except HttpError as e:
+            assert e.status == 403, e.message
+            return False
+        return True
+
+    lan = Guard("192.168.1.5", 8765)
+    assert served(lan, "192.168.1.5:8765") and served(lan, "localhost:8765")
+    assert not served(lan, "192.168.1.6:8765") and not served(lan, "192.168.1.5:8766")
+    every = Guard("0.0.0.0", 8765)
+    assert all(served(every, h) for h in ("10.0.0.7:8765", "[fe80::1]:8765", "127.0.0.1:8765"))
+    assert not any(served(every, h) for h in ("evil.example:8765", "10.0.0.7:80", "0x7f.1:8765", "10.0.0.7"))
+    web = Guard("127.0.0.1", 80)
+    assert served(web, "localhost") and served(web, "localhost:80") and not served(web, "evil.example")
+
+
 # ------------------------------------------------------------------------------ other sites
 
 
