@@ -21,11 +21,13 @@ class Request:
     body: bytes = b""
 
     def json(self) -> Any:
-        """The body parsed as JSON; HttpError(400) when it is not."""
+        """The body parsed as JSON; HttpError(400) when it is not (nesting too deep included)."""
         try:
             return json.loads(self.body.decode("utf-8") or "null")
         except (UnicodeDecodeError, ValueError) as e:
             raise HttpError(400, f"request body is not JSON: {e}") from None
+        except RecursionError:
+            raise HttpError(400, "request body is not JSON this server reads: nested too deep") from None
 
 
 @dataclass

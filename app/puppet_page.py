@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ServeConfig
+from .guard import image_size, open_image
 from .http import HttpError, Request, Response
 
 PREFIX = "/puppet"
@@ -75,6 +76,7 @@ class PuppetPage:
             warnings = self.puppet.set_drawing(name, data=req.body, fit=fit)
         else:
             path = self.resolve_drawing(req.query.get("name", ""))
+            image_size(path, path.name)         # the size cap, before decoding
             warnings = self.puppet.set_drawing(str(path.relative_to(self.cfg.drawings)), path=path, fit=fit)
         return Response.json({"drawing": self.puppet.drawing_name, "warnings": warnings})
 
@@ -163,15 +165,13 @@ def _preset(name: str, fps: float) -> np.ndarray:
 
 def _decode_frame(data) -> np.ndarray:
     """A base64 JPEG/PNG (optionally a data: URL) -> (H, W, 3) uint8 RGB."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if not isinstance(data, str) or not data:
         raise HttpError(400, "image must be a base64 JPEG or PNG")
     try:
         raw = base64.b64decode(data.split(",", 1)[-1], validate=False)
-        with Image.open(io.BytesIO(raw)) as im:
-            if im.width * im.height > 4096 * 4096:
-                raise HttpError(413, "camera frame too large")
+        with open_image(raw, "camera frame") as im:     # the size cap, before decoding
             return np.asarray(im.convert("RGB"))
     except (ValueError, UnidentifiedImageError, OSError) as e:
         raise HttpError(400, f"image is not a readable JPEG or PNG ({e})") from None

@@ -8,6 +8,17 @@ extracted once, safely (absolute paths, drive letters and `..` members are
 refused), into a cache folder keyed by the archive's hash, so the loader finds
 the textures beside the model as usual.
 
+Symlinks follow one rule (`link_outside`, the only place it is decided; render,
+`thactl models check` and the model page of `thactl serve` all list models through
+discover_models): a symlinked file or folder under --models is followed only when it
+resolves inside the --models folder (both with every symlink resolved).  One that
+leads outside is skipped and listed as an entry with `error` set ("skipped: a symlink
+that leads outside the models folder (to …)"), so render's manifest, `models check`
+and the page each show a line for it.  A file or folder reached twice (a symlink
+inside the folder to another part of it, or back to a folder above it) is read once,
+under its path without symlinks when it has one; nothing is lost, so the other names
+get no line.
+
 Splits are by model *source*: the first path component under --models (a
 top-level folder or archive; one level deeper while that gives fewer than
 three sources, see split_units); every model of one source lands in the same
@@ -142,53 +153,110 @@ def zlib_error():
     return zlib.error
 
 
+def link_outside(path: str | Path, root: str | Path) -> str | None:
+    """The symlink rule (see the module doc): None when `path`, a file or folder found under
+    `root`, may be read (its real path lies inside `root`'s real path), else the one-line reason
+    it is skipped.  A dangling symlink is judged by where it points."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    try:
+        inside = os.path.commonpath([real_root, real]) == real_root
+    except ValueError:      # different drives (Windows)
+        inside = False
+    return None if inside else f"skipped: a symlink that leads outside the models folder (to {real})"
+
+
+@dataclass
+class _Found:
+    rel: str                # relative name as walked (through symlinked folders' names)
+    path: Path
+    real: str               # os.path.realpath(path): one entry per real file
+    via_link: bool          # reached through a symlink (the file itself or a folder on the way)
+
+
+def _walk(root: Path, excl: list[Path]) -> tuple[list[_Found], list[tuple[str, str]]]:
+    """Model files and .zip archives under `root` (hidden and `excl` folders left out), symlinks
+    followed by `link_outside`'s rule; and (rel, reason) for every symlink skipped."""
+    found: list[_Found] = []
+    skipped: list[tuple[str, str]] = []
+    via = {os.fspath(root): False}
+    seen_dirs = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        d = Path(dirpath)
+        keep = []
+        for name in sorted(dirnames):
+            full, key = d / name, os.path.join(dirpath, name)     # key: how os.walk names it
+            if name.startswith(".") or any(full.resolve() == e for e in excl):
+                continue
+            real, link = os.path.realpath(full), full.is_symlink()
+            if link and (why := link_outside(full, root)):
+                skipped.append((full.relative_to(root).as_posix(), why))
+                continue
+            if link and real in seen_dirs:      # a loop, or a folder walked already
+                log.info("%s: symlink to a folder listed already; not walked again", full)
+                continue
+            seen_dirs.add(real)
+            via[key] = via[dirpath] or link
+            keep.append(name)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            if not name.lower().endswith(MODEL_SUFFIXES + (".zip",)):
+                continue
+            p = d / name
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink() and (why := link_outside(p, root)):
+                skipped.append((rel, why))
+                continue
+            found.append(_Found(rel, p, os.path.realpath(p), via[dirpath] or p.is_symlink()))
+    return _once_per_file(found), skipped
+
+
+def _once_per_file(found: list[_Found]) -> list[_Found]:
+    """One entry per real file: the one reached without symlinks if any, else the first by name."""
+    best: dict[str, _Found] = {}
+    for f in sorted(found, key=lambda f: (f.via_link, f.rel)):
+        if best.setdefault(f.real, f) is not f:
+            log.info("%s: the same file as %s; listed once", f.rel, best[f.real].rel)
+    return sorted(best.values(), key=lambda f: f.rel)
+
+
 def discover_models(models_dir: str | Path, cache_dir: str | Path | None = None,
                     exclude: list[Path] | None = None) -> list[ModelSource]:
     """Every .pmx/.pmd under `models_dir` (recursively, and inside .zip archives), sorted by
-    rel_path.  Unusable archives appear as entries with `error` set (the run goes on).
-    Hidden folders (".name") and `exclude` folders are skipped.  Raises DatasetError if
-    the folder is missing or holds no model at all."""
+    rel_path.  Unusable archives and skipped symlinks (link_outside's rule) appear as entries
+    with `error` set (the run goes on).  Hidden folders (".name") and `exclude` folders are
+    skipped.  Raises DatasetError if the folder is missing or holds no model at all."""
     root = Path(models_dir)
     if not root.exists():
         raise DatasetError(f"{root}: models folder does not exist")
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder (give the folder holding .pmx/.pmd files or .zip archives)")
     cache = Path(cache_dir) if cache_dir else root / ".thactl-cache"
-    excl = [Path(e).resolve() for e in (exclude or [])]
-    found: list[ModelSource] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        d = Path(dirpath)
-        keep = []
-        for name in sorted(dirnames):
-            full = (d / name).resolve()
-            if name.startswith(".") or any(full == e for e in excl):
-                continue
-            keep.append(name)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            p = d / name
-            rel = p.relative_to(root).as_posix()
-            source = rel.split("/")[0]
-            low = name.lower()
-            if low.endswith(MODEL_SUFFIXES):
-                found.append(ModelSource(rel, p, source))
-            elif low.endswith(".zip"):
-                try:
-                    dest, models, unsafe = extract_zip(p, cache / "zips")
-                except DatasetError as e:
-                    found.append(ModelSource(rel, None, source, error=str(e).split(": ", 1)[-1]))
-                    continue
-                for u in unsafe:
-                    log.warning("%s: skipped unsafe member name %r", p, u)
-                if not models and unsafe:
-                    found.append(ModelSource(rel, None, source,
-                                             error=f"only unsafe member paths ({unsafe[0]!r})"))
-                for m in models:
-                    found.append(ModelSource(f"{rel}/{m}", dest.joinpath(*m.split("/")), source))
+    files, skipped = _walk(root, [Path(e).resolve() for e in (exclude or [])])
+    found = [ModelSource(rel, None, rel.split("/")[0], error=why) for rel, why in skipped]
+    for f in files:
+        found += _sources_of(f, cache)
     found.sort(key=lambda m: m.rel_path)
     if not found:
         raise DatasetError(f"{root}: no .pmx/.pmd models (or .zip archives of them) found")
     return found
+
+
+def _sources_of(f: _Found, cache: Path) -> list[ModelSource]:
+    """The model a file is, or the models inside a .zip archive (an entry with `error` when the
+    archive is unusable)."""
+    source = f.rel.split("/")[0]
+    if f.rel.lower().endswith(MODEL_SUFFIXES):
+        return [ModelSource(f.rel, f.path, source)]
+    try:
+        dest, models, unsafe = extract_zip(f.path, cache / "zips")
+    except DatasetError as e:
+        return [ModelSource(f.rel, None, source, error=str(e).split(": ", 1)[-1])]
+    for u in unsafe:
+        log.warning("%s: skipped unsafe member name %r", f.path, u)
+    out = [ModelSource(f"{f.rel}/{m}", dest.joinpath(*m.split("/")), source) for m in models]
+    if not models and unsafe:
+        out.append(ModelSource(f.rel, None, source, error=f"only unsafe member paths ({unsafe[0]!r})"))
+    return out
 
 
 # ------------------------------------------------------------------------------ splits

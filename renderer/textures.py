@@ -8,7 +8,12 @@ and `..` escaping the folder are refused, i.e. treated as missing).
 
 `load_image` reads whatever Pillow reads (BMP, PNG, TGA, JPG, DDS, and
 .sph/.spa sphere maps, which are BMPs inside) into an (H, W, 4) uint8 RGBA
-array, top row first (MMD's v = 0 is the top of the image).
+array, top row first (MMD's v = 0 is the top of the image). The image's size
+is read from its header before anything is decoded: a texture of more than
+MAX_TEXTURE_PIXELS (8192 x 8192) pixels, or one Pillow calls a decompression
+bomb, is a one-line RenderError naming the file, and the model is rejected
+(a hostile or broken header must not cost gigabytes; the 379 textures of the
+shared test models are at most 1024 px a side).
 
 `builtin_toon(i)` is the project's own stand-in for MMD's shared
 `toon{i+1:02d}.bmp` ramps (MMD's files cannot ship): a 32x32 vertical ramp,
@@ -28,6 +33,8 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+from renderer.errors import RenderError
 
 log = logging.getLogger("thactl.renderer")
 
@@ -141,10 +148,15 @@ def _inside(base: Path, path: Path) -> bool:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 4) uint8 RGBA, top row first. Raises OSError/ValueError when unreadable."""
+    """(H, W, 4) uint8 RGBA, top row first. Raises OSError/ValueError when unreadable, RenderError
+    when over the size cap (see the module doc)."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    try:
+        im = Image.open(path)               # reads the header only
+    except Image.DecompressionBombError as e:
+        raise RenderError(f"{path}: texture refused before decoding ({e})") from None
+    with im:
         _check_texture_size(path, im.size)
         im.load()
         if im.mode == "P" and "transparency" in im.info:
@@ -167,9 +179,11 @@ MAX_TEXTURE_PIXELS = 8192 * 8192
 
 
 def _check_texture_size(path, size) -> None:
+    """RenderError (the model is rejected) for an empty image or one over MAX_TEXTURE_PIXELS."""
     w, h = (int(v) for v in size)
     if w <= 0 or h <= 0 or w * h > MAX_TEXTURE_PIXELS:
-        raise ValueError(f"{path}: image size {w}x{h} refused (more than {MAX_TEXTURE_PIXELS} pixels or empty)")
+        raise RenderError(f"{path}: texture of {w}x{h} pixels refused before decoding "
+                          f"(empty, or over the cap of {MAX_TEXTURE_PIXELS} = 8192x8192 pixels)")
 
 
 # Built-in toon ramps: (shadow colour, where the shadow starts (0..1 from the top), softness).
@@ -240,6 +254,8 @@ class TextureSet:
         else:
             try:
                 arr = load_image(path)
+            except RenderError:     # over the size cap: the model is rejected, not rendered without it
+                raise
             except Exception as e:  # Pillow raises many types for bad files
                 self.missing.append(f"{name} (unreadable: {type(e).__name__})")
                 arr = None

@@ -268,9 +268,10 @@ def test_texture_paths_never_leave_the_model_folder(tmp_path):
 
 def test_absurd_texture_size_refused_before_decoding(tmp_path):
     """A PNG header claiming 9000x9000 pixels (81 M, under Pillow's own bomb limit) is refused
-    without decoding it."""
+    without decoding it: a one-line RenderError naming the file, which rejects the model."""
     import zlib
 
+    from renderer.errors import RenderError
     from renderer.textures import TextureSet, load_image
 
     def chunk(tag, body):
@@ -279,11 +280,14 @@ def test_absurd_texture_size_refused_before_decoding(tmp_path):
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 9000, 9000, 8, 6, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
     (tmp_path / "huge.png").write_bytes(png)
-    with pytest.raises(ValueError, match="refused"):
+    with pytest.raises(RenderError, match="huge.png: texture of 9000x9000 pixels refused"):
         load_image(tmp_path / "huge.png")
     ts = TextureSet(tmp_path, "m.pmx")
-    peak = _peak_alloc(lambda: ts.get("huge.png"))
-    assert ts.get("huge.png") is None and ts.missing and peak < (32 << 20)
+
+    def get():
+        with pytest.raises(RenderError, match="refused before decoding"):
+            ts.get("huge.png")
+    assert _peak_alloc(get) < (32 << 20)
 
 
 # ---------------------------------------------------------------- zip reader

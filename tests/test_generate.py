@@ -379,7 +379,7 @@ def test_unreadable_model_is_a_rejection(tmp_path, capsys):
 
     write_samples(tmp_path / "m", count=1, seed=0)
     (tmp_path / "m" / "gone").mkdir()
-    (tmp_path / "m" / "gone" / "dangling.pmx").symlink_to(tmp_path / "nowhere.pmx")
+    (tmp_path / "m" / "gone" / "dangling.pmx").symlink_to(tmp_path / "m" / "nowhere.pmx")
     assert main(["render", "--models", str(tmp_path / "m"), "--out", str(tmp_path / "o"),
                  "--count", "4", "--size", "32", "--aa", "0", "--workers", "1", "-q"]) == 0
     man = json.loads((tmp_path / "o" / "manifest.json").read_text())

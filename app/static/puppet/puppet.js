@@ -12,7 +12,17 @@ window.puppetLog = state.log;      // what the page showed, for tests and debugg
 
 function showError(msg) { $("error").textContent = msg || ""; }
 
+// Every POST says what it sends (JSON, or the uploaded image's own type): the server refuses
+// other content types, which is how it tells its own page from another web site's.
+function bodyType(body) {
+  if (body instanceof Blob) return body.type.startsWith("image/") ? body.type : "application/octet-stream";
+  return "application/json";
+}
+
 async function api(path, options = {}) {
+  if (options.method === "POST") {
+    options = { ...options, headers: { "Content-Type": bodyType(options.body), ...(options.headers || {}) } };
+  }
   const resp = await fetch("/api/puppet/" + path, options);
   if (!resp.ok) {
     let msg = resp.status + " " + resp.statusText;
