@@ -369,9 +369,9 @@ def _output_pixels(page) -> np.ndarray:
 
 def test_sliders_repose_and_webcam_follows_the_roll(browser_page):
     page = browser_page
-    page.wait_for_selector("#drawings option[value='head.png']", state="attached")
+    page.wait_for_selector("#drawings option[value='file:head.png']", state="attached")
     with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
-        page.select_option("#drawings", "head.png")
+        page.select_option("#drawings", "file:head.png")
     page.wait_for_function("document.getElementById('output').naturalWidth > 0")
     before = _output_pixels(page)
     with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
