@@ -49,6 +49,9 @@ class NeedsWeightsPage:
             raise HttpError(404, NEEDS_WEIGHTS)
         return None
 
+    def close(self) -> None:
+        pass
+
 
 class PuppetPage:
     prefix = PREFIX
@@ -72,6 +75,9 @@ class PuppetPage:
             return _static(req.path[len(PREFIX + "/static/"):])
         route = self.routes.get((req.method, req.path))
         return route(req) if route else None
+
+    def close(self) -> None:
+        pass
 
     # -- API
     def info(self, req: Request) -> Response:
