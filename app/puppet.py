@@ -183,12 +183,15 @@ def _png(rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+BYTESIO = r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>"
+
+
 def _upload_message(message: str, name: str) -> str:
     """Pillow names uploaded bytes by their Python object (<_io.BytesIO object at 0x…>): name
     the upload instead."""
-    message = re.sub(r"\(cannot identify image file <_io\.BytesIO object at 0x[0-9a-fA-F]+>\)",
-                     "(not an image file: a PNG or WebP with a transparent background is wanted)", message)
-    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", repr(name), message)
+    message = re.sub(r"\(cannot identify image file " + BYTESIO + r"\)", "(not a PNG, WebP or other image "
+                     "file; upload a PNG or WebP with a transparent background)", message)
+    return re.sub(BYTESIO, repr(name), message)
 
 
 def _numbers(values, n: int, what: str) -> np.ndarray:

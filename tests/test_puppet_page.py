@@ -189,7 +189,8 @@ def test_each_tab_keeps_its_own_drawing_and_the_last_tabs_used(weights, drawings
     assert up.status == 200 and json.loads(up.body)["drawing"] == "mine.png"
     info = lambda tab: json.loads(_call(page, "GET", "/api/puppet/info", tab=tab).body)["drawing"]  # noqa: E731
     assert (info("tab-a"), info("tab-b"), info(None)) == ("head.png", "mine.png", None)
-    shown = lambda tab: np.asarray(Image.open(io.BytesIO(_call(page, "GET", "/api/puppet/input", tab=tab).body)))  # noqa: E731
+    def shown(tab):
+        return np.asarray(Image.open(io.BytesIO(_call(page, "GET", "/api/puppet/input", tab=tab).body)))
     np.testing.assert_array_equal(shown("tab-a"), np.asarray(Image.open(drawings / "head.png")))
     np.testing.assert_array_equal(shown("tab-b"), _other_drawing())
     body = json.dumps({"pose": [0, 0.5, 0, 0, 0, 1]}).encode()
@@ -218,22 +219,28 @@ def test_an_upload_that_is_no_image_is_named_in_its_error(page_obj):
 
 
 @pytest.fixture(scope="module")
-def ui(weights, drawings):
-    """A browser (no camera) and the puppet page's URL."""
+def playwright():
+    """One playwright driver for the module (the sync API allows one at a time)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (the test extra)")
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def ui(playwright, weights, drawings):
+    """A browser (no camera) and the puppet page's URL."""
     server = make_server(ServeConfig(port=0, weights=weights, drawings=drawings, device="cpu"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            yield browser, f"http://127.0.0.1:{server.server_address[1]}/puppet/"
-        finally:
-            browser.close()
-            server.shutdown()
-            server.server_close()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+    try:
+        yield browser, f"http://127.0.0.1:{server.server_address[1]}/puppet/"
+    finally:
+        browser.close()
+        server.shutdown()
+        server.server_close()
 
 
 def _open(browser, url):
@@ -244,6 +251,9 @@ def _open(browser, url):
 
 
 def _image(page, element: str = "output") -> np.ndarray:
+    """The element's image once it has one loaded."""
+    page.wait_for_function("(id) => { const img = document.getElementById(id); "
+                           "return img.src && img.complete && img.naturalWidth > 0; }", arg=element)
     data = page.evaluate("""(id) => { const img = document.getElementById(id);
         const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
         const g = c.getContext('2d'); g.drawImage(img, 0, 0);
@@ -284,9 +294,8 @@ def test_two_tabs_pose_their_own_drawings(ui, drawings):
     a, b = _open(browser, url), _open(browser, url)
     assert a.evaluate("window.puppetTab") != b.evaluate("window.puppetTab")
     _after(a, lambda: a.select_option("#drawings", "file:head.png"))
-    b_input = _after(b, lambda: _upload(b, "mine.png", _png(_other_drawing())), "input")
-    np.testing.assert_array_equal(b_input, _other_drawing())
-    b_rest = _image(b)
+    b_rest = _after(b, lambda: _upload(b, "mine.png", _png(_other_drawing())))
+    np.testing.assert_array_equal(_image(b, "input"), _other_drawing())
     a_turned = _after(a, lambda: a.eval_on_selector(
         "#s-head_y", "el => { el.value = 0.8; el.dispatchEvent(new Event('input')); }"))
     assert not np.array_equal(a_turned, b_rest)
@@ -308,13 +317,11 @@ def test_an_upload_error_stays_while_a_preset_plays_and_the_menu_shows_uploads(u
     page.wait_for_function("document.getElementById('play').disabled")         # the preset runs
     _upload(page, "notes.png", b"these are my notes")
     page.wait_for_selector("#error li[data-source='drawing']")
-    seen = len(poses)
-    for _ in range(100):                                                           # poses go on ...
-        if len(poses) >= seen + 5:
-            break
-        page.wait_for_timeout(100)
-    assert len(poses) >= seen + 5 and all(s == 200 for s in poses)
-    error = page.text_content("#error")                                            # ... the error stays
+    for value in (0.2, 0.4, 0.6):       # three new frames after the error (besides the preset's own)
+        _after(page, lambda: page.eval_on_selector(
+            "#s-head_y", f"el => {{ el.value = {value}; el.dispatchEvent(new Event('input')); }}"))
+    assert poses and all(s == 200 for s in poses)
+    error = page.text_content("#error")                                            # the error stays
     assert "notes.png: not a readable image" in error and "BytesIO" not in error, error
     assert page.input_value("#drawings") == "file:head.png"                       # still the drawing in use
     rgb = io.BytesIO()
@@ -323,8 +330,8 @@ def test_an_upload_error_stays_while_a_preset_plays_and_the_menu_shows_uploads(u
     page.wait_for_function("document.getElementById('error').textContent.includes('flat.png: no alpha channel')")
     assert "notes.png" not in page.text_content("#error")     # the newer drawing error replaced it
     _after(page, lambda: _upload(page, "mine.png", _png(_other_drawing())), "input")
+    page.wait_for_function("document.getElementById('drawings').value === 'upload:mine.png'")
     assert page.text_content("#error") == ""
-    assert page.input_value("#drawings") == "upload:mine.png"
     assert page.eval_on_selector("#drawings", "s => s.selectedOptions[0].textContent") == "mine.png (uploaded)"
     _after(page, lambda: page.select_option("#drawings", "file:head.png"), "input")
     back = _after(page, lambda: page.select_option("#drawings", "upload:mine.png"), "input")
@@ -336,27 +343,23 @@ def test_an_upload_error_stays_while_a_preset_plays_and_the_menu_shows_uploads(u
 
 
 @pytest.fixture
-def browser_page(weights, drawings, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (the test extra)")
+def browser_page(playwright, weights, drawings, tmp_path):
     pytest.importorskip("mediapipe", reason='webcam tracking needs the [track] extra: pip install -e ".[track]"')
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     clip = _write_y4m(tmp_path / "camera.y4m")
     server = make_server(ServeConfig(port=0, weights=weights, drawings=drawings, device="cpu"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-        try:
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/puppet/")
-            yield page
-        finally:
-            browser.close()
-            server.shutdown()
-            server.server_close()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/puppet/")
+        yield page
+    finally:
+        browser.close()
+        server.shutdown()
+        server.server_close()
 
 
 def _output_pixels(page) -> np.ndarray:

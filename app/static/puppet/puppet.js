@@ -123,7 +123,8 @@ function showBlob(id, blob, oldUrl) {
 // ---------------------------------------------------------------- the drawing
 async function loadInfo() {
   const info = await (await api("info")).json();
-  $("weights-info").textContent = `${info.weights} · ${info.path} · ${info.device} · ${info.image_size}×${info.image_size}`;
+  $("weights-info").textContent =
+    `weights ${info.weights}/ · ${info.path} path · ${info.device} · ${info.image_size}×${info.image_size} px`;
   document.body.classList.toggle("small-net", info.image_size < 256);
   showWeightsWarning(info.warning);
   for (const name of info.drawings) $("folder-drawings").append(new Option(name, "file:" + name));
