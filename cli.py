@@ -728,6 +728,7 @@ def import_tha1_cmd(folder, out, force):
               help="Allow --host to be a non-local address (anyone who reaches it can use the app).")
 def serve_cmd(models, overrides, drawings, weights, device, host, port, allow_remote):
     """Run the browser app on localhost: model QA and editor, live poser, webcam puppet.
+    Give --models (the model page), --weights (the puppet page) or both.
 
     \b
     Examples:
@@ -742,6 +743,11 @@ def serve_cmd(models, overrides, drawings, weights, device, host, port, allow_re
     if not is_local(host) and not allow_remote:
         raise click.BadParameter(f"{host} is not a local address; add --allow-remote to listen on it",
                                  param_hint="--host")
+    if drawings is not None and weights is None:
+        raise click.ClickException("--drawings is for the puppet page, which needs --weights FOLDER too")
+    if models is None and weights is None:
+        raise click.ClickException("nothing to serve: give --models FOLDER (the model page) and/or "
+                                   "--weights FOLDER (the puppet page)")
     if not is_local(host):
         _warn(f"listening on {host}: anyone who can reach this machine can use the app and its files")
     cfg = ServeConfig(host=host, port=port, models=Path(models).resolve() if models else None,

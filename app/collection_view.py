@@ -37,10 +37,24 @@ def reason_kind(reason: str) -> str:
     return first.strip()[:120]
 
 
+def doubts(c: ModelCheck) -> list[str]:
+    """Why a usable model is doubtful: its remarks worth a look (a framing fallback, a one-sided
+    blink morph, missing textures, a loader warning); [] for a rejected model."""
+    return [n for n in c.notes if not n.startswith(INFO_NOTE_PREFIXES)] if c.ok else []
+
+
 def is_doubtful(c: ModelCheck) -> bool:
-    """Usable, but with a remark worth a look (a framing fallback, a one-sided blink morph,
-    missing textures, a loader warning)."""
-    return c.ok and any(not n.startswith(INFO_NOTE_PREFIXES) for n in c.notes)
+    """Usable, but with a remark worth a look (see doubts)."""
+    return bool(doubts(c))
+
+
+def record(c: ModelCheck) -> dict:
+    """A check as the page shows it: check_record plus status, doubtful (and why), overridden
+    and the reason's kind."""
+    rec = check_record(c)
+    rec.update(status="usable" if c.ok else "rejected", doubtful=is_doubtful(c), doubts=doubts(c),
+               overridden=is_overridden(c), reason_kind=reason_kind(c.reason))
+    return rec
 
 
 def is_overridden(c: ModelCheck) -> bool:
@@ -138,12 +152,7 @@ class CollectionView:
             if c is None:
                 items.append({"path": rel, "status": "pending"})
                 continue
-            rec = check_record(c)
-            rec["status"] = "usable" if c.ok else "rejected"
-            rec["doubtful"] = is_doubtful(c)
-            rec["overridden"] = is_overridden(c)
-            rec["reason_kind"] = reason_kind(c.reason)
-            items.append(rec)
+            items.append(record(c))
         return {"total": len(keep), "offset": offset, "limit": limit, "items": items}
 
 

@@ -17,7 +17,7 @@ import math
 from importlib import resources
 from pathlib import Path
 
-from .collection_view import STATUSES, CollectionView
+from .collection_view import STATUSES, CollectionView, record
 from .config import ServeConfig
 from .http import HttpError, Request, Response
 from .render_worker import RenderWorker, WorkerCrashed, WorkerError
@@ -131,7 +131,7 @@ class ModelsPage:
         rel, src = self._source(req)
         out = self._call("info", path=str(src.path))
         check = self.view.checks.get(rel)
-        out["check"] = None if check is None else _record(check)
+        out["check"] = None if check is None else record(check)
         out["path"] = rel
         out["editable"] = not self._in_zip(src)
         out["override_file"] = str(self.overrides) if self.overrides else src.path.name + ".thactl.json"
@@ -178,7 +178,7 @@ class ModelsPage:
         rel, src = self._source_of(body.get("path"))
         result = save_override(self.root, self.overrides, rel, src.path, body.get("set"),
                                in_zip=self._in_zip(src))
-        result["check"] = _record(self.revalidate(rel, src))
+        result["check"] = record(self.revalidate(rel, src))
         result["file"] = Path(result["file"]).name if self.overrides is None else result["file"]
         return Response.json(result)
 
@@ -198,15 +198,6 @@ class ModelsPage:
         return check
 
 
-def _record(check) -> dict:
-    from dataset.collection import check_record
-
-    from .collection_view import is_doubtful, is_overridden, reason_kind
-
-    rec = check_record(check)
-    rec.update(status="usable" if check.ok else "rejected", doubtful=is_doubtful(check),
-               overridden=is_overridden(check), reason_kind=reason_kind(check.reason))
-    return rec
 
 
 def _cacheable(resp: Response) -> Response:

@@ -1,10 +1,12 @@
 """The live puppet page (`thactl serve --weights W [--drawings D]`): choose a drawing (upload, or a
 file inside --drawings), pose it with six sliders, play motion presets, save PNG/GIF, and drive it
-from the webcam (frames are tracked here, on the server).
+from the webcam (frames are tracked here, on the server). Each browser tab has its own drawing
+and webcam calibration (app.puppet); without --weights, /puppet/ says what to give.
 
 URLs: /puppet/ (the page), /puppet/static/NAME, and under /api/puppet: GET info, POST drawing
-(?name=REL inside --drawings, or a PNG body with ?upload=NAME), POST pose {pose}, GET motion?name=,
-POST gif {motion, fps}, POST track {image: base64 JPEG/PNG, calibrate, gain, mirror}.
+(?name=REL inside --drawings, or a PNG body with ?upload=NAME), GET input (the tab's drawing as the
+networks take it), POST pose {pose}, GET motion?name=, POST gif {motion, fps}, POST track {image:
+base64 JPEG/PNG, calibrate, gain, mirror}. Requests name their tab in the X-Puppet-Tab header.
 """
 from __future__ import annotations
 
@@ -25,9 +27,31 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 DRAWING_SUFFIXES = (".png", ".webp", ".tga", ".tif", ".tiff")
 
 
-def make_page(cfg: ServeConfig) -> "PuppetPage | None":
-    """The page when `thactl serve` was given --weights; None otherwise."""
-    return PuppetPage(cfg) if cfg.weights is not None else None
+NEEDS_WEIGHTS = ("the puppet page needs network weights: start thactl serve with --weights FOLDER "
+                 "(.safetensors from thactl train, or THA1's released .pt files), and --drawings FOLDER "
+                 "to choose drawings from a folder")
+
+
+def make_page(cfg: ServeConfig) -> "PuppetPage | NeedsWeightsPage":
+    """The page when `thactl serve` was given --weights; otherwise one that says what to give."""
+    return PuppetPage(cfg) if cfg.weights is not None else NeedsWeightsPage()
+
+
+class NeedsWeightsPage:
+    """/puppet/ without --weights: an HTML page (and JSON errors under /api/puppet) saying what to give."""
+    prefix = PREFIX
+
+    def handle(self, req: Request) -> Response | None:
+        if req.method == "GET" and req.path in (PREFIX, PREFIX + "/", PREFIX + "/index.html"):
+            return _static("needs-weights.html")
+        if req.method == "GET" and req.path.startswith(PREFIX + "/static/"):
+            return _static(req.path[len(PREFIX + "/static/"):])
+        if req.path.startswith("/api" + PREFIX):
+            raise HttpError(404, NEEDS_WEIGHTS)
+        return None
+
+    def close(self) -> None:
+        pass
 
 
 class PuppetPage:
@@ -40,8 +64,9 @@ class PuppetPage:
         self.puppet = Puppet(cfg.weights, cfg.device)
         self.routes = {
             ("GET", "/api/puppet/info"): self.info, ("POST", "/api/puppet/drawing"): self.drawing,
-            ("POST", "/api/puppet/pose"): self.pose, ("GET", "/api/puppet/motion"): self.motion,
-            ("POST", "/api/puppet/gif"): self.gif, ("POST", "/api/puppet/track"): self.track,
+            ("GET", "/api/puppet/input"): self.input, ("POST", "/api/puppet/pose"): self.pose,
+            ("GET", "/api/puppet/motion"): self.motion, ("POST", "/api/puppet/gif"): self.gif,
+            ("POST", "/api/puppet/track"): self.track,
         }
 
     def handle(self, req: Request) -> Response | None:
@@ -52,13 +77,18 @@ class PuppetPage:
         route = self.routes.get((req.method, req.path))
         return route(req) if route else None
 
+    def close(self) -> None:
+        pass
+
     # -- API
     def info(self, req: Request) -> Response:
         from inference.motion import BUILTIN
 
         p = self.puppet
+        tab = p.tab(_tab(req))
         return Response.json({"image_size": p.image_size, "device": str(p.runner.device), "path": p.runner.path,
-                              "drawing": p.drawing_name, "drawings": self.drawing_names(), "presets": list(BUILTIN)})
+                              "weights": self.cfg.weights.name, "drawing": tab.drawing_name, "warnings": tab.warnings,
+                              "drawings": self.drawing_names(), "presets": list(BUILTIN)})
 
     def drawing_names(self) -> list[str]:
         root = self.cfg.drawings
@@ -69,16 +99,21 @@ class PuppetPage:
 
     def drawing(self, req: Request) -> Response:
         fit = req.query.get("fit", "1") != "0"
+        tab = _tab(req)
         if "upload" in req.query:
             if not req.body:
                 raise HttpError(400, "the upload is empty")
             name = Path(req.query["upload"]).name or "upload.png"
-            warnings = self.puppet.set_drawing(name, data=req.body, fit=fit)
+            warnings = self.puppet.set_drawing(tab, name, data=req.body, fit=fit)
         else:
             path = self.resolve_drawing(req.query.get("name", ""))
             image_size(path, path.name)         # the size cap, before decoding
-            warnings = self.puppet.set_drawing(str(path.relative_to(self.cfg.drawings)), path=path, fit=fit)
-        return Response.json({"drawing": self.puppet.drawing_name, "warnings": warnings})
+            name = str(path.relative_to(self.cfg.drawings))
+            warnings = self.puppet.set_drawing(tab, name, path=path, fit=fit)
+        return Response.json({"drawing": name, "warnings": warnings, "uploaded": "upload" in req.query})
+
+    def input(self, req: Request) -> Response:
+        return Response.png(self.puppet.input_png(_tab(req)))
 
     def resolve_drawing(self, name: str) -> Path:
         """A drawing file inside --drawings; 403 for anything outside it, 404 when missing."""
@@ -93,7 +128,7 @@ class PuppetPage:
         return path
 
     def pose(self, req: Request) -> Response:
-        png, ms = self.puppet.pose_png(_body(req).get("pose"))
+        png, ms = self.puppet.pose_png(_tab(req), _body(req).get("pose"))
         resp = Response.png(png)
         resp.headers["X-Net-Ms"] = f"{ms:.1f}"
         return resp
@@ -104,7 +139,7 @@ class PuppetPage:
     def gif(self, req: Request) -> Response:
         body = _body(req)
         fps = _fps(body.get("fps", 20))
-        data = self.puppet.animation_gif(_preset(str(body.get("motion", "")), fps), fps)
+        data = self.puppet.animation_gif(_tab(req), _preset(str(body.get("motion", "")), fps), fps)
         return Response(200, data, "image/gif", {"Content-Disposition": 'attachment; filename="puppet.gif"'})
 
     def track(self, req: Request) -> Response:
@@ -117,10 +152,16 @@ class PuppetPage:
             mapping = PoseMapping(gain=float(body.get("gain", 1.0)), mirror=bool(body.get("mirror", True))).check()
         except (TypeError, ValueError, TrackError) as e:
             raise HttpError(400, f"bad tracking settings: {e}") from None
-        reply = self.puppet.track(rgb, bool(body.get("calibrate", False)), mapping)
+        reply = self.puppet.track(_tab(req), rgb, bool(body.get("calibrate", False)), mapping)
         return Response.json({"seq": body.get("seq"), "face": reply.face, "pose": reply.pose,
                               "angles": reply.angles, "track_ms": round(reply.track_ms, 2),
                               "calibrated": bool(body.get("calibrate", False)) and reply.face})
+
+
+def _tab(req: Request) -> str:
+    from .puppet import check_tab_id
+
+    return check_tab_id(req.headers.get("x-puppet-tab"))
 
 
 def _inside(root: Path, path: Path) -> bool:

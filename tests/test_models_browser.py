@@ -1,6 +1,7 @@
 """The model page in a real browser (Debian's chromium driven by playwright): the list shows the
-shared models with their statuses, a slider changes the live render, dragging the chin line and
-saving writes the override file that `thactl preview` then uses."""
+shared models with their statuses (doubtful ones say why), a model that cannot be loaded shows its
+reason and no editor, a slider changes the live render, dragging the chin line and saving writes
+the override file that `thactl preview` then uses and the header's counts follow."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 MODEL = "mmd_default_pmd/miku.pmd"
+BROKEN = "broken/half.pmx"        # added to the copy: the first 5000 bytes of a real model
 
 
 def launch(playwright):
@@ -36,6 +38,8 @@ def app(shared_models, tmp_path_factory):
     shutil.copytree(shared_models, root)          # overrides land beside the models: make it writable
     for p in [root, *root.rglob("*")]:
         p.chmod(p.stat().st_mode | 0o200)
+    (root / BROKEN).parent.mkdir()
+    (root / BROKEN).write_bytes((root / "animasa_miku_pmx_j3/index.pmx").read_bytes()[:5000])
     srv = make_server(ServeConfig(port=0, models=root))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     with sync_api.sync_playwright() as pw:
@@ -53,23 +57,47 @@ def app(shared_models, tmp_path_factory):
     env.undo()
 
 
+def _counts(page) -> dict[str, int]:
+    """The header's counts: {"usable": n, "rejected": n, "doubtful": n, "overridden": n}."""
+    return {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", page.text_content("#counts"))}
+
+
 def test_the_list_shows_the_shared_models_with_their_statuses(app, shared_models):
     page, root, srv = app
-    every = sorted(p.relative_to(shared_models).as_posix() for p in shared_models.rglob("*")
-                   if p.suffix.lower() in (".pmx", ".pmd"))
+    every = sorted([BROKEN] + [p.relative_to(shared_models).as_posix() for p in shared_models.rglob("*")
+                               if p.suffix.lower() in (".pmx", ".pmd")])
     page.wait_for_function(f"document.querySelectorAll('#items .item').length === {len(every)} && "
                            "!document.querySelector('#items .status.pending')")
     shown = page.eval_on_selector_all(
-        "#items .item", "rows => rows.map(r => [r.dataset.path, r.querySelector('.status').textContent])")
-    assert sorted(p for p, _ in shown) == every
-    status = dict(shown)
-    # the page's statuses are the product's verdicts (the same check `thactl render` runs)
-    expected = {rel: "usable" if real_model_verdict(shared_models / rel).ok else "rejected" for rel in every}
-    assert status == expected
+        "#items .item", "rows => rows.map(r => [r.dataset.path, r.querySelector('.status').textContent, "
+                        "!!r.querySelector('.status.doubtful'), r.textContent])")
+    assert sorted(p for p, *_ in shown) == every
+    status = {p: s for p, s, *_ in shown}
+    # the real models' statuses are the product's verdicts (the same check `thactl render` runs)
+    real = [rel for rel in every if (shared_models / rel).is_file()]
+    assert {rel: status[rel] for rel in real} == \
+        {rel: "usable" if real_model_verdict(shared_models / rel).ok else "rejected" for rel in real}
     assert status["lowpoly_miku_gumi_pmd/gumi.pmd"] == status["lowpoly_miku_gumi_pmd/miku.pmd"] == "rejected"
-    n_rejected = sum(s == "rejected" for s in expected.values())
-    counts = page.text_content("#counts")
-    assert str(len(every) - n_rejected) in counts and f"rejected {n_rejected}" in counts, counts
+    assert status[BROKEN] == "rejected" and status[MODEL] == "usable"
+    counts = _counts(page)
+    assert (counts["usable"], counts["rejected"]) == (sum(s == "usable" for s in status.values()),
+                                                      sum(s == "rejected" for s in status.values()))
+    doubtful = {p: text for p, _, d, text in shown if d}
+    assert counts["doubtful"] == len(doubtful) > 0
+    assert all("doubtful: " in text for text in doubtful.values())            # each says why
+    assert "doubtful: only one side's wink found" in doubtful[MODEL]
+
+
+def test_a_model_that_cannot_be_loaded_shows_why_and_no_editor(app):
+    page, root, srv = app
+    page.click(f"#items .item[data-path='{BROKEN}']")
+    page.wait_for_selector("#load-error", state="visible")
+    reason = page.text_content("#load-error")
+    assert "cannot be loaded" in reason and "half.pmx: corrupt or truncated file" in reason, reason
+    assert page.is_disabled("#save") and page.is_hidden("#top") and page.is_hidden("#live")
+    page.click(f"#items .item[data-path='{MODEL}']")                          # a good model: all back
+    page.wait_for_function("document.getElementById('summary').textContent.includes('vertices')")
+    assert page.is_hidden("#load-error") and page.is_visible("#top") and page.is_enabled("#save")
 
 
 def _pixels(page) -> list[int]:
@@ -122,8 +150,10 @@ def test_dragging_the_chin_line_writes_the_override_that_preview_uses(app, tmp_p
     px = y + 30 - stage["y"]
     expected_chin = frame[1] + frame[2] * (1 - 2 * (px * 256 / 384) / 256)
     assert float(page.input_value("#chin")) == pytest.approx(expected_chin, abs=1e-3)
+    overridden = _counts(page)["overridden"]
     page.click("#save")
     page.wait_for_function("+(document.getElementById('save-result').dataset.saved || 0) >= 1")
+    assert _counts(page)["overridden"] == overridden + 1          # the header follows the save
     assert "chin_y" in page.text_content("#save-result")
     saved = json.loads((root / (MODEL + ".thactl.json")).read_text())
     assert saved["chin_y"] == pytest.approx(expected_chin, abs=1e-3)

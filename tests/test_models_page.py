@@ -236,8 +236,10 @@ def test_saved_override_is_what_preview_and_models_check_read(server, capsys, tm
     f = _preview_frame(model, tmp_path / "b.png", capsys)
     assert f == pytest.approx([cx, (chin + top) / 2, top - chin], abs=1e-6)
 
+    rejected = json.loads(request(srv, "GET", "/api/models/status")[1])["rejected"]
     status, res = post(srv, "/api/models/override", {"path": rel, "set": {"exclude": "hair clips through the face"}})
     assert status == 200 and not res["check"]["ok"]
+    assert json.loads(request(srv, "GET", "/api/models/status")[1])["rejected"] == rejected + 1
     assert res["check"]["reason"] == "excluded: hair clips through the face"
     listed = json.loads(request(srv, "GET", "/api/models/list?status=overridden")[1])
     assert [i["path"] for i in listed["items"]] == [rel]
@@ -270,11 +272,28 @@ def test_override_file_mode_writes_the_entry_render_reads(collection, tmp_path):
         stop(srv)
 
 
-def test_non_local_bind_only_with_the_flag(collection):
+def test_serve_says_what_to_give(server, tmp_path, capsys):
+    assert main(["serve", "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give --models FOLDER" in err and "--weights FOLDER" in err, err
+    assert main(["serve", "--port", "0", "--drawings", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--drawings is for the puppet page" in err and "--weights" in err, err
+    srv, *_ = server                                   # --models only: /puppet/ says what to give
+    status, body, headers = request(srv, "GET", "/puppet/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b"needs network weights" in body and b"thactl serve --weights" in body
+    status, body, _ = request(srv, "GET", "/api/puppet/info")
+    assert status == 404 and "--weights FOLDER" in json.loads(body)["error"]
+    status, body, _ = request(srv, "GET", "/")
+    assert status == 200 and b'href="/models/"' in body and b'href="/puppet/"' in body
+
+
+def test_non_local_bind_only_with_the_flag(collection, tmp_path):
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-c", "import sys, cli; sys.exit(cli.main())", "serve",
-                             "--host", "0.0.0.0", "--port", "0", "--allow-remote"],
+                             "--host", "0.0.0.0", "--port", "0", "--allow-remote", "--models", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()

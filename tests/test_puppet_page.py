@@ -103,10 +103,16 @@ def _jpeg_b64(rgb: np.ndarray) -> str:
 # ------------------------------------------------------------------------------ API, no browser
 
 
-def test_page_is_absent_without_weights_and_serves_its_files(page_obj):
+def test_without_weights_the_page_says_what_to_give_and_serves_its_files(page_obj):
     from app.puppet_page import make_page
 
-    assert make_page(ServeConfig()) is None
+    needs = make_page(ServeConfig())
+    html = dispatch([needs], Request("GET", "/puppet/"))
+    assert html.status == 200 and html.content_type.startswith("text/html")
+    assert b"needs network weights" in html.body and b"--weights" in html.body
+    assert dispatch([needs], Request("GET", "/puppet/static/puppet.css")).status == 200
+    api = dispatch([needs], Request("GET", "/api/puppet/info"))
+    assert api.status == 404 and "--weights FOLDER" in json.loads(api.body)["error"]
     html = dispatch([page_obj], Request("GET", "/puppet/"))
     assert html.status == 200 and b"puppet.js" in html.body
     js = dispatch([page_obj], Request("GET", "/puppet/static/puppet.js"))
@@ -156,31 +162,204 @@ def test_pose_gif_and_track_requests(page_obj):
     assert junk.status == 400 and b"not a readable JPEG or PNG" in junk.body
 
 
+def _call(page, method: str, path: str, query: dict | None = None, body: bytes = b"", tab: str | None = None):
+    return dispatch([page], Request(method, path, query or {}, {"x-puppet-tab": tab} if tab else {}, body))
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _other_drawing() -> np.ndarray:
+    """A drawing unlike head.png: a green square."""
+    img = np.zeros((S, S, 4), np.uint8)
+    img[S // 4:3 * S // 4, S // 4:3 * S // 4] = (40, 200, 60, 255)
+    return img
+
+
+def test_each_tab_keeps_its_own_drawing_and_the_last_tabs_used(weights, drawings):
+    from app.puppet_page import make_page
+
+    page = make_page(ServeConfig(weights=weights, drawings=drawings, device="cpu"))
+    page.puppet.max_tabs = 3
+    assert _call(page, "POST", "/api/puppet/drawing", {"name": "head.png"}, tab="tab-a").status == 200
+    up = _call(page, "POST", "/api/puppet/drawing", {"upload": "mine.png"}, _png(_other_drawing()), tab="tab-b")
+    assert up.status == 200 and json.loads(up.body)["drawing"] == "mine.png"
+    info = lambda tab: json.loads(_call(page, "GET", "/api/puppet/info", tab=tab).body)["drawing"]  # noqa: E731
+    assert (info("tab-a"), info("tab-b"), info(None)) == ("head.png", "mine.png", None)
+    def shown(tab):
+        return np.asarray(Image.open(io.BytesIO(_call(page, "GET", "/api/puppet/input", tab=tab).body)))
+    np.testing.assert_array_equal(shown("tab-a"), np.asarray(Image.open(drawings / "head.png")))
+    np.testing.assert_array_equal(shown("tab-b"), _other_drawing())
+    body = json.dumps({"pose": [0, 0.5, 0, 0, 0, 1]}).encode()
+    pose = lambda tab: _call(page, "POST", "/api/puppet/pose", body=body, tab=tab)  # noqa: E731
+    a1, b1, a2 = pose("tab-a").body, pose("tab-b").body, pose("tab-a").body
+    assert a1 == a2 and a1 != b1               # tab b's drawing never reaches tab a's frames
+    no_drawing = pose(None)
+    assert no_drawing.status == 409 and "no drawing chosen in this tab" in json.loads(no_drawing.body)["error"]
+    for tab in ("tab-c", "tab-d", "tab-e"):    # three newer tabs: tab a and b are forgotten
+        info(tab)
+    assert page.puppet.tab_count() == 3
+    forgotten = pose("tab-a")
+    assert forgotten.status == 409 and "choose or upload one" in json.loads(forgotten.body)["error"]
+    for bad in ("../x", "a" * 65, "tab a"):
+        assert _call(page, "GET", "/api/puppet/info", tab=bad).status == 400
+
+
+def test_an_upload_that_is_no_image_is_named_in_its_error(page_obj):
+    resp = _call(page_obj, "POST", "/api/puppet/drawing", {"upload": "notes.png"}, b"these are my notes")
+    message = json.loads(resp.body)["error"]
+    assert resp.status == 400 and message.startswith("notes.png: not a readable image")
+    assert "BytesIO" not in message and " 0x" not in message and "transparent background" in message
+
+
 # ------------------------------------------------------------------------------ the browser
 
 
-@pytest.fixture
-def browser_page(weights, drawings, tmp_path):
+@pytest.fixture(scope="module")
+def playwright():
+    """One playwright driver for the module (the sync API allows one at a time)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (the test extra)")
-    pytest.importorskip("mediapipe", reason='webcam tracking needs the [track] extra: pip install -e ".[track]"')
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def ui(playwright, weights, drawings):
+    """A browser (no camera) and the puppet page's URL."""
+    server = make_server(ServeConfig(port=0, weights=weights, drawings=drawings, device="cpu"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+    try:
+        yield browser, f"http://127.0.0.1:{server.server_address[1]}/puppet/"
+    finally:
+        browser.close()
+        server.shutdown()
+        server.server_close()
+
+
+def _open(browser, url):
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector("#drawings option[value='file:head.png']", state="attached")
+    return page
+
+
+def _image(page, element: str = "output") -> np.ndarray:
+    """The element's image once it has one loaded."""
+    page.wait_for_function("(id) => { const img = document.getElementById(id); "
+                           "return img.src && img.complete && img.naturalWidth > 0; }", arg=element)
+    data = page.evaluate("""(id) => { const img = document.getElementById(id);
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        return [c.width, c.height, Array.from(g.getImageData(0, 0, c.width, c.height).data)]; }""", element)
+    return np.array(data[2], np.uint8).reshape(data[1], data[0], 4)
+
+
+def _after(page, action, element: str = "output") -> np.ndarray:
+    """Run `action`; the element's next image once it has loaded."""
+    old = page.get_attribute("#" + element, "src") or ""
+    action()
+    page.wait_for_function("([id, old]) => { const img = document.getElementById(id); "
+                           "return img.src && img.src !== old && img.complete && img.naturalWidth > 0; }",
+                           arg=[element, old])
+    return _image(page, element)
+
+
+def _upload(page, name: str, data: bytes):
+    page.set_input_files("#upload", files=[{"name": name, "mimeType": "image/png", "buffer": data}])
+
+
+def test_the_empty_page_says_what_to_do(ui):
+    browser, url = ui
+    page = _open(browser, url)
+    assert page.evaluate("document.body.classList.contains('empty')")
+    assert page.is_visible("#empty") and "Choose a drawing" in page.text_content("#empty")
+    assert f"fitted to {S}×{S}" in page.text_content("#empty")
+    assert all(page.is_disabled(b) for b in ("#play", "#save-png", "#save-gif", "#reset"))
+    page.select_option("#drawings", "file:head.png")
+    page.wait_for_function("!document.body.classList.contains('empty')")
+    assert page.is_hidden("#empty") and not page.is_disabled("#play")
+    assert page.text_content("#drawing-name") == "head.png"
+    page.close()
+
+
+def test_two_tabs_pose_their_own_drawings(ui, drawings):
+    browser, url = ui
+    a, b = _open(browser, url), _open(browser, url)
+    assert a.evaluate("window.puppetTab") != b.evaluate("window.puppetTab")
+    _after(a, lambda: a.select_option("#drawings", "file:head.png"))
+    b_rest = _after(b, lambda: _upload(b, "mine.png", _png(_other_drawing())))
+    np.testing.assert_array_equal(_image(b, "input"), _other_drawing())
+    a_turned = _after(a, lambda: a.eval_on_selector(
+        "#s-head_y", "el => { el.value = 0.8; el.dispatchEvent(new Event('input')); }"))
+    assert not np.array_equal(a_turned, b_rest)
+    assert np.array_equal(_after(b, lambda: b.click("#reset")), b_rest)      # b still poses its own drawing
+    np.testing.assert_array_equal(_image(a, "input"), np.asarray(Image.open(drawings / "head.png")))
+    assert (a.text_content("#drawing-name"), b.text_content("#drawing-name")) == ("head.png", "mine.png")
+    a.close()
+    b.close()
+
+
+def test_an_upload_error_stays_while_a_preset_plays_and_the_menu_shows_uploads(ui):
+    browser, url = ui
+    page = _open(browser, url)
+    poses = []
+    page.on("response", lambda r: r.url.endswith("/api/puppet/pose") and poses.append(r.status))
+    _after(page, lambda: page.select_option("#drawings", "file:head.png"))
+    page.select_option("#preset", "sweep")
+    page.click("#play")
+    page.wait_for_function("document.getElementById('play').disabled")         # the preset runs
+    _upload(page, "notes.png", b"these are my notes")
+    page.wait_for_selector("#error li[data-source='drawing']")
+    for value in (0.2, 0.4, 0.6):       # three new frames after the error (besides the preset's own)
+        _after(page, lambda: page.eval_on_selector(
+            "#s-head_y", f"el => {{ el.value = {value}; el.dispatchEvent(new Event('input')); }}"))
+    assert poses and all(s == 200 for s in poses)
+    error = page.text_content("#error")                                            # the error stays
+    assert "notes.png: not a readable image" in error and "BytesIO" not in error, error
+    assert page.input_value("#drawings") == "file:head.png"                       # still the drawing in use
+    rgb = io.BytesIO()
+    Image.fromarray(np.zeros((S, S, 3), np.uint8)).save(rgb, format="PNG")
+    _upload(page, "flat.png", rgb.getvalue())
+    page.wait_for_function("document.getElementById('error').textContent.includes('flat.png: no alpha channel')")
+    assert "notes.png" not in page.text_content("#error")     # the newer drawing error replaced it
+    _after(page, lambda: _upload(page, "mine.png", _png(_other_drawing())), "input")
+    page.wait_for_function("document.getElementById('drawings').value === 'upload:mine.png'")
+    assert page.text_content("#error") == ""
+    assert page.eval_on_selector("#drawings", "s => s.selectedOptions[0].textContent") == "mine.png (uploaded)"
+    _after(page, lambda: page.select_option("#drawings", "file:head.png"), "input")
+    back = _after(page, lambda: page.select_option("#drawings", "upload:mine.png"), "input")
+    np.testing.assert_array_equal(back, _other_drawing())                     # chosen again from the menu
+    page.close()
+
+
+# ------------------------------------------------------------------------------ the browser, webcam
+
+
+@pytest.fixture
+def browser_page(playwright, weights, drawings, tmp_path):
+    pytest.importorskip("mediapipe", reason='webcam tracking needs the [track] extra: pip install -e ".[track]"')
     clip = _write_y4m(tmp_path / "camera.y4m")
     server = make_server(ServeConfig(port=0, weights=weights, drawings=drawings, device="cpu"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-        try:
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/puppet/")
-            yield page
-        finally:
-            browser.close()
-            server.shutdown()
-            server.server_close()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/puppet/")
+        yield page
+    finally:
+        browser.close()
+        server.shutdown()
+        server.server_close()
 
 
 def _output_pixels(page) -> np.ndarray:
@@ -193,9 +372,9 @@ def _output_pixels(page) -> np.ndarray:
 
 def test_sliders_repose_and_webcam_follows_the_roll(browser_page):
     page = browser_page
-    page.wait_for_selector("#drawings option[value='head.png']", state="attached")
+    page.wait_for_selector("#drawings option[value='file:head.png']", state="attached")
     with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
-        page.select_option("#drawings", "head.png")
+        page.select_option("#drawings", "file:head.png")
     page.wait_for_function("document.getElementById('output').naturalWidth > 0")
     before = _output_pixels(page)
     with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):

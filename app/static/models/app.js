@@ -26,17 +26,21 @@ async function getJSON(url, opts) {
 }
 
 // ---------------------------------------------------------------- collection
+async function refreshStatus() {
+  const s = await getJSON(API + "status");
+  const done = s.state === "done" || s.state === "failed";
+  updateReasons(s.reasons);
+  await loadList();                 // the list first, so "scan done" means the list is final
+  $("scan-text").textContent = s.state === "failed" ? "scan failed: " + s.error
+    : done ? `scan done: ${s.total} models` : `${s.state}: ${s.checked} / ${s.total || "?"} checked`;
+  $("scan-bar").max = Math.max(1, s.total); $("scan-bar").value = s.checked;
+  $("counts").textContent = `usable ${s.usable} · rejected ${s.rejected} · doubtful ${s.doubtful} · overridden ${s.overridden}`;
+  return done;
+}
+
 async function pollStatus() {
   try {
-    const s = await getJSON(API + "status");
-    const done = s.state === "done" || s.state === "failed";
-    updateReasons(s.reasons);
-    await loadList();                 // the list first, so "scan done" means the list is final
-    $("scan-text").textContent = s.state === "failed" ? "scan failed: " + s.error
-      : done ? `scan done: ${s.total} models` : `${s.state}: ${s.checked} / ${s.total || "?"} checked`;
-    $("scan-bar").max = Math.max(1, s.total); $("scan-bar").value = s.checked;
-    $("counts").textContent = `usable ${s.usable} · rejected ${s.rejected} · doubtful ${s.doubtful} · overridden ${s.overridden}`;
-    if (!done) setTimeout(pollStatus, 1000);
+    if (!(await refreshStatus())) setTimeout(pollStatus, 1000);
   } catch (e) { $("scan-text").textContent = "error: " + e.message; setTimeout(pollStatus, 3000); }
 }
 
@@ -73,11 +77,16 @@ function itemRow(it) {
   text.append(el("div", "path", it.path));
   const badges = el("div");
   badges.append(el("span", "status " + it.status, it.status));
-  if (it.doubtful) badges.append(" ", el("span", "status doubtful", "doubtful"));
+  if (it.doubtful) {
+    const badge = el("span", "status doubtful", "doubtful");
+    badge.title = it.doubts.join("\n");
+    badges.append(" ", badge);
+  }
   if (it.overridden) badges.append(" ", el("span", "status overridden", "override"));
   if (it.format) badges.append(` ${it.format} · ${it.vertices} v`);
   text.append(badges);
   if (it.reason) text.append(el("div", "reason", it.reason));
+  if (it.doubtful) text.append(el("div", "doubts", "doubtful: " + it.doubts.join("; ")));
   row.append(img, text);
   row.addEventListener("click", () => openModel(it.path));
   return row;
@@ -91,17 +100,29 @@ async function openModel(path) {
   $("title").textContent = path;
   $("save-result").textContent = "";
   $("summary").textContent = "loading…";
+  state.info = null;                      // no save with the previous model's edits meanwhile
+  $("save").disabled = true;
   try {
     const info = await getJSON(API + "model?path=" + encodeURIComponent(path));
+    if (path !== state.path) return;      // another model was opened meanwhile
     state.info = info; state.frame = info.frame;
+    $("view").classList.remove("broken");
     showInfo(info);
     requestRender();
     $("sheet").src = API + "sheet?path=" + encodeURIComponent(path) + "&t=" + Date.now();
   } catch (e) {
-    state.info = null;
-    $("summary").textContent = "cannot show this model: " + e.message;
-    $("live").removeAttribute("src"); $("sheet").removeAttribute("src");
+    if (path !== state.path) return;
+    showBroken(e.message);
   }
+}
+
+// a model that cannot be loaded: its reason, and no editor or views that could not work
+function showBroken(reason) {
+  $("view").classList.add("broken");
+  $("summary").textContent = "";
+  $("load-error").textContent = "This model cannot be loaded, so it cannot be shown or given an override: " + reason;
+  $("live").removeAttribute("src"); $("sheet").removeAttribute("src");
+  $("save").disabled = true;
 }
 
 function showInfo(info) {
@@ -222,8 +243,8 @@ async function save() {
     const path = state.path;
     await openModel(path);
     $("save-result").textContent = lines.join("\n");
+    await refreshStatus().catch(() => loadList());   // the header's counts and the list
     $("save-result").dataset.saved = String(+($("save-result").dataset.saved || 0) + 1);
-    loadList();
   } catch (e) { $("save-result").textContent = "not saved: " + e.message; }
 }
 

@@ -1,16 +1,50 @@
 // The puppet page: sliders and presets pose the drawing through /api/puppet/pose; the webcam
 // sends frames to /api/puppet/track and poses the drawing with what comes back. One request of
 // each kind is in flight at a time; newer input replaces older input that was not sent yet.
+// Every request names this page load's tab (X-Puppet-Tab), so each tab has its own drawing.
+// Errors are kept per source (drawing, pose, webcam, ...): a source's message stays until that
+// source succeeds again or the user closes it. All text goes in through textContent.
 "use strict";
 const NAMES = ["head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth"];
 const LOW = [-1, -1, -1, 0, 0, 0];
 const REST = [0, 0, 0, 0, 0, 1];
+const SOURCES = { info: "server", drawing: "drawing", pose: "pose", motion: "motion", gif: "GIF", track: "webcam" };
 const $ = (id) => document.getElementById(id);
-const state = { pose: REST.slice(), wanted: null, posing: false, frameUrl: null, ready: false,
-                camera: null, seq: 0, calibrate: false, log: [] };
+const TAB = newTabId();
+const state = { pose: REST.slice(), wanted: null, posing: false, frameUrl: null, inputUrl: null, ready: false,
+                camera: null, seq: 0, calibrate: false, log: [], errors: new Map(), drawing: "",
+                uploads: new Map(), playing: false };
 window.puppetLog = state.log;      // what the page showed, for tests and debugging
+window.puppetTab = TAB;
 
-function showError(msg) { $("error").textContent = msg || ""; }
+function newTabId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// ---------------------------------------------------------------- errors
+function setError(source, msg) {
+  if (msg) state.errors.set(source, msg); else state.errors.delete(source);
+  $("error").replaceChildren(...[...state.errors].map(([src, text]) => {
+    const li = el("li");
+    li.dataset.source = src;
+    const body = el("span", "msg");
+    body.append(el("span", "source", SOURCES[src] + ": "), text);
+    const close = el("button", "", "×");
+    close.title = "dismiss";
+    close.addEventListener("click", () => setError(src, ""));
+    li.append(body, close);
+    return li;
+  }));
+}
 
 // Every POST says what it sends (JSON, or the uploaded image's own type): the server refuses
 // other content types, which is how it tells its own page from another web site's.
@@ -20,10 +54,9 @@ function bodyType(body) {
 }
 
 async function api(path, options = {}) {
-  if (options.method === "POST") {
-    options = { ...options, headers: { "Content-Type": bodyType(options.body), ...(options.headers || {}) } };
-  }
-  const resp = await fetch("/api/puppet/" + path, options);
+  const headers = Object.assign({ "X-Puppet-Tab": TAB }, options.headers || {});
+  if (options.method === "POST" && !headers["Content-Type"]) headers["Content-Type"] = bodyType(options.body);
+  const resp = await fetch("/api/puppet/" + path, Object.assign({}, options, { headers }));
   if (!resp.ok) {
     let msg = resp.status + " " + resp.statusText;
     try { msg = (await resp.json()).error || msg; } catch (e) { /* not JSON */ }
@@ -32,14 +65,22 @@ async function api(path, options = {}) {
   return resp;
 }
 
+const postJSON = (path, obj) => api(path, { method: "POST", headers: { "Content-Type": "application/json" },
+                                            body: JSON.stringify(obj) });
+
+// ---------------------------------------------------------------- pose
 function buildSliders() {
   NAMES.forEach((name, i) => {
-    const label = document.createElement("label");
-    label.innerHTML = `${name} <input type="range" id="s-${name}" min="${LOW[i]}" max="1" step="0.01"
-      value="${REST[i]}"> <output id="v-${name}">${REST[i].toFixed(2)}</output>`;
-    $("sliders").appendChild(label);
-    label.querySelector("input").addEventListener("input", (ev) => {
-      state.pose[i] = parseFloat(ev.target.value);
+    const label = el("label");
+    const input = el("input");
+    Object.assign(input, { type: "range", id: "s-" + name, min: LOW[i], max: 1, step: 0.01, value: REST[i] });
+    const out = el("output", "", REST[i].toFixed(2));
+    out.id = "v-" + name;
+    label.append(el("span", "", name), input, out);
+    $("sliders").append(label);
+    input.addEventListener("input", () => {
+      state.pose[i] = parseFloat(input.value);
+      out.textContent = state.pose[i].toFixed(2);
       requestPose(state.pose.slice());
     });
   });
@@ -65,55 +106,119 @@ async function sendPose() {
   state.wanted = null;
   state.posing = true;
   try {
-    const resp = await api("pose", { method: "POST", body: JSON.stringify({ pose }) });
+    const resp = await postJSON("pose", { pose });
     const ms = parseFloat(resp.headers.get("X-Net-Ms"));
-    const blob = await resp.blob();
-    if (state.frameUrl) URL.revokeObjectURL(state.frameUrl);
-    state.frameUrl = URL.createObjectURL(blob);
-    $("output").src = state.frameUrl;
+    state.frameUrl = showBlob("output", await resp.blob(), state.frameUrl);
     if (ms > 0) $("net-fps").textContent = (1000 / ms).toFixed(1);
     state.pose = pose.slice();
     showPose(pose);
-    showError("");
+    setError("pose", "");
   } catch (e) {
-    showError(e.message);
+    setError("pose", e.message);
   } finally {
     state.posing = false;
     if (state.wanted !== null) sendPose();
   }
 }
 
+function showBlob(id, blob, oldUrl) {
+  if (oldUrl) URL.revokeObjectURL(oldUrl);
+  const url = URL.createObjectURL(blob);
+  $(id).src = url;
+  return url;
+}
+
+// ---------------------------------------------------------------- the drawing
 async function loadInfo() {
   const info = await (await api("info")).json();
-  $("output").width = $("output").height = Math.max(info.image_size, 256);
-  for (const name of info.drawings) $("drawings").add(new Option(name, name));
+  $("weights-info").textContent =
+    `weights ${info.weights}/ · ${info.path} path · ${info.device} · ${info.image_size}×${info.image_size} px`;
+  document.body.classList.toggle("small-net", info.image_size < 256);
+  showWeightsWarning(info.warning);
+  for (const name of info.drawings) $("folder-drawings").append(new Option(name, "file:" + name));
+  if (!info.drawings.length) {
+    const none = new Option("(no --drawings folder given: upload one)", "");
+    none.disabled = true;
+    $("folder-drawings").append(none);
+  }
   for (const name of info.presets) $("preset").add(new Option(name, name));
-  if (info.drawing) drawingChosen(info.drawing, []);
+  $("empty-how").textContent = (info.drawings.length ? "Pick one in the Drawing menu or upload " : "Upload ") +
+    `a PNG or WebP whose background is transparent; it is fitted to ${info.image_size}×${info.image_size}.`;
+  if (info.drawing) drawingChosen(info.drawing, info.warnings || []);
 }
 
-function drawingChosen(name, warnings) {
-  $("drawing-name").textContent = name + (warnings.length ? " — " + warnings.join("; ") : "");
-  state.ready = true;
+function showWeightsWarning(text) {
+  if (!text) return;
+  $("weights-warning").textContent = text;
+  $("weights-warning").hidden = false;
+}
+
+function setReady(ready) {
+  state.ready = ready;
+  document.body.classList.toggle("empty", !ready);
+  for (const b of document.querySelectorAll(".needs-drawing")) b.disabled = !ready;
+}
+
+async function drawingChosen(name, warnings) {
+  $("drawing-name").textContent = name;
+  $("drawing-warnings").replaceChildren(...warnings.map((w) => el("li", "", w)));
+  setReady(true);
   requestPose(state.pose.slice());
+  try {
+    state.inputUrl = showBlob("input", await (await api("input")).blob(), state.inputUrl);
+  } catch (e) { setError("drawing", e.message); }
 }
 
-async function chooseDrawing(query, body) {
+// POST a drawing; on success it becomes the tab's drawing and the menu will show `menuValue`;
+// on failure the error stays (until a drawing is chosen or it is closed) and the drawing in use stays
+async function chooseDrawing(query, menuValue, file) {
   try {
     const fit = $("fit").checked ? "1" : "0";
-    const reply = await (await api(`drawing?${query}&fit=${fit}`, { method: "POST", body })).json();
-    drawingChosen(reply.drawing, reply.warnings);
-  } catch (e) { showError(e.message); }
+    const opts = { method: "POST" };
+    if (file) Object.assign(opts, { body: file, headers: { "Content-Type": file.type || "image/png" } });
+    const reply = await (await api(`drawing?${query}&fit=${fit}`, opts)).json();
+    state.drawing = menuValue;
+    setError("drawing", "");
+    showWeightsWarning(reply.warning);
+    await drawingChosen(reply.drawing, reply.warnings);
+    return true;
+  } catch (e) {
+    setError("drawing", e.message);
+    return false;
+  }
 }
 
+async function upload(file) {
+  const value = "upload:" + file.name;
+  if (await chooseDrawing("upload=" + encodeURIComponent(file.name), value, file)) {
+    if (!state.uploads.has(value)) $("uploaded-drawings").append(new Option(file.name + " (uploaded)", value));
+    state.uploads.set(value, file);
+  }
+  $("drawings").value = state.drawing;      // the menu shows the drawing in use
+}
+
+async function menuChanged(value) {
+  if (value.startsWith("file:")) await chooseDrawing("name=" + encodeURIComponent(value.slice(5)), value);
+  else if (state.uploads.has(value)) await upload(state.uploads.get(value));
+  $("drawings").value = state.drawing;
+}
+
+// ---------------------------------------------------------------- presets and saving
 async function playPreset() {
+  if (state.playing) return;
+  state.playing = true;
+  $("play").disabled = true;
   try {
     const fps = 20;
     const poses = (await (await api(`motion?name=${encodeURIComponent($("preset").value)}&fps=${fps}`)).json()).poses;
+    setError("motion", "");
     for (const pose of poses) {
       requestPose(pose);
       await new Promise((r) => setTimeout(r, 1000 / fps));
     }
-  } catch (e) { showError(e.message); }
+  } catch (e) { setError("motion", e.message); }
+  state.playing = false;
+  $("play").disabled = !state.ready;
 }
 
 function save(url, filename) {
@@ -124,19 +229,24 @@ function save(url, filename) {
 }
 
 async function saveGif() {
+  $("save-gif").disabled = true;
   try {
-    const body = JSON.stringify({ motion: $("preset").value, fps: 20 });
-    const blob = await (await api("gif", { method: "POST", body })).blob();
+    const blob = await (await postJSON("gif", { motion: $("preset").value, fps: 20 })).blob();
     save(URL.createObjectURL(blob), "puppet-" + $("preset").value + ".gif");
-  } catch (e) { showError(e.message); }
+    setError("gif", "");
+  } catch (e) { setError("gif", e.message); }
+  $("save-gif").disabled = !state.ready;
 }
 
-// --- webcam: grab a frame, track it on the server, pose the drawing, repeat
+// ---------------------------------------------------------------- webcam
+// grab a frame, track it on the server, pose the drawing, repeat
 async function startWebcam() {
   try {
     state.camera = await navigator.mediaDevices.getUserMedia({ video: { width: 480, height: 360 } });
-  } catch (e) { showError("webcam: " + e.message); return; }
+  } catch (e) { setError("track", "cannot open the webcam: " + e.message); return; }
+  setError("track", "");
   $("camera").srcObject = state.camera;
+  $("camera").hidden = false;
   $("calibrate").disabled = false;
   $("webcam").disabled = true;
   await $("camera").play();
@@ -157,9 +267,9 @@ async function trackLoop() {
     const calibrate = state.calibrate;
     state.calibrate = false;
     try {
-      const body = JSON.stringify({ seq, image, calibrate, gain: parseFloat($("gain").value) || 1,
-                                    mirror: $("mirror").checked });
-      const reply = await (await api("track", { method: "POST", body })).json();
+      const reply = await (await postJSON("track", { seq, image, calibrate, gain: parseFloat($("gain").value) || 1,
+                                                     mirror: $("mirror").checked })).json();
+      setError("track", "");
       const now = performance.now();
       $("track-fps").textContent = (1000 / Math.max(now - last, 1)).toFixed(1);
       last = now;
@@ -171,20 +281,21 @@ async function trackLoop() {
         requestPose(reply.pose);
       }
     } catch (e) {
-      showError(e.message);
+      setError("track", e.message);
       await new Promise((r) => setTimeout(r, 500));
     }
   }
 }
 
+// ---------------------------------------------------------------- wiring
 buildSliders();
 showPose(state.pose);
-$("drawings").addEventListener("change", (ev) => {
-  if (ev.target.value) chooseDrawing("name=" + encodeURIComponent(ev.target.value));
-});
+setReady(false);
+$("drawings").addEventListener("change", (ev) => menuChanged(ev.target.value));
 $("upload").addEventListener("change", (ev) => {
   const file = ev.target.files[0];
-  if (file) chooseDrawing("upload=" + encodeURIComponent(file.name), file);
+  ev.target.value = "";                 // choosing the same file again uploads it again
+  if (file) upload(file);
 });
 $("reset").addEventListener("click", () => requestPose(REST.slice()));
 $("play").addEventListener("click", playPreset);
@@ -192,4 +303,4 @@ $("save-png").addEventListener("click", () => state.frameUrl && save(state.frame
 $("save-gif").addEventListener("click", saveGif);
 $("webcam").addEventListener("click", startWebcam);
 $("calibrate").addEventListener("click", () => { state.calibrate = true; });
-loadInfo().catch((e) => showError(e.message));
+loadInfo().catch((e) => setError("info", e.message));

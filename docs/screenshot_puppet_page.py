@@ -1,0 +1,96 @@
+"""Take docs/puppet.md's screenshots of the puppet page: before a drawing, with a drawing, with an
+error (headless Debian chromium through playwright; 256-colour PNGs under docs/).
+
+    python docs/screenshot_puppet_page.py [WEIGHTS] [MODEL]
+
+WEIGHTS: a weights folder (default: seeded, untrained full-size networks in a temporary folder,
+so the posed output is what untrained networks give). MODEL: the MMD model whose rest-pose render
+is the drawing (default ../shared/models/animasa_miku_pmx_j3/index.pmx).
+"""
+from __future__ import annotations
+
+import io
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+MODEL = HERE.parent.parent / "shared" / "models" / "animasa_miku_pmx_j3" / "index.pmx"
+
+
+def untrained_weights(folder: Path) -> Path:
+    import torch
+
+    from models import Combiner, FaceMorpher, TwoAlgoFaceRotator
+    from models.io import save_weights
+
+    torch.manual_seed(0)
+    for net in (FaceMorpher(), TwoAlgoFaceRotator(), Combiner()):
+        save_weights(net, folder / f"{net.kind}.safetensors")
+    return folder
+
+
+def drawing(model: Path, folder: Path) -> Path:
+    from PIL import Image
+
+    from renderer.posevector import REST_POSE
+    from renderer.preview import render_preview
+
+    res = render_preview(model, [("rest", REST_POSE)], size=256)
+    out = folder / "miku.png"
+    Image.fromarray(res.images[0]).save(out)
+    return out
+
+
+def shoot(page, name: str) -> None:
+    from PIL import Image
+
+    out = HERE / name
+    Image.open(io.BytesIO(page.screenshot())).convert("RGB").quantize(256).save(out, optimize=True)
+    print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
+
+
+def main(weights: str | None = None, model: str | None = None) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from app.config import ServeConfig
+    from app.server import make_server
+
+    tmp = Path(tempfile.mkdtemp(prefix="thactl-shot-"))
+    (tmp / "weights").mkdir()
+    (tmp / "drawings").mkdir()
+    weights_dir = Path(weights) if weights else untrained_weights(tmp / "weights")
+    drawing(Path(model) if model else MODEL, tmp / "drawings")
+    srv = make_server(ServeConfig(port=0, weights=weights_dir.resolve(), drawings=tmp / "drawings", device="cpu"))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1180, "height": 720})
+            page.goto(f"http://127.0.0.1:{srv.server_address[1]}/puppet/")
+            page.wait_for_selector("#drawings option[value='file:miku.png']", state="attached")
+            shoot(page, "puppet-empty.png")
+            page.select_option("#drawings", "file:miku.png")
+            page.wait_for_function("document.getElementById('output').naturalWidth > 0 && "
+                                   "document.getElementById('input').naturalWidth > 0", timeout=120_000)
+            with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose"), timeout=120_000):
+                page.eval_on_selector("#s-head_x", "el => { el.value = 0.4; el.dispatchEvent(new Event('input')); }")
+            page.wait_for_function("document.getElementById('pose-values').textContent.startsWith('0.400')",
+                                   timeout=120_000)
+            shoot(page, "puppet-drawing.png")
+            page.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png",
+                                                    "buffer": b"these are my notes, not a drawing"}])
+            page.wait_for_selector("#error li[data-source='drawing']")
+            shoot(page, "puppet-error.png")
+            browser.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
