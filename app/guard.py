@@ -63,7 +63,8 @@ class Guard:
         if req.method not in SAFE_METHODS:
             kind = _body_kind(req)
             if kind != "application/json" and req.body:
-                image_size(req.body, "the request body")
+                upload = Path(req.query.get("upload", "")).name      # the puppet page names its uploads
+                image_size(req.body, upload or "the request body")
 
     def _host(self, req: Request) -> str:
         host = req.headers.get("host", "").strip().lower()

@@ -401,11 +401,12 @@ def test_a_page_on_another_origin_cannot_change_the_server(app, evil_site):
             # the app's own page still works: choosing a drawing there changes it
             own = browser.new_page()
             own.goto(app.origin + "/puppet/")
-            own.wait_for_selector("#drawings option[value='other.png']", state="attached")
+            own.wait_for_selector("#drawings option[value='file:other.png']", state="attached")
             with own.expect_response(lambda r: "/api/puppet/drawing" in r.url) as resp:
-                own.select_option("#drawings", "other.png")
-            assert resp.value.status == 200
-            assert app.drawing() == "other.png"
+                own.select_option("#drawings", "file:other.png")
+            # the page's own tab now holds other.png (state is per tab; the cross-origin
+            # requests above carried no tab id, so they aimed at the command-line tab)
+            assert resp.value.status == 200 and resp.value.json()["drawing"] == "other.png"
         finally:
             browser.close()
     app.post("/api/puppet/drawing?name=head.png", b"")
