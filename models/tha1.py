@@ -193,10 +193,11 @@ def import_folder(src: str | Path, out: str | Path, force: bool = False) -> list
     """Convert THA1's files in folder `src` to OUT/<kind>.safetensors (thactl's format).
 
     Every file found is loaded (strictly) before anything is written; existing outputs are kept
-    unless `force`. The metadata records the source file's name and sha256 and the licence note.
+    unless `force`. The metadata records the source file's name and sha256, the licence note and
+    that these are THA1's released (trained) weights.
     Returns the files written.
     """
-    from .io import save_weights
+    from .io import TrainingRecord, save_weights
 
     src, out = Path(src), Path(out)
     if not src.is_dir():
@@ -211,6 +212,7 @@ def import_folder(src: str | Path, out: str | Path, force: bool = False) -> list
     nets = {k: load_tha1(p, k) for k, p in found.items()}
     written = []
     for k, net in nets.items():
-        meta = {"source": found[k].name, "source_sha256": _sha256(found[k]), "licence": LICENCE_NOTE}
+        meta = {"source": found[k].name, "source_sha256": _sha256(found[k]), "licence": LICENCE_NOTE,
+                **TrainingRecord(released="THA1").metadata()}
         written.append(save_weights(net, targets[k], extra_metadata=meta))
     return written
