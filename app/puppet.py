@@ -23,10 +23,12 @@ class TrackReply:
 class Puppet:
     """Poses the current drawing; tracks webcam frames against the calibrated neutral face."""
 
-    def __init__(self, weights: Path, device: str = "auto"):
+    def __init__(self, weights: Path, device: str = "auto", precision: str = "auto"):
         from inference.runner import PoserRunner
+        from inference.weights import half_of, untrained_warning
 
-        self.runner = PoserRunner.from_weights(weights, device=device, batch_size=8)
+        self.runner = PoserRunner.from_weights(weights, device=device, batch_size=8, half=half_of(precision))
+        self.weights_warning = untrained_warning(self.runner.weight_files)  # None when they look trained
         self.drawing_name: str | None = None
         self._net_lock = threading.Lock()
         self._track_lock = threading.Lock()

@@ -36,7 +36,7 @@ class PuppetPage:
         from .puppet import Puppet
 
         self.cfg = cfg
-        self.puppet = Puppet(cfg.weights, cfg.device)
+        self.puppet = Puppet(cfg.weights, cfg.device, cfg.precision)
         self.routes = {
             ("GET", "/api/puppet/info"): self.info, ("POST", "/api/puppet/drawing"): self.drawing,
             ("POST", "/api/puppet/pose"): self.pose, ("GET", "/api/puppet/motion"): self.motion,
@@ -57,7 +57,9 @@ class PuppetPage:
 
         p = self.puppet
         return Response.json({"image_size": p.image_size, "device": str(p.runner.device), "path": p.runner.path,
-                              "drawing": p.drawing_name, "drawings": self.drawing_names(), "presets": list(BUILTIN)})
+                              "drawing": p.drawing_name, "drawings": self.drawing_names(), "presets": list(BUILTIN),
+                              "precision": "fp16" if p.runner.half else "fp32",
+                              "weights_warning": p.weights_warning})
 
     def drawing_names(self) -> list[str]:
         root = self.cfg.drawings
