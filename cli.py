@@ -372,7 +372,9 @@ _precision_option = click.option(
 
 def _half(precision: str):
     """--precision -> PoserRunner's `half` (None = its default)."""
-    return {"auto": None, "fp32": False, "fp16": True}[precision]
+    from inference.weights import half_of
+
+    return half_of(precision)
 
 
 _output_path_option = click.option(
@@ -384,11 +386,17 @@ def _warn(msg: str) -> None:
     click.echo(f"thactl: warning: {msg}", err=True)
 
 
-def _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=8, half=None):
+def _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=8, half=None,
+            warn_untrained=False):
+    """The PoserRunner of these weights; warn_untrained: one warning line when they look untrained."""
     from inference.runner import PoserRunner
+    from inference.weights import untrained_warning
 
-    return PoserRunner.from_weights(weights, morpher_src, rotator_src, combiner_src, path=path,
-                                    device=device, batch_size=batch_size, half=half)
+    runner = PoserRunner.from_weights(weights, morpher_src, rotator_src, combiner_src, path=path,
+                                      device=device, batch_size=batch_size, half=half)
+    if warn_untrained and (msg := untrained_warning(runner.weight_files)):
+        _warn(msg)
+    return runner
 
 
 @thactl.command("eval")
@@ -493,7 +501,7 @@ def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, outpu
         raise TrainError(f"{output}: output must end in .png (the posed image is RGBA)")
     values = _pose_values(pose)
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=1,
-                     half=_half(precision))
+                     half=_half(precision), warn_untrained=True)
     img, warnings = load_input_image(image, runner.image_size, fit=fit)
     for w in warnings:
         _warn(f"{image}: {w}")
@@ -613,7 +621,7 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
             raise TrainError(f"{output}: writing .mp4 needs ffmpeg through the imageio-ffmpeg package "
                              "(pip install imageio-ffmpeg), or write a .gif instead") from None
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=batch_size,
-                     half=_half(precision))
+                     half=_half(precision), warn_untrained=True)
     img, warnings = load_input_image(image, runner.image_size, fit=fit)
     for w in warnings:
         _warn(f"{image}: {w}")
@@ -721,12 +729,13 @@ def import_tha1_cmd(folder, out, force):
 @click.option("--weights", type=click.Path(exists=True), default=None,
               help="Network weights for the puppet page (folder of .safetensors or THA1 files).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@_precision_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but localhost needs --allow-remote.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--allow-remote", is_flag=True,
               help="Allow --host to be a non-local address (anyone who reaches it can use the app).")
-def serve_cmd(models, overrides, drawings, weights, device, host, port, allow_remote):
+def serve_cmd(models, overrides, drawings, weights, device, precision, host, port, allow_remote):
     """Run the browser app on localhost: model QA and editor, live poser, webcam puppet.
     Give --models (the model page), --weights (the puppet page) or both.
 
@@ -753,7 +762,7 @@ def serve_cmd(models, overrides, drawings, weights, device, host, port, allow_re
     cfg = ServeConfig(host=host, port=port, models=Path(models).resolve() if models else None,
                       overrides=Path(overrides).resolve() if overrides else None,
                       drawings=Path(drawings).resolve() if drawings else None,
-                      weights=Path(weights).resolve() if weights else None, device=device)
+                      weights=Path(weights).resolve() if weights else None, device=device, precision=precision)
     server = make_server(cfg)
     url_host = f"[{host}]" if ":" in host else host
     click.echo(f"thactl serve: http://{url_host}:{server.server_address[1]}/ (Ctrl-C stops)")

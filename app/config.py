@@ -14,4 +14,5 @@ class ServeConfig:
     drawings: Path | None = None        # puppet page: a folder of drawings it may read
     weights: Path | None = None         # puppet page: network weights (folder)
     device: str = "auto"
+    precision: str = "auto"             # puppet page: auto | fp32 | fp16, as `thactl pose --precision`
     max_body: int = 16 * 1024 * 1024    # bytes; larger requests get 413

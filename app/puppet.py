@@ -54,10 +54,12 @@ def check_tab_id(value: str | None) -> str:
 class Puppet:
     """Poses each tab's drawing; tracks webcam frames against the tab's calibrated neutral face."""
 
-    def __init__(self, weights: Path, device: str = "auto", max_tabs: int = MAX_TABS):
+    def __init__(self, weights: Path, device: str = "auto", max_tabs: int = MAX_TABS, precision: str = "auto"):
         from inference.runner import PoserRunner
+        from inference.weights import half_of, untrained_warning
 
-        self.runner = PoserRunner.from_weights(weights, device=device, batch_size=8)
+        self.runner = PoserRunner.from_weights(weights, device=device, batch_size=8, half=half_of(precision))
+        self.weights_warning = untrained_warning(self.runner.weight_files)  # None when they look trained
         self.max_tabs = max_tabs
         self._tabs: OrderedDict[str, TabState] = OrderedDict()
         self._tabs_lock = threading.Lock()

@@ -61,7 +61,7 @@ class PuppetPage:
         from .puppet import Puppet
 
         self.cfg = cfg
-        self.puppet = Puppet(cfg.weights, cfg.device)
+        self.puppet = Puppet(cfg.weights, cfg.device, precision=cfg.precision)
         self.routes = {
             ("GET", "/api/puppet/info"): self.info, ("POST", "/api/puppet/drawing"): self.drawing,
             ("GET", "/api/puppet/input"): self.input, ("POST", "/api/puppet/pose"): self.pose,
@@ -88,7 +88,9 @@ class PuppetPage:
         tab = p.tab(_tab(req))
         return Response.json({"image_size": p.image_size, "device": str(p.runner.device), "path": p.runner.path,
                               "weights": self.cfg.weights.name, "drawing": tab.drawing_name, "warnings": tab.warnings,
-                              "drawings": self.drawing_names(), "presets": list(BUILTIN)})
+                              "drawings": self.drawing_names(), "presets": list(BUILTIN),
+                              "precision": "fp16" if p.runner.half else "fp32",
+                              "weights_warning": p.weights_warning})
 
     def drawing_names(self) -> list[str]:
         root = self.cfg.drawings

@@ -46,6 +46,7 @@ class PoserRunner:
         self.cache_size = cache_size
         self._image: torch.Tensor | None = None
         self._morphed: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.weight_files: dict = {}  # kind -> the file it came from (from_weights)
         self.frames = 0
         self.morpher_runs = 0
         self.net_seconds = 0.0
@@ -62,7 +63,9 @@ class PoserRunner:
         if path in ("pumarola", "zhou"):
             paths.pop("combiner", None)
         nets = load_networks(paths, dev)
-        return cls(nets["morpher"], nets["rotator"], nets.get("combiner"), path=path, device=dev, **kw)
+        runner = cls(nets["morpher"], nets["rotator"], nets.get("combiner"), path=path, device=dev, **kw)
+        runner.weight_files = paths
+        return runner
 
     # -- state
     def set_image(self, img: np.ndarray) -> None:

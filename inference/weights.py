@@ -1,5 +1,6 @@
 """Weights for inference, in one place: which files (--weights DIR and per-network sources), loading
-them as eval-mode networks that agree on the image size, and the device to run on."""
+them as eval-mode networks that agree on the image size, whether they look trained, and the device
+and precision to run with."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,6 +63,33 @@ def load_networks(paths: dict[str, Path], device: str | torch.device = "cpu") ->
         raise WeightsInputError("networks disagree on image size: "
                                 + ", ".join(f"{k} {s}" for k, s in sizes.items()))
     return nets
+
+
+def untrained_warning(paths: dict[str, Path]) -> str | None:
+    """One line naming the weight files that look untrained (models.io.TrainingRecord), or None."""
+    from models.io import UNTRAINED_BELOW, WeightsError, training_record
+
+    doubtful: dict[str, list[str]] = {}  # description -> files
+    for k, p in paths.items():
+        try:
+            record = training_record(p, k)
+        except WeightsError:  # unreadable: loading says so
+            continue
+        if record.looks_untrained:
+            doubtful.setdefault(record.describe(), []).append(str(p))
+    if not doubtful:
+        return None
+    which = "; ".join(f"{why}: {', '.join(files)}" for why, files in doubtful.items())
+    return (f"weights look untrained ({which}); expect noise rather than a posed drawing: train on at least "
+            f"{UNTRAINED_BELOW:,} examples or use THA1's released weights")
+
+
+def half_of(precision: str) -> bool | None:
+    """--precision auto | fp32 | fp16 -> PoserRunner's `half` (None: its default, fp16 on CUDA only)."""
+    try:
+        return {"auto": None, "fp32": False, "fp16": True}[precision]
+    except KeyError:
+        raise InferenceError(f"precision must be auto, fp32 or fp16, got {precision!r}") from None
 
 
 def pick_device(name: str | None = None) -> torch.device:

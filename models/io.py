@@ -4,10 +4,16 @@ Metadata: {"kind": "morpher"|"rotator"|"combiner", "config": json of the constru
 "format": "thactl-weights"} (+ any extra string entries, e.g. where imported weights came from).
 `load_weights` rebuilds the network from that alone. It also takes THA1's released PyTorch files
 (models/tha1.py), told apart by content: a safetensors file starts with its header's length then '{'.
+
+The training record (`TrainingRecord`, `training_record`) says whether weights were trained:
+"examples_trained" (decimal: examples thactl trained them on, counting the run they started from)
+and "released_weights" (e.g. "THA1": they are, or started from, published trained weights).
+THA1's .pt files and their imports count as released; a file with neither entry has no record.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,6 +23,8 @@ from renderer.atomicfile import atomic_path
 from renderer.errors import first_line
 
 KINDS = ("morpher", "rotator", "combiner")
+EXAMPLES_KEY, RELEASED_KEY = "examples_trained", "released_weights"
+UNTRAINED_BELOW = 1000  # fewer examples than this (and not released weights): the output is noise
 
 
 class WeightsError(ValueError):
@@ -92,14 +100,18 @@ def is_safetensors(path: str | Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000
 
 
-def read_metadata(path: str | Path) -> dict:
+def _header(path: str | Path) -> dict[str, str]:
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            return f.metadata() or {}
     except Exception as e:  # noqa: BLE001
         raise WeightsError(f"{path}: not a safetensors file ({e})") from None
+
+
+def read_metadata(path: str | Path) -> dict:
+    meta = _header(path)
     if meta.get("kind") not in KINDS or "config" not in meta:
         raise WeightsError(f"{path}: no thactl metadata (kind/config); not written by thactl")
     return {"kind": meta["kind"], "config": json.loads(meta["config"])}
@@ -126,3 +138,52 @@ def load_weights(path_or_run_dir: str | Path, kind: str | None = None, map_locat
         raise WeightsError(f"{path}: weights do not fit a {meta['kind']} {meta['config']}: "
                            f"{first_line(e)}") from None
     return net.to(map_location)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How much training weights have had: `examples` thactl trained them on (None: not recorded),
+    `released` the published weights they are or started from (None: none)."""
+    examples: int | None = None
+    released: str | None = None
+
+    @property
+    def looks_untrained(self) -> bool:
+        """Neither released weights nor UNTRAINED_BELOW examples of training on record."""
+        return self.released is None and (self.examples is None or self.examples < UNTRAINED_BELOW)
+
+    def after(self, seen: int) -> "TrainingRecord":
+        """The record of these weights trained on `seen` more examples."""
+        return TrainingRecord((self.examples or 0) + int(seen), self.released)
+
+    def metadata(self) -> dict[str, str]:
+        """The safetensors metadata entries holding this record."""
+        meta = {} if self.examples is None else {EXAMPLES_KEY: str(int(self.examples))}
+        return meta | ({RELEASED_KEY: self.released} if self.released else {})
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "TrainingRecord":
+        from .tha1 import LICENCE_NOTE
+
+        released = meta.get(RELEASED_KEY) or ("THA1" if meta.get("licence") == LICENCE_NOTE else None)
+        examples = meta.get(EXAMPLES_KEY)
+        try:
+            examples = int(examples) if examples is not None else None
+        except (TypeError, ValueError):
+            examples = None
+        return cls(examples if examples is None or examples >= 0 else None, released)
+
+    def describe(self) -> str:
+        if self.released:
+            where = f" (+{self.examples:,} examples)" if self.examples else ""
+            return f"{self.released}'s released weights{where}"
+        return "no training record" if self.examples is None else f"trained on {self.examples:,} examples"
+
+
+def training_record(path: str | Path, kind: str | None = None) -> TrainingRecord:
+    """The training record of a weight file (or of `kind`'s file in a folder): THA1's .pt files are
+    released weights; a .safetensors file's record is its metadata's."""
+    path = resolve_weights_path(path, kind)
+    if not is_safetensors(path):
+        return TrainingRecord(released="THA1")
+    return TrainingRecord.from_metadata(_header(path))

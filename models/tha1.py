@@ -12,10 +12,12 @@ Key layout of the author's modules:
                     a Sequential whose .0 is the conv and .1 the InstanceNorm.
                     heads: color_change.0, alpha_mask.0 (morpher); pumarola_color_change.0,
                     pumarola_alpha_mask.0, zhou_grid_change (rotator).
-  combiner          U-Net: downward_modules.{0..n}, bottleneck_modules.{k} (residual),
-                    upsampling_modules.{0..n} held in REVERSE order of use (index n runs first,
-                    index 0 is the final conv7 block); heads combine_alpha_mask.0,
-                    retouch_alpha_mask.0, retouch_color_change.0.
+  combiner          U-Net under main_body: main_body.downward_modules.{0..n},
+                    main_body.bottleneck_modules.{k} (residual), main_body.upsampling_modules.{0..n}
+                    held in REVERSE order of use (index n runs first, index 0 is the final conv7
+                    block); heads combine_alpha_mask.0, retouch_alpha_mask.0, retouch_color_change.0.
+The released files hold 59 (morpher), 60 (rotator) and 63 (combiner) tensors; the tests check the
+map against the author's list of keys and shapes (../shared/THA1_STATE_DICT_KEYS.json).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ _HEADS = {
                  "retouch_alpha.weight": "retouch_alpha_mask.0.weight",
                  "retouch.weight": "retouch_color_change.0.weight"},
 }
+_UNET = "main_body"  # where the combiner's U-Net sits in the author's module tree
 # a key only the given network's THA1 state_dict has
 _SIGNATURES = {"morpher": "color_change.0.weight", "rotator": "zhou_grid_change.weight",
                "combiner": "combine_alpha_mask.0.weight"}
@@ -63,19 +66,19 @@ def tha1_key(kind: str, key: str, num_downsample: int) -> str:
         raise KeyError(key)
     m = re.fullmatch(r"body\.res\.(\d+)\.body\.([0134])\.(\w+)", key)
     if m:
-        return f"bottleneck_modules.{m[1]}.{_RES_PARTS[m[2]]}.{m[3]}"
+        return f"{_UNET}.bottleneck_modules.{m[1]}.{_RES_PARTS[m[2]]}.{m[3]}"
     m = re.fullmatch(r"body\.(first|last|downs\.\d+|ups\.\d+)\.([01]\.\w+)", key)
     if not m:
         raise KeyError(key)
     where, rest = m[1], m[2]
     if where == "first":
-        return f"downward_modules.0.{rest}"
+        return f"{_UNET}.downward_modules.0.{rest}"
     if where == "last":
-        return f"upsampling_modules.0.{rest}"
+        return f"{_UNET}.upsampling_modules.0.{rest}"
     j = int(where.split(".")[1])
     if where.startswith("downs"):
-        return f"downward_modules.{j + 1}.{rest}"
-    return f"upsampling_modules.{num_downsample - j}.{rest}"  # ups[0] (deepest) is THA1's last
+        return f"{_UNET}.downward_modules.{j + 1}.{rest}"
+    return f"{_UNET}.upsampling_modules.{num_downsample - j}.{rest}"  # ups[0] (deepest) is THA1's last
 
 
 def detect_kind(state: dict) -> str | None:
@@ -91,9 +94,9 @@ def _indices(state: dict, pattern: str) -> set[int]:
 def infer_arch(kind: str, state: dict) -> dict:
     """Constructor keywords of the thactl network with the same layout as THA1 `state`."""
     if kind == "combiner":
-        first = state.get("downward_modules.0.0.weight")
-        n = len(_indices(state, r"downward_modules\.(\d+)\..*")) - 1
-        k = len(_indices(state, r"bottleneck_modules\.(\d+)\..*"))
+        first = state.get(f"{_UNET}.downward_modules.0.0.weight")
+        n = len(_indices(state, rf"{_UNET}\.downward_modules\.(\d+)\..*")) - 1
+        k = len(_indices(state, rf"{_UNET}\.bottleneck_modules\.(\d+)\..*"))
     else:
         first = state.get("main_body.module_list.0.0.weight")
         k = len(_indices(state, r"main_body\.module_list\.(\d+)\.(?:conv|norm)[12]\..*"))
@@ -190,10 +193,11 @@ def import_folder(src: str | Path, out: str | Path, force: bool = False) -> list
     """Convert THA1's files in folder `src` to OUT/<kind>.safetensors (thactl's format).
 
     Every file found is loaded (strictly) before anything is written; existing outputs are kept
-    unless `force`. The metadata records the source file's name and sha256 and the licence note.
+    unless `force`. The metadata records the source file's name and sha256, the licence note and
+    that these are THA1's released (trained) weights.
     Returns the files written.
     """
-    from .io import save_weights
+    from .io import TrainingRecord, save_weights
 
     src, out = Path(src), Path(out)
     if not src.is_dir():
@@ -208,6 +212,7 @@ def import_folder(src: str | Path, out: str | Path, force: bool = False) -> list
     nets = {k: load_tha1(p, k) for k, p in found.items()}
     written = []
     for k, net in nets.items():
-        meta = {"source": found[k].name, "source_sha256": _sha256(found[k]), "licence": LICENCE_NOTE}
+        meta = {"source": found[k].name, "source_sha256": _sha256(found[k]), "licence": LICENCE_NOTE,
+                **TrainingRecord(released="THA1").metadata()}
         written.append(save_weights(net, targets[k], extra_metadata=meta))
     return written

@@ -62,7 +62,8 @@ def test_pose_writes_rgba_png_equal_to_direct_forward(weights, tmp_path, capsys)
                    "--device", "cpu"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
-    assert "warning" not in cap.err
+    assert [w for w in cap.err.splitlines() if "warning" in w] == [cap.err.splitlines()[0]]
+    assert "weights look untrained" in cap.err  # tiny random weights; nothing to say about the drawing
     with Image.open(out) as im:
         assert im.mode == "RGBA" and im.size == (S, S)
         got = np.asarray(im)

@@ -282,6 +282,9 @@ def test_the_empty_page_says_what_to_do(ui):
     assert page.is_visible("#empty") and "Choose a drawing" in page.text_content("#empty")
     assert f"fitted to {S}×{S}" in page.text_content("#empty")
     assert all(page.is_disabled(b) for b in ("#play", "#save-png", "#save-gif", "#reset"))
+    # the tiny random test weights carry no training record: the page says so
+    page.wait_for_selector("#weights-warning", state="visible")
+    assert "untrained" in page.text_content("#weights-warning")
     page.select_option("#drawings", "file:head.png")
     page.wait_for_function("!document.body.classList.contains('empty')")
     assert page.is_hidden("#empty") and not page.is_disabled("#play")

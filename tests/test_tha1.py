@@ -1,4 +1,7 @@
-"""THA1's released weight files: key mapping, strict loading, the tha1 grid convention, errors."""
+"""THA1's released weight files: key mapping, strict loading, the tha1 grid convention, errors.
+
+THA1-format files are built from the author's list of keys and shapes (tests/tha1_files.py reads
+../shared/THA1_STATE_DICT_KEYS.json); tests that need the list skip without it."""
 from __future__ import annotations
 
 import json
@@ -10,8 +13,8 @@ import torch.nn.functional as F
 from models import FaceMorpher, TwoAlgoFaceRotator
 from models.io import WeightsError, load_weights, save_weights
 from models.rotator import apply_flow, identity_grid
-from tha1_files import (FILE_NAMES, saved_as_cuda, tha1_combiner, tha1_morpher, tha1_rotator, tha1_shapes,
-                        tha1_state, write_tha1_folder)
+from tha1_files import (FILE_NAMES, released_shapes, saved_as_cuda, tha1_combiner, tha1_morpher, tha1_rotator,
+                        tha1_shapes, tha1_state, write_tha1_folder)
 
 B = 4  # tiny width; the layout (3 downsamplings, 6 residual blocks) is the released one
 
@@ -38,7 +41,7 @@ def _source_of_each_parameter(net, state) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    return write_tha1_folder(tmp_path_factory.mktemp("tha1"), b=B)
+    return write_tha1_folder(tmp_path_factory.mktemp("tha1"), width=B)
 
 
 # ------------------------------------------------------------------ every tensor in the right place
@@ -46,7 +49,7 @@ def tiny_folder(tmp_path_factory):
 @pytest.mark.parametrize("kind,count", [("morpher", 59), ("rotator", 60), ("combiner", 63)])
 def test_each_tensor_lands_once_and_the_network_computes_tha1s_outputs(tiny_folder, kind, count):
     state = torch.load(tiny_folder / FILE_NAMES[kind], map_location="cpu", weights_only=True)
-    assert len(state) == count
+    assert list(state) == list(released_shapes(kind)) and len(state) == count
     net = load_weights(tiny_folder, kind).eval()  # a folder holding THA1's files, as a user passes it
     assert net.config["image_size"] == 256 and net.config["base_channels"] == B
     sources = _source_of_each_parameter(net, state)
@@ -70,10 +73,39 @@ def test_each_tensor_lands_once_and_the_network_computes_tha1s_outputs(tiny_fold
 def test_combiner_upsampling_list_is_used_in_reverse():
     net = load_weights_from_state("combiner", tha1_state("combiner", B))
     sources = _source_of_each_parameter(net, tha1_state("combiner", B))
-    assert sources["body.ups.0.0.weight"] == "upsampling_modules.3.0.weight"  # the deepest runs first
-    assert sources["body.ups.2.0.weight"] == "upsampling_modules.1.0.weight"
-    assert sources["body.last.0.weight"] == "upsampling_modules.0.0.weight"
-    assert sources["body.res.5.body.3.weight"] == "bottleneck_modules.5.conv2.weight"
+    assert sources["body.ups.0.0.weight"] == "main_body.upsampling_modules.3.0.weight"  # the deepest runs first
+    assert sources["body.ups.2.0.weight"] == "main_body.upsampling_modules.1.0.weight"
+    assert sources["body.last.0.weight"] == "main_body.upsampling_modules.0.0.weight"
+    assert sources["body.res.5.body.3.weight"] == "main_body.bottleneck_modules.5.conv2.weight"
+
+
+@pytest.mark.parametrize("kind", ["morpher", "rotator", "combiner"])
+def test_the_accepted_keys_are_exactly_the_authors_list(kind):
+    """Every key of the author's list is taken, and no key outside it: the map's image is the list."""
+    from models.tha1 import tha1_key
+
+    net = load_weights_from_state(kind, tha1_state(kind, B))
+    accepted = [tha1_key(kind, k, net.config["num_downsample"]) for k in net.state_dict()]
+    assert len(accepted) == len(set(accepted))
+    assert set(accepted) == set(released_shapes(kind))
+
+
+@pytest.mark.parametrize("kind", ["morpher", "rotator", "combiner"])
+def test_every_key_of_the_list_is_required(kind):
+    from models.tha1 import network_from_state
+
+    full = tha1_state(kind, B)
+    for key in full:
+        state = {k: v for k, v in full.items() if k != key}
+        with pytest.raises(WeightsError):
+            network_from_state(state, kind)
+
+
+def test_the_combiner_without_main_body_is_refused_in_one_line(tmp_path):
+    """The layout thactl once expected (the U-Net's keys without `main_body.`) is not THA1's."""
+    state = {k.removeprefix("main_body."): v for k, v in tha1_state("combiner", B).items()}
+    torch.save(state, tmp_path / "combiner.pt")
+    assert "not a complete THA1 combiner" in _err(tmp_path / "combiner.pt", "combiner")
 
 
 def load_weights_from_state(kind, state):
@@ -83,10 +115,14 @@ def load_weights_from_state(kind, state):
 
 
 def test_full_size_released_layout_loads_with_the_same_placement(tmp_path):
-    """At THA1's defaults (64 channels, 256 px) the files load with the tiny test's placement."""
+    """Files of exactly the author's keys and shapes (64 channels, 256 px) load, with the tiny
+    test's placement, and every shape equal to the list's."""
+    from models.tha1 import tha1_key
+
     for i, (kind, count, params) in enumerate([("morpher", 59, 33_878_720), ("rotator", 60, 33_884_992),
                                                ("combiner", 63, 34_960_704)]):
         full = tha1_state(kind, constant=True)
+        assert {k: tuple(v.shape) for k, v in full.items()} == released_shapes(kind)
         assert len(full) == count and sum(v.numel() for v in full.values()) == params
         with saved_as_cuda():
             torch.save(full, tmp_path / FILE_NAMES[kind])
@@ -99,7 +135,8 @@ def test_full_size_released_layout_loads_with_the_same_placement(tmp_path):
         tiny = tha1_state(kind, B)
         tiny_sources = _source_of_each_parameter(load_weights_from_state(kind, tiny), tiny)
         for name, value in net.state_dict().items():  # tensor i was filled with i + 1
-            assert keys[int(value.flatten()[0]) - 1] == tiny_sources[name]
+            assert keys[int(value.flatten()[0]) - 1] == tiny_sources[name] == tha1_key(kind, name, 3)
+            assert tuple(value.shape) == released_shapes(kind)[tiny_sources[name]]
             assert torch.all(value == value.flatten()[0])
         del net
 

@@ -1,80 +1,69 @@
 """Test helpers: state_dicts laid out exactly as THA1's released files, and THA1's forward pass.
 
-Both are written from THA1's module layout (key names, shapes, order of use), independently of
-models/tha1.py, so tests can check that module against them.
+The layout comes from ../shared/THA1_STATE_DICT_KEYS.json (beside the repository, or the file named
+by THACTL_TEST_THA1_KEYS): every key and shape of face_morpher.pt, two_algo_face_rotator.pt and
+combiner.pt in the order the author's code writes them (59, 60 and 63 tensors). Nothing here is
+derived from models/tha1.py, so tests check that module against the author's list. Without the
+list the tests that need it skip, saying where it was looked for.
+
+Tests run the released layout (256 px, 3 downsamplings, 6 residual blocks) at a small width: every
+channel count of the list (a multiple of the released 64) is scaled by width / 64; image channels
+(7, 11) and head outputs (4, 2) stay as they are.
 """
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+REPO = Path(__file__).resolve().parents[1]
+KEYS_FILE = Path(os.environ.get("THACTL_TEST_THA1_KEYS", REPO.parent / "shared" / "THA1_STATE_DICT_KEYS.json"))
 FILE_NAMES = {"morpher": "face_morpher.pt", "rotator": "two_algo_face_rotator.pt", "combiner": "combiner.pt"}
-HEADS = {"morpher": {"color_change.0.weight": 4, "alpha_mask.0.weight": 4},
-         "rotator": {"pumarola_color_change.0.weight": 4, "pumarola_alpha_mask.0.weight": 4,
-                     "zhou_grid_change.weight": 2},
-         "combiner": {"combine_alpha_mask.0.weight": 4, "retouch_alpha_mask.0.weight": 4,
-                      "retouch_color_change.0.weight": 4}}
+RELEASED_WIDTH = 64
+N, K = 3, 6  # the released networks' downsamplings and residual blocks (the reference passes use them)
 
 
-def _block(prefix: str, weight_shape: tuple, out_channels: int) -> dict[str, tuple]:
-    return {f"{prefix}.0.weight": weight_shape, f"{prefix}.1.weight": (out_channels,),
-            f"{prefix}.1.bias": (out_channels,)}
+@lru_cache(maxsize=None)
+def _key_list() -> dict[str, tuple[tuple[str, tuple[int, ...]], ...]] | None:
+    if not KEYS_FILE.is_file():
+        return None
+    raw = json.loads(KEYS_FILE.read_text())
+    return {kind: tuple((key, tuple(shape)) for key, shape in raw[name]) for kind, name in FILE_NAMES.items()}
 
 
-def _res(prefix: str, c: int) -> dict[str, tuple]:
-    out = {}
-    for i in (1, 2):
-        out.update({f"{prefix}.conv{i}.weight": (c, c, 3, 3), f"{prefix}.norm{i}.weight": (c,),
-                    f"{prefix}.norm{i}.bias": (c,)})
-    return out
+def released_shapes(kind: str) -> dict[str, tuple[int, ...]]:
+    """The author's keys and shapes for `kind`, in his order (skips the test when the list is absent)."""
+    keys = _key_list()
+    if keys is None:
+        pytest.skip(f"THA1's key list not found at {KEYS_FILE} (set THACTL_TEST_THA1_KEYS)")
+    return dict(keys[kind])
 
 
-def tha1_shapes(kind: str, b: int = 64, n: int = 3, k: int = 6) -> dict[str, tuple]:
-    """THA1's state_dict keys and shapes for `kind` (b base channels, n downsamplings, k residual blocks)."""
-    shapes: dict[str, tuple] = {}
-    top = b * 2 ** n
-    if kind in ("morpher", "rotator"):
-        body = "main_body.module_list"
-        shapes.update(_block(f"{body}.0", (b, 7, 7, 7), b))
-        for i in range(n):
-            c = b * 2 ** i
-            shapes.update(_block(f"{body}.{1 + i}", (2 * c, c, 4, 4), 2 * c))
-        for r in range(k):
-            shapes.update(_res(f"{body}.{1 + n + r}", top))
-        for j in range(n):
-            c = top // 2 ** j
-            shapes.update(_block(f"{body}.{1 + n + k + j}", (c, c // 2, 4, 4), c // 2))  # ConvTranspose: (in, out)
-    else:
-        shapes.update(_block("downward_modules.0", (b, 11, 7, 7), b))
-        for i in range(n):
-            c = b * 2 ** i
-            shapes.update(_block(f"downward_modules.{1 + i}", (2 * c, c, 4, 4), 2 * c))
-        for r in range(k):
-            shapes.update(_res(f"bottleneck_modules.{r}", top))
-        c = top
-        for level in range(n):  # order of use; THA1 inserts each at the front of its list
-            cin = c if level == 0 else 2 * c
-            shapes.update(_block(f"upsampling_modules.{n - level}", (cin, c // 2, 4, 4), c // 2))
-            c //= 2
-        shapes.update(_block("upsampling_modules.0", (b, 2 * b, 7, 7), b))
-    for key, out in HEADS[kind].items():
-        shapes[key] = (out, b, 7, 7)
-    return shapes
+def tha1_shapes(kind: str, width: int = RELEASED_WIDTH) -> dict[str, tuple[int, ...]]:
+    """The author's keys for `kind` with channel counts scaled to `width` base channels."""
+    def scale(d: int) -> int:
+        return d * width // RELEASED_WIDTH if d % RELEASED_WIDTH == 0 else d
+
+    return {key: tuple(scale(d) for d in shape) for key, shape in released_shapes(kind).items()}
 
 
-def tha1_state(kind: str, b: int = 64, n: int = 3, k: int = 6, seed: int = 0, constant: bool = False):
-    """A THA1-layout state_dict: random values (distinct per tensor), or tensor i filled with i + 1.
+def tha1_state(kind: str, width: int = RELEASED_WIDTH, seed: int = 0, constant: bool = False):
+    """A state_dict with the author's keys: seeded random values (distinct per tensor), or
+    (constant) tensor i of the list filled with i + 1.
 
     The random flow head is scaled so the flow moves pixels by up to ~10 % of the image, as a trained
     rotator's does (whole-image flows would make fp32 rounding differences visible on noise images)."""
     g = torch.Generator().manual_seed(seed)
     out = OrderedDict()  # as Module.state_dict() returns it, with the per-module version record
     out._metadata = OrderedDict([("", {"version": 1})])
-    for i, (key, shape) in enumerate(tha1_shapes(kind, b, n, k).items()):
+    for i, (key, shape) in enumerate(tha1_shapes(kind, width).items()):
         out._metadata.setdefault(key.rsplit(".", 1)[0], {"version": 1})
         if constant:
             out[key] = torch.full(shape, float(i + 1))
@@ -107,12 +96,13 @@ def saved_as_cuda():
         serialization._package_registry.remove(entry)
 
 
-def write_tha1_folder(folder: Path, b: int = 4, n: int = 3, k: int = 6, seed: int = 0) -> Path:
-    """The three files under THA1's names, saved 'on CUDA'."""
+def write_tha1_folder(folder: Path, width: int = 4, seed: int = 0) -> Path:
+    """The three files under THA1's names, saved as the author's code does (`torch.save` of the
+    state_dict) and 'on CUDA' as the released files were."""
     folder.mkdir(parents=True, exist_ok=True)
     with saved_as_cuda():
         for i, (kind, name) in enumerate(FILE_NAMES.items()):
-            torch.save(tha1_state(kind, b, n, k, seed=seed + i), folder / name)
+            torch.save(tha1_state(kind, width, seed=seed + i), folder / name)
     return folder
 
 
@@ -141,27 +131,28 @@ def _planes(image, pose):
     return pose[:, :, None, None].expand(-1, -1, image.shape[2], image.shape[3])
 
 
-def _encoder_decoder(x, sd, n, k):
+def _encoder_decoder(x, sd):
+    """THA1's encoder-decoder body: conv7, N downsamplings, K residual blocks, N upsamplings."""
     body = "main_body.module_list"
-    for i in range(1 + 2 * n + k):
-        if n < i <= n + k:
+    for i in range(1 + 2 * N + K):
+        if N < i <= N + K:
             x = _res_block(x, sd, f"{body}.{i}")
         else:
-            x = _conv_block(x, sd, f"{body}.{i}", transposed=i > n + k)
+            x = _conv_block(x, sd, f"{body}.{i}", transposed=i > N + K)
     return x
 
 
-def tha1_morpher(sd, image, pose, n=3, k=6):
-    y = _encoder_decoder(torch.cat([image, _planes(image, pose)], 1), sd, n, k)
+def tha1_morpher(sd, image, pose):
+    y = _encoder_decoder(torch.cat([image, _planes(image, pose)], 1), sd)
     color = torch.tanh(F.conv2d(y, sd["color_change.0.weight"], padding=3))
     alpha = torch.sigmoid(F.conv2d(y, sd["alpha_mask.0.weight"], padding=3))
     return alpha * image + (1 - alpha) * color
 
 
-def tha1_rotator(sd, image, pose, n=3, k=6):
+def tha1_rotator(sd, image, pose):
     """(pumarola, zhou) as THA1 computes them: affine_grid/grid_sample with align_corners=True."""
     b, c, h, w = image.shape
-    y = _encoder_decoder(torch.cat([image, _planes(image, pose)], 1), sd, n, k)
+    y = _encoder_decoder(torch.cat([image, _planes(image, pose)], 1), sd)
     color = torch.tanh(F.conv2d(y, sd["pumarola_color_change.0.weight"], padding=3))
     alpha = torch.sigmoid(F.conv2d(y, sd["pumarola_alpha_mask.0.weight"], padding=3))
     change = F.conv2d(y, sd["zhou_grid_change.weight"], padding=3)
@@ -172,17 +163,19 @@ def tha1_rotator(sd, image, pose, n=3, k=6):
     return alpha * image + (1 - alpha) * color, zhou
 
 
-def tha1_combiner(sd, first, second, pose, n=3, k=6):
+def tha1_combiner(sd, first, second, pose):
+    """THA1's U-Net (under main_body; its upsampling list runs from index N down to 0) and heads."""
+    unet = "main_body"
     x = torch.cat([first, second, _planes(first, pose)], 1)
     downs = []
-    for i in range(n + 1):
-        x = _conv_block(x, sd, f"downward_modules.{i}")
+    for i in range(N + 1):
+        x = _conv_block(x, sd, f"{unet}.downward_modules.{i}")
         downs.append(x)
-    for r in range(k):
-        x = _res_block(x, sd, f"bottleneck_modules.{r}")
-    x = _conv_block(x, sd, f"upsampling_modules.{n}", transposed=True)
-    for i in range(n - 1, -1, -1):
-        x = _conv_block(torch.cat([x, downs[i]], 1), sd, f"upsampling_modules.{i}", transposed=i > 0)
+    for r in range(K):
+        x = _res_block(x, sd, f"{unet}.bottleneck_modules.{r}")
+    x = _conv_block(x, sd, f"{unet}.upsampling_modules.{N}", transposed=True)
+    for i in range(N - 1, -1, -1):
+        x = _conv_block(torch.cat([x, downs[i]], 1), sd, f"{unet}.upsampling_modules.{i}", transposed=i > 0)
     m1 = torch.sigmoid(F.conv2d(x, sd["combine_alpha_mask.0.weight"], padding=3))
     combined = m1 * first + (1 - m1) * second
     m2 = torch.sigmoid(F.conv2d(x, sd["retouch_alpha_mask.0.weight"], padding=3))

@@ -3,7 +3,9 @@
 Run folder (OUT):
   config.json              the resolved settings (written once; a re-run must match it)
   checkpoint.pt            model, optimizer, GradScaler, RNG states, examples seen (atomic writes)
-  <kind>.safetensors       exported weights (models.io format), refreshed at every checkpoint
+  <kind>.safetensors       exported weights (models.io format), refreshed at every checkpoint; the
+                           metadata records the examples trained (those of --init's weights, when
+                           recorded, plus this run's) and whether they started from released weights
 
 A run resumes from checkpoint.pt at the saved position with the saved RNG states, so an
 interrupted run ends with the same weights as an uninterrupted one (CPU, same thread count).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from torch import nn
 
 from renderer import atomicfile
 from renderer.errors import first_line
+
+from models.io import TrainingRecord
 
 from .config import TrainConfig, resolve_grid_convention, resolve_morpher_options, resume_conflicts
 from .errors import TrainError
@@ -69,10 +74,11 @@ def _set_rng_state(st: dict) -> None:
             pass
 
 
-def load_init_state(path: str, kind: str) -> tuple[dict, dict]:
-    """Weights to start from (--init) and the network config they were trained with: a run folder,
-    a thactl checkpoint.pt, a .safetensors file, or THA1's released file (or a folder of them)."""
-    from models.io import WeightsError, find_in_folder, load_weights
+def load_init_state(path: str, kind: str) -> tuple[dict, dict, TrainingRecord]:
+    """Weights to start from (--init), the network config they were trained with and their training
+    record: a run folder, a thactl checkpoint.pt, a .safetensors file, or THA1's released file (or a
+    folder of them)."""
+    from models.io import WeightsError, find_in_folder, load_weights, training_record
 
     p = Path(path)
     if p.is_dir() and (p / "checkpoint.pt").is_file() and find_in_folder(p, kind) is None:
@@ -83,14 +89,22 @@ def load_init_state(path: str, kind: str) -> tuple[dict, dict]:
         ck = torch.load(p, map_location="cpu", weights_only=False)
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("kind") != kind:
             raise TrainError(f"{p}: not a thactl {kind} checkpoint")
+        record = _start_record(ck).after(int(ck.get("examples_seen", 0)))
         if kind == "rotator":
-            return ck["model"], {"grid_convention": ck.get("config", {}).get("grid_convention") or "thactl"}
-        return ck["model"], (morpher_options_of(ck["model"]) if kind == "morpher" else {})
+            return ck["model"], {"grid_convention": ck.get("config", {}).get("grid_convention") or "thactl"}, record
+        return ck["model"], (morpher_options_of(ck["model"]) if kind == "morpher" else {}), record
     try:
         net = load_weights(p, kind)
+        record = training_record(p, kind)
     except WeightsError as e:
         raise TrainError(str(e)) from None
-    return net.state_dict(), dict(net.config)
+    return net.state_dict(), dict(net.config), record
+
+
+def _start_record(ck: dict) -> TrainingRecord:
+    """The training record of the weights a checkpoint's run started from (runs written before
+    the record: none, i.e. from scratch)."""
+    return TrainingRecord(**ck.get("start_training", {"examples": 0}))
 
 
 def morpher_options_of(state: dict) -> dict[str, bool]:
@@ -119,12 +133,16 @@ class RunState:
         self.weights_path = self.out / f"{cfg.kind}.safetensors"
         self.resume = self._load_checkpoint()
         self.init_state = None
+        self.start_training = TrainingRecord(examples=0)  # of the weights this run started from
+        self.seen = 0
         if self.resume is None:
             init_config = None
             if cfg.init:
-                self.init_state, init_config = load_init_state(cfg.init, cfg.kind)
+                self.init_state, init_config, self.start_training = load_init_state(cfg.init, cfg.kind)
             resolve_grid_convention(cfg, None, init_config)
             resolve_morpher_options(cfg, init_config)
+        else:
+            self.start_training = _start_record(self.resume)
 
     def _load_checkpoint(self) -> dict | None:
         if not self.ckpt_path.is_file():
@@ -175,7 +193,8 @@ class RunState:
         if self.dev.scaler is not None and ck.get("scaler"):
             self.dev.scaler.load_state_dict(ck["scaler"])
         _set_rng_state(ck["rng"])
-        return int(ck["examples_seen"]), int(ck["step"])
+        self.seen = int(ck["examples_seen"])
+        return self.seen, int(ck["step"])
 
     def save(self, model: nn.Module, optimizer, seen: int, step: int) -> None:
         """Checkpoint (atomic) and exported weights at `seen` examples (rank 0; all ranks meet after)."""
@@ -187,17 +206,20 @@ class RunState:
                      "optimizer": optimizer.state_dict(),
                      "scaler": self.dev.scaler.state_dict() if self.dev.scaler is not None else None,
                      "rng": _rng_state(), "examples_seen": seen, "step": step,
-                     "order": {"seed": self.cfg.seed, "position": seen}}
+                     "order": {"seed": self.cfg.seed, "position": seen},
+                     "start_training": asdict(self.start_training)}
             with atomicfile.atomic_path(self.ckpt_path) as tmp:
                 torch.save(state, tmp)
+            self.seen = seen
             self.export(model)
             log.info("checkpoint at %d examples", seen)
         self.dev.barrier()
 
     def export(self, model: nn.Module) -> None:
+        """OUT/<kind>.safetensors with the training record at the last checkpoint's examples seen."""
         if self.dev.is_main:
             from models.io import save_weights
-            save_weights(model, self.weights_path)
+            save_weights(model, self.weights_path, extra_metadata=self.start_training.after(self.seen).metadata())
 
     def summary(self, seen: int, step: int) -> dict:
         return {"examples": seen, "steps": step, "out": str(self.out), "weights": str(self.weights_path)}

@@ -134,7 +134,7 @@ async function loadInfo() {
   $("weights-info").textContent =
     `weights ${info.weights}/ · ${info.path} path · ${info.device} · ${info.image_size}×${info.image_size} px`;
   document.body.classList.toggle("small-net", info.image_size < 256);
-  showWeightsWarning(info.warning);
+  showWeightsWarning(info.weights_warning);
   for (const name of info.drawings) $("folder-drawings").append(new Option(name, "file:" + name));
   if (!info.drawings.length) {
     const none = new Option("(no --drawings folder given: upload one)", "");
