@@ -3,17 +3,23 @@
     .venv/bin/python bench/learning_check.py                          # models from ../shared/models
     .venv/bin/python bench/learning_check.py --models DIR --out REPORT --threads 1
 
-Renders 64 px data from a model folder (default: ../shared/models beside the repository),
-trains morpher -> rotator -> combiner with the small configuration in CONFIG, evaluates the
-three on the test split (characters never seen in training) and writes REPORT/:
+Checks the models (`thactl models check`'s verdicts), holds out the characters named in
+bench/learning_split.json (validation and test; every other usable model trains, and a copy of a
+held-out mesh anywhere in the folder joins its split: bench/heldout.py), renders 64 px data with that
+split file, trains morpher -> rotator -> combiner with the small configuration in CONFIG, evaluates
+the three on the test split and on each held-out character, and writes REPORT/:
 
   report.md / report.json  configuration, final table, checks, semantic centroids, wall time,
                            the morpher's changed-region ratio on training / validation / test
-                           characters (how much of what it learned holds for characters unseen)
+                           characters, and per held-out character (validation and test): the
+                           morpher's ratio, the full poser's RMSE/SSIM against the identity and the
+                           share of rest images with each eye's change on its own side, pooled too
   curves.png               validation L1 of each stage against its identity baseline, whole
                            image and changed region, over the examples seen
-  samples.png              held-out characters: rest | morphed target | morpher output |
+  samples.png              held-out examples: rest | morphed target | morpher output |
                            posed target | full poser output, enlarged
+  characters.png           one row per held-out character: rest | morphed target | morpher output
+  split.json, check.json   the split file given to render and the verdicts it was made from
   data/, morpher/, rotator/, combiner/   the data set and the three run folders
 
 The checks (all on the test split): the morpher's changed-region L1 at most 0.5 x the
@@ -39,7 +45,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import torch  # noqa: E402
 
+from heldout import HELD_OUT_FILE  # noqa: E402
 from learning_report import draw_curves, sample_sheet, write_markdown  # noqa: E402
+from per_character import character_strip, per_character, pooled  # noqa: E402
 
 # the documented small configuration (64 px, batch 16, Adam betas 0.5/0.999)
 ARCH = dict(base_channels=16, num_downsample=2, num_res_blocks=2)
@@ -54,7 +62,23 @@ CURVE_POINTS = 6  # validations per stage, besides the one before training
 MORPHER_REGION_RATIO = 0.5
 
 
-def render(models: Path, data: Path, size: int, count: int) -> float:
+CHECK_CODE = ("import json, sys; from dataset.collection import CheckSettings, check_collection; "
+              "print(json.dumps([dict(path=c.rel_path, ok=c.ok, reason=c.reason, mesh=c.mesh) for c in "
+              "check_collection(CheckSettings(__import__('pathlib').Path(sys.argv[1]), workers=2, processes=True))]))")
+
+
+def held_out_split(models: Path, out: Path, held_out_file: Path) -> dict:
+    """The verdicts of every model (a child process: render's own check and cache) and the complete
+    split file made from `held_out_file` (bench/heldout.py); returns the split table."""
+    from heldout import write_split_file
+
+    res = subprocess.run([sys.executable, "-c", CHECK_CODE, str(models)], cwd=REPO, check=True,
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    (out / "check.json").write_text(res.stdout, encoding="utf-8")
+    return write_split_file(models, out / "check.json", out / "split.json", held_out_file)
+
+
+def render(models: Path, data: Path, size: int, count: int, split_file: Path | None = None) -> float:
     """`thactl render` in a child process (its own EGL context and workers); returns seconds."""
     if (data / "manifest.json").is_file() and json.loads((data / "manifest.json").read_text()).get("complete"):
         print(f"data: reusing {data}", flush=True)
@@ -62,6 +86,8 @@ def render(models: Path, data: Path, size: int, count: int) -> float:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-c", "import sys, cli; sys.exit(cli.main(sys.argv[1:]))", "render", "--models",
            str(models), "--out", str(data), "--size", str(size), "--count", str(count), "--workers", "2", "-q"]
+    if split_file is not None:
+        cmd += ["--split-file", str(split_file)]
     subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     return time.perf_counter() - t0
 
@@ -139,6 +165,8 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=CONFIG["data"]["count"], help="training examples to render")
     ap.add_argument("--budget-scale", type=float, default=1.0,
                     help="multiply every stage's training budget (smoke runs; the checks need 1)")
+    ap.add_argument("--held-out", default=str(HELD_OUT_FILE),
+                    help="validation and test characters (bench/learning_split.json); 'none': render's own split rule")
     args = ap.parse_args(argv)
     if not args.models.is_dir():
         print(f"{args.models}: model folder not found (give --models)", file=sys.stderr)
@@ -148,7 +176,12 @@ def main(argv=None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
-    seconds = {"render": render(args.models, data, CONFIG["data"]["size"], args.count)}
+    split_file = None
+    if args.held_out != "none":
+        table = held_out_split(args.models, out, Path(args.held_out))
+        split_file = out / "split.json"
+        print(f"split: {', '.join(f'{k} {len(v)} model files' for k, v in table.items())}", flush=True)
+    seconds = {"render": render(args.models, data, CONFIG["data"]["size"], args.count, split_file)}
     for kind in ("morpher", "rotator", "combiner"):
         print(f"training {kind} ({CONFIG[kind]})", flush=True)
         seconds[kind] = train_stage(kind, data, out / kind, rotator=out / "rotator" if kind == "combiner" else None,
@@ -159,12 +192,15 @@ def main(argv=None) -> int:
     by_split = morpher_ratio_by_split(data, nets["morpher"])
     draw_curves({k: out / k / "metrics.jsonl" for k in ("morpher", "rotator", "combiner")}, out / "curves.png")
     sample_sheet(nets, test, out / "samples.png")
+    characters = per_character(data, nets)
+    character_strip(data, nets, out / "characters.png")
     seconds["evaluate"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
     report = {"config": CONFIG, "count": args.count, "budget_scale": args.budget_scale, "threads": args.threads,
               "models": str(args.models), "seconds": seconds,
               "table": result.to_records(), "centroids": {k: c.as_dict() for k, c in centroids.items()},
               "checks": verdict, "morpher_region_ratio": by_split, "curve_end": curve_ends(out),
+              "held_out": {"file": args.held_out, "characters": characters, "pooled": pooled(characters)},
               "load_average_at_end": os.getloadavg()}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     write_markdown(report, result.format_table(), out / "report.md")

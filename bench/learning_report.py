@@ -120,6 +120,16 @@ def write_markdown(report: dict, table: str, out_md: Path) -> None:
             lines += ["", "Training characters well below the held-out ones: the network learned its "
                       "characters more than what the pose does (more characters is the remedy; README, "
                       "the data-size table of the morpher)."]
+    held = report.get("held_out")
+    if held and held["characters"]:
+        from per_character import markdown_table
+
+        total = held["pooled"]
+        lines += ["", f"## Held-out characters ({held['file']})", "",
+                  "Morpher ratio: changed-region L1 over the identity's (1.0 = copies its input); poser: "
+                  "the full chain from the rest image, against the rest image unchanged.", ""]
+        lines += markdown_table(held["characters"], total)
+        lines += [""] + [f"- [{'PASS' if ok else 'FAIL'}] {name}" for name, ok in total["checks"].items()]
     lines += ["", "## Morpher change centroids (image fractions; x from the left, y from the top)", ""]
     lines += [f"- {k}: x {c['x']:.3f}, y {c['y']:.3f}, right-half share {c['right_share']:.2f}, mass {c['mass']:.2f}"
               for k, c in report["centroids"].items()]

@@ -26,10 +26,24 @@ def learning_check():
         torch.set_num_threads(threads)
 
 
+# a small copy of the collection: four training sources, one validation and one test character
+TINY = {"mokou_pmd": "train", "genshin_amber": "train", "animasa_miku_pmx_j3": "train", "genshin_xiao": "train",
+        "miku_dot_v3": "validation", "mei_mmdagent": "test"}
+
+
 def test_a_tiny_learning_check_writes_its_whole_report(learning_check, shared_models, tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    for name in TINY:
+        if not (shared_models / name).is_dir():
+            pytest.skip(f"{name} not in {shared_models}")
+        shutil.copytree(shared_models / name, models / name)
+    held = tmp_path / "held.json"
+    held.write_text(json.dumps({s: [n for n, v in TINY.items() if v == s] for s in ("validation", "test")}))
     out = tmp_path / "report"
-    status = learning_check.main(["--models", str(shared_models), "--out", str(out), "--count", "160",
-                                  "--budget-scale", "0.01"])
+    status = learning_check.main(["--models", str(models), "--out", str(out), "--count", "160",
+                                  "--budget-scale", "0.01", "--held-out", str(held)])
     assert status == 1  # 160 examples and ~100 training examples per stage do not pass the checks
     report = json.loads((out / "report.json").read_text())
     assert len(report["checks"]) == 5 and not all(report["checks"].values())
@@ -45,3 +59,18 @@ def test_a_tiny_learning_check_writes_its_whole_report(learning_check, shared_mo
     for name in ("curves.png", "samples.png"):
         assert (out / name).stat().st_size > 1000
     assert set(report["centroids"]) == {"left_eye", "right_eye", "mouth"}
+    # the split file render got: the held-out characters and every other usable model training
+    split = json.loads((out / "split.json").read_text())
+    assert split["test"] == ["mei_mmdagent/mei.pmd"] and split["validation"] == ["miku_dot_v3/どっと式初音ミク_V3.pmx"]
+    assert sorted(p.split("/")[0] for p in split["train"]) == ["animasa_miku_pmx_j3", "genshin_amber", "genshin_xiao",
+                                                              "mokou_pmd", "mokou_pmd"]
+    # one row per held-out character, pooled figures and their checks, in the report and its table
+    held_out = report["held_out"]
+    assert [(r["split"], r["model"]) for r in held_out["characters"]] == [
+        ("validation", split["validation"][0]), ("test", split["test"][0])]
+    for r in held_out["characters"]:
+        assert r["examples"] > 0 and 0.0 < r["morpher_ratio"] < 3.0 and 0.0 <= r["eye_side_share"] <= 1.0
+        assert r["identity_rmse"] > 0 and -1.0 <= r["poser_ssim"] <= 1.0
+    assert held_out["pooled"]["characters"] == 2 and len(held_out["pooled"]["checks"]) == 4
+    assert "| test | mei_mmdagent/mei.pmd |" in md and "| **pooled** | 2 characters |" in md
+    assert (out / "characters.png").stat().st_size > 1000

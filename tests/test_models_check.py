@@ -100,6 +100,13 @@ def test_every_broken_file_gets_a_line_and_a_nonzero_exit(broken):
     assert escape["ok"] and any("refused" in n for n in escape["notes"]), escape
     corrupt = next(r for r in records if r["path"] == "corrupt.zip")
     assert not corrupt["ok"] and "zip" in corrupt["reason"]
+
+
+@pytest.mark.slow
+def test_a_file_claiming_2g_vertices_costs_no_memory(broken):
+    """A memory figure, so slow-marked (the default suite holds none; tests/test_modelfile.py checks
+    deterministically, with tracemalloc, that the loader refuses such counts before allocating)."""
+    res = broken[2]
     peak = int(res.stderr.split("PEAK_RSS_KB")[1].split()[0])
     assert peak < MAX_RSS_KB, f"peak RSS {peak} kB"
 

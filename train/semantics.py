@@ -65,3 +65,30 @@ def semantics_hold(centroids: dict[str, ChangeCentroid]) -> bool:
     if any(math.isnan(c.x) for c in (le, re, mo)):
         return False
     return le.x > 0.5 and re.x < 0.5 and mo.y > max(le.y, re.y)
+
+
+@torch.inference_mode()
+def eye_side_share(morpher, rest: torch.Tensor, batch_size: int = 64) -> float:
+    """Fraction of the rest images (B, 4, H, W) on which each eye's change lands on its own side:
+    left_eye alone changes mostly the image's right half AND right_eye alone mostly the left half
+    (per image, the same probes as change_centroids). An image whose probe changes nothing counts
+    as a miss."""
+    device = next(morpher.parameters()).device
+    was_training = morpher.training
+    morpher.eval()
+    hits = 0
+    for i in range(0, rest.shape[0], batch_size):
+        x = rest[i:i + batch_size].to(device)
+        zero = torch.zeros(x.shape[0], 3, device=device)
+        base = morpher(x, zero)[0].float()
+        shares = []
+        for k in (PROBES["left_eye"], PROBES["right_eye"]):
+            probe = zero.clone()
+            probe[:, k] = 1.0
+            change = (morpher(x, probe)[0].float() - base).abs().sum(dim=1)       # (B, H, W)
+            total = change.sum(dim=(1, 2))
+            right = change[:, :, change.shape[-1] // 2:].sum(dim=(1, 2))
+            shares.append(torch.where(total > 0, right / total.clamp_min(1e-12), torch.full_like(total, 0.5)))
+        hits += int(((shares[0] > 0.5) & (shares[1] < 0.5)).sum())
+    morpher.train(was_training)
+    return hits / max(rest.shape[0], 1)
