@@ -15,12 +15,9 @@ __version__ = "0.1.0"
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'bad input': shown as one line, never as a traceback."""
-    from dataset.errors import DatasetError
-    from renderer.errors import RendererError
-    from tracking.errors import TrackError
-    from train.errors import TrainError
+    from core.errors import ThactlError
 
-    types: tuple[type[BaseException], ...] = (RendererError, DatasetError, TrainError, TrackError)
+    types: tuple[type[BaseException], ...] = (ThactlError,)
     if "models.io" in sys.modules:          # never import torch just to report an error
         from models.io import WeightsError
         from models.vgg import VGGWeightsError
@@ -89,7 +86,8 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersampl
     from PIL import Image
 
     from renderer.errors import RendererError
-    from renderer.preview import SHEET_POSES, contact_sheet, render_preview
+    from core.imagegrid import contact_sheet
+    from renderer.preview import SHEET_POSES, render_preview
 
     if Path(output).suffix.lower() not in ("", ".png"):   # checked before rendering anything
         raise RendererError(f"{output}: the preview is an RGBA PNG; give a name ending in .png")
@@ -461,7 +459,7 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 def _pose_values(values) -> "list[float]":
     import numpy as np
 
-    from renderer.posevector import POSE_LOW, POSE_NAMES, out_of_range   # numpy only
+    from core.pose import POSE_LOW, POSE_NAMES, out_of_range  # numpy only
 
     bad = out_of_range(np.array(values, np.float64), tolerance=0.0)
     for name, v, lo, is_bad in zip(POSE_NAMES, values, POSE_LOW.tolist(), bad):
@@ -657,7 +655,7 @@ def track_cmd(source, output, fps, preview, **tracking):
       thactl track face.mp4 -o poses.csv --preview seen.png
       thactl track frames/ --fps 30 -o poses.csv --gain 1.5 --neutral 0
     """
-    from renderer.atomicfile import write_text
+    from core.atomicfile import write_text
     from tracking.track import poses_csv_text
     from tracking.preview import write_preview
 

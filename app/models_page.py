@@ -57,7 +57,7 @@ class ModelsPage:
         self.root = Path(cfg.models).resolve()
         self.overrides = Path(cfg.overrides).resolve() if cfg.overrides else None
         if self.overrides is not None and not self.overrides.exists():
-            from renderer.atomicfile import write_json
+            from core.atomicfile import write_json
 
             write_json(self.overrides, {})     # what render and preview then read
         self.view = CollectionView(self.root, self.overrides, scan_workers)
@@ -151,7 +151,7 @@ class ModelsPage:
         return Response.png(self._call("sheet", path=str(src.path))["png"])
 
     def thumb(self, req: Request) -> Response:
-        from renderer.atomicfile import write_bytes
+        from core.atomicfile import write_bytes
 
         from dataset.collection import validation_key
 

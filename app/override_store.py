@@ -100,7 +100,7 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
 def _write(target: Path, table: dict | None, rel: str, after: dict) -> None:
     """Write the override: the whole table (override-file mode) or the beside file, which is
     removed when the override became empty."""
-    from renderer.atomicfile import write_json
+    from core.atomicfile import write_json
 
     if table is not None:
         if after:

@@ -58,7 +58,7 @@ class Puppet:
 
         from PIL import Image
 
-        from renderer.posevector import POSE_NAMES, out_of_range
+        from core.pose import POSE_NAMES, out_of_range
 
         p = _numbers(pose, 6, "pose")
         if out_of_range(p).any():

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from renderer.errors import first_line
+from core.errors import first_line
 
 LIVE_SIZE = 256
 THUMB_SIZE = 128
@@ -207,7 +207,8 @@ class _ChildState:
                 "ms": (time.perf_counter() - t) * 1000.0}
 
     def sheet(self, path: str) -> dict:
-        from renderer.preview import SHEET_POSES, check_pose, contact_sheet
+        from core.imagegrid import contact_sheet
+        from renderer.preview import SHEET_POSES, check_pose
 
         a = self.assembled(path)
         scene = a.scene(self.rc(SHEET_SIZE))
@@ -215,7 +216,7 @@ class _ChildState:
         return {"png": _png(contact_sheet(imgs, [label for label, _ in SHEET_POSES]))}
 
     def thumb(self, path: str) -> dict:
-        from renderer.posevector import REST_POSE
+        from core.pose import REST_POSE
 
         reuse = self.current is not None and self.current[0] == _fingerprint(path, self.overrides)
         a = self.assembled(path, keep=False)

@@ -11,7 +11,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from renderer.errors import typed_first_line
+from core.errors import typed_first_line
 
 from .config import ServeConfig
 from .http import HttpError, Page, Request, Response

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
     from renderer.offscreen import RenderContext, unpremultiply
-    from renderer.posevector import REST_POSE
+    from core.pose import REST_POSE
     from renderer.posing import ModelPoser
 
     root = Path(args.models)

@@ -254,12 +254,13 @@ def model_problems(m) -> list[str]:
 
 def downstream(m) -> str | None:
     """Run face rig / posing / framing on a loaded model; return the non-RendererError, if any."""
-    from renderer.errors import RendererError, typed_first_line
+    from core.errors import typed_first_line
+    from renderer.errors import RendererError
 
     try:
         from renderer.framing import estimate_frame
         from renderer.face_rig import resolve_face_rig
-        from renderer.posevector import REST_POSE
+        from core.pose import REST_POSE
         from renderer.posing import ModelPoser
 
         rig = resolve_face_rig(m)

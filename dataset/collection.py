@@ -118,7 +118,7 @@ def run_check(cfg: CheckSettings, echo: Callable[[str], None], json_path: Path |
     `json_path` (atomically) at the end. Returns (usable, not usable)."""
     from tqdm import tqdm
 
-    from renderer.atomicfile import write_json
+    from core.atomicfile import write_json
 
     records, n_ok, n_bad = [], 0, 0
     for c in check_collection(cfg, progress=progress):

@@ -38,7 +38,7 @@ from typing import Any
 
 from dataset.errors import DatasetError
 from dataset.shards import SPLITS, sha256_file
-from renderer.atomicfile import temp_path
+from core.atomicfile import temp_path
 
 log = logging.getLogger("thactl.dataset")
 

@@ -64,8 +64,8 @@ from dataset.errors import DatasetError
 from dataset.poses import sample_poses
 from dataset.shards import SPLITS, ShardWriter, compress_image, shard_name, sha256_file, verify_shard
 from dataset.modelcheck import PROBE_SIZE, VALIDATION_VERSION, ModelCheck
-from renderer.atomicfile import temp_glob, write_json
-from renderer.posevector import REST_POSE
+from core.atomicfile import temp_glob, write_json
+from core.pose import REST_POSE
 
 log = logging.getLogger("thactl.dataset")
 

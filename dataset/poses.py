@@ -1,8 +1,6 @@
-"""The THA1 pose vector: names, ranges, the rest pose and the training-data sampling law.
+"""The training-data sampling law of the THA1 pose vector.
 
-The pose vector's names, bounds and range check belong to renderer/posevector.py
-(numpy-only, so training nodes import them without OpenGL); they are re-exported
-here for the data-set side.
+The pose vector's names, bounds, rest pose and check belong to core/pose.py.
 
 Sampling (SPEC.md, "The pose vector"):
   * eyes and mouth (indices 3, 4, 5): uniform on [0, 1];
@@ -14,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderer.posevector import (ANGLE_DEGREES, EXPRESSION_SLICE, HEAD_SLICE, POSE_HIGH,  # noqa: F401
-                                 POSE_LOW, POSE_NAMES, POSE_SIZE, REST_POSE, out_of_range)
+from core.pose import POSE_HIGH, POSE_LOW, POSE_NAMES, out_of_range
 
 
 def sample_poses(rng: np.random.Generator, n: int, one_eye_morphs: bool = True) -> np.ndarray:

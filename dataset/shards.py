@@ -17,7 +17,7 @@ pose_names, angle_degrees=15, seed, complete, settings (JSON), num_examples,
 num_models.  Image datasets are chunked one image per chunk and compressed
 (IMAGE_COMPRESSION below; chosen by measurement).
 
-A shard is written under renderer.atomicfile's temporary name (`.<name>.<host>-<pid>.tmp`
+A shard is written under core.atomicfile's temporary name (`.<name>.<host>-<pid>.tmp`
 in the same folder) and renamed to its final name only by `finish()`, after `complete`
 is set and the file is flushed, so a reader never sees a half-written shard under the
 final name.  This module imports only numpy, h5py and numpy-only renderer modules.
@@ -34,9 +34,9 @@ import h5py
 import numpy as np
 
 from dataset.errors import ShardError
-from renderer.atomicfile import commit, discard, temp_path
-from renderer.errors import first_line
-from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, out_of_range
+from core.atomicfile import commit, discard, temp_path
+from core.errors import first_line
+from core.pose import ANGLE_DEGREES, POSE_NAMES, out_of_range
 
 FORMAT = "thactl-shard"
 FORMAT_VERSION = 1

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from dataset.errors import DatasetError, ShardError
 from dataset.imageconv import uint8_to_numpy
 from dataset.shards import SPLITS, ShardReader
-from renderer.errors import first_line
+from core.errors import first_line
 
 log = logging.getLogger("thactl.dataset")
 

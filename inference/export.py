@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from models.poser import Poser
-from renderer.errors import typed_first_line
+from core.errors import typed_first_line
 
 from .errors import InferenceError
 

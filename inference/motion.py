@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.posevector import POSE_HIGH, POSE_LOW, POSE_NAMES, REST_POSE, out_of_range
+from core.pose import POSE_HIGH, POSE_LOW, POSE_NAMES, REST_POSE, out_of_range
 
 from .errors import MotionError
 

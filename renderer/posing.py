@@ -35,7 +35,7 @@ import numpy as np
 
 from renderer.model import MMDModel, SkinningType
 from renderer.morph_eval import MorphEvaluator
-from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, REST_POSE  # noqa: F401  (re-exported)
+from core.pose import ANGLE_DEGREES
 from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul
 
 

@@ -1,5 +1,5 @@
-"""Preview renders: one model, a few poses, the camera box it used (`thactl preview`),
-and labelled contact sheets of such renders.
+"""Preview renders: one model, a few poses, the camera box it used (`thactl preview`; the labelled
+contact sheet of such renders is core.imagegrid.contact_sheet).
 
 `render_preview(model_path, [(label, pose6), ...])` loads the model, applies its
 override, resolves the face rig, estimates the camera box from the rest pose (unless
@@ -16,7 +16,7 @@ import numpy as np
 from renderer.errors import RenderError
 from renderer.framing import Frame
 from renderer.offscreen import RenderContext
-from renderer.posevector import out_of_range
+from core.pose import out_of_range
 
 SHEET_POSES: tuple[tuple[str, tuple[float, ...]], ...] = (
     ("rest", (0, 0, 0, 0, 0, 1)),
@@ -72,22 +72,3 @@ def render_preview(model_path, poses, size: int = 256, shading: str = "phong", f
             images.append(scene.render(poser.pose(p), frame, ambient=ambient))
     return PreviewResult(images, [label for label, _ in poses], frame, notes)
 
-
-def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4,
-                  background=(200, 200, 200)) -> np.ndarray:
-    """RGB uint8 grid of RGBA renders composited over `background`, each labelled underneath."""
-    from PIL import Image, ImageDraw
-
-    from renderer.imagegrid import cell_origin, composite_over, enlarge, tile
-
-    s0 = images[0].shape[0]
-    zoom = -(-112 // s0) if s0 < 112 else 1  # small renders are enlarged (nearest) so the labels fit
-    s = s0 * zoom
-    label_h = 16
-    cells = [enlarge(composite_over(img, background), zoom) for img in images]
-    sheet = Image.fromarray(tile(cells, columns, gap_below=label_h, background=(255, 255, 255)))
-    draw = ImageDraw.Draw(sheet)
-    for i, label in enumerate(labels):
-        x, y = cell_origin(i, columns, s, gap_below=label_h)
-        draw.text((x + 3, y + s + 2), label, fill=(0, 0, 0))
-    return np.asarray(sheet)

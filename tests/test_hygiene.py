@@ -89,7 +89,8 @@ def _prepared_models():
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
 
     out = []
     for p in real_model_paths():
@@ -127,7 +128,8 @@ def _cycle(rc, path, frame, pose):
     """One full model lifetime: load, rig, pose, prepare, render twice, release."""
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
 
     m = load_model(path)
     poser = ModelPoser(m, resolve_face_rig(m))
@@ -199,7 +201,8 @@ def _render(rc, path):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
 
     m = load_model(path)
     rig = resolve_face_rig(m)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dataset.imageconv import tensor_to_uint8, uint8_to_numpy, uint8_to_tensor
-from dataset.poses import (ANGLE_DEGREES, POSE_NAMES, REST_POSE, expected_fractions, head_cdf,
-                           sample_poses, validate_pose)
+from core.pose import ANGLE_DEGREES, POSE_NAMES, REST_POSE
+from dataset.poses import expected_fractions, head_cdf, sample_poses, validate_pose
 
 
 def test_constants_match_spec():
@@ -15,13 +15,6 @@ def test_constants_match_spec():
     assert ANGLE_DEGREES == 15.0
     assert REST_POSE.dtype == np.float32
     assert REST_POSE.tolist() == [0, 0, 0, 0, 0, 1]
-
-
-def test_constants_match_renderer():
-    posing = pytest.importorskip("renderer.posing")
-    assert tuple(posing.POSE_NAMES) == POSE_NAMES
-    assert float(posing.ANGLE_DEGREES) == ANGLE_DEGREES
-    assert np.array_equal(np.asarray(posing.REST_POSE, np.float32), REST_POSE)
 
 
 def test_sample_poses_distribution():

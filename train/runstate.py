@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from renderer import atomicfile
-from renderer.errors import first_line
+from core import atomicfile
+from core.errors import first_line
 
 from .config import TrainConfig, resolve_grid_convention, resolve_morpher_options, resume_conflicts
 from .errors import TrainError

@@ -3,7 +3,7 @@
 Six numbers in this order: head_x, head_y, neck_z (head rotation, each in [-1, 1],
 one unit = ANGLE_DEGREES) then left_eye, right_eye, mouth (expression, each in
 [0, 1]).  This module imports nothing beyond numpy, so every package (renderer,
-dataset, train, inference, the app) can take pose facts from here without
+dataset, train, inference, tracking, the app) can take pose facts from here without
 pulling in OpenGL or torch.
 """
 from __future__ import annotations
