@@ -182,7 +182,9 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
     import logging
     from pathlib import Path
 
-    from dataset.generate import RenderRequest, run_render, summary_lines
+    from dataset.generate import run_render
+    from dataset.manifest import summary_lines
+    from dataset.request import RenderRequest
 
     logging.basicConfig(level=logging.WARNING, format="thactl: %(message)s")
     req = RenderRequest(

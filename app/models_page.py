@@ -186,7 +186,7 @@ class ModelsPage:
     def revalidate(self, rel: str, src):
         """Validate one model again after an edit (render's validation, render's cache key)."""
         from dataset.collection import validation_key
-        from dataset.generate import store_verdicts
+        from dataset.verdicts import store_verdicts
         from dataset.modelcheck import ModelCheck
 
         try:

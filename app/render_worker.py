@@ -247,13 +247,13 @@ class _ChildState:
         """`thactl render`'s validation of one model, through its own worker entry point."""
         import logging
 
-        from dataset.generate import _validate_task, _worker_init
+        from dataset.workers import validate_task, worker_init
 
         if self.probe is None:
-            _worker_init(LIVE_SIZE, 4, "phong", self.overrides, self.models_root, None,
-                         logging.getLogger("thactl").level)
+            worker_init(LIVE_SIZE, 4, "phong", self.overrides, self.models_root, None,
+                        logging.getLogger("thactl").level)
             self.probe = True
-        return {"check": _validate_task((path, rel, sha256))}
+        return {"check": validate_task((path, rel, sha256))}
 
 
 def _png(img) -> bytes:
