@@ -65,8 +65,8 @@ def samples_cmd(out_dir, count, seed):
 
 @thactl.command("preview")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--pose", nargs=6, type=float, default=(0, 0, 0, 0, 0, 1), show_default=True,
-              metavar="HX HY NZ LE RE M", help="Pose vector (head_x head_y neck_z left_eye right_eye mouth).")
+@click.option("--pose", nargs=6, type=float, default=None, metavar="HX HY NZ LE RE M",
+              help="Pose vector (head_x head_y neck_z left_eye right_eye mouth); default: the rest pose.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
 @click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096), help="Image side in pixels.")
 @click.option("--shading", type=click.Choice(["phong", "toon"]), default="phong", show_default=True,
@@ -85,14 +85,15 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersampl
 
     from PIL import Image
 
-    from renderer.errors import RendererError
     from core.imagegrid import contact_sheet
+    from core.pose import REST_POSE
+    from renderer.errors import RendererError
     from renderer.preview import SHEET_POSES, render_preview
 
     if Path(output).suffix.lower() not in ("", ".png"):   # checked before rendering anything
         raise RendererError(f"{output}: the preview is an RGBA PNG; give a name ending in .png")
 
-    poses = list(SHEET_POSES) if sheet else [("pose", pose)]
+    poses = list(SHEET_POSES) if sheet else [("pose", REST_POSE if pose is None else pose)]
     res = render_preview(model, poses, size=size, shading=shading, frame=frame or None, aa=aa,
                          ambient=ambient, overrides_file=overrides, supersample=supersample)
     for note in res.notes:
@@ -459,14 +460,11 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 
 
 def _pose_values(values) -> "list[float]":
-    import numpy as np
+    from core.pose import pose_problem  # numpy only
 
-    from core.pose import POSE_LOW, POSE_NAMES, out_of_range  # numpy only
-
-    bad = out_of_range(np.array(values, np.float64), tolerance=0.0)
-    for name, v, lo, is_bad in zip(POSE_NAMES, values, POSE_LOW.tolist(), bad):
-        if is_bad:
-            raise click.BadParameter(f"{name} = {v:g} is outside [{lo:g}, 1]", param_hint="--pose")
+    problem = pose_problem(values, tolerance=0.0)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--pose")
     return list(values)
 
 

@@ -13,7 +13,6 @@ thumbnails).
 from __future__ import annotations
 
 import hashlib
-import math
 from importlib import resources
 from pathlib import Path
 
@@ -139,7 +138,7 @@ class ModelsPage:
 
     def render(self, req: Request) -> Response:
         _, src = self._source(req)
-        pose = _pose(req.query.get("pose", "0,0,0,0,0,1"))
+        pose = _pose(req.query.get("pose"))
         out = self._call("render", path=str(src.path), pose=pose)
         resp = Response.png(out["png"])
         resp.headers["X-Frame"] = ",".join(f"{v:.6g}" for v in out["frame"])
@@ -240,11 +239,17 @@ def _int(req: Request, name: str, default: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, v))
 
 
-def _pose(text: str) -> list[float]:
+def _pose(text: str | None) -> list[float]:
+    """The `pose` parameter (six comma-separated numbers; the rest pose when absent), checked."""
+    from core.pose import REST_POSE, pose_problem
+
+    if text is None:
+        return REST_POSE.tolist()
     try:
-        vals = [float(v) for v in text.split(",")]
+        vals: list[float] | str = [float(v) for v in text.split(",")]
     except ValueError:
-        vals = []
-    if len(vals) != 6 or not all(math.isfinite(v) for v in vals):
-        raise HttpError(400, "pose must be six numbers head_x,head_y,neck_z,left_eye,right_eye,mouth")
+        vals = text
+    problem = pose_problem(vals)
+    if problem:
+        raise HttpError(400, f"pose: {problem}")
     return vals

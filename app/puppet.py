@@ -58,12 +58,12 @@ class Puppet:
 
         from PIL import Image
 
-        from core.pose import POSE_NAMES, out_of_range
+        from core.pose import pose_problem
 
-        p = _numbers(pose, 6, "pose")
-        if out_of_range(p).any():
-            raise HttpError(400, f"pose out of range ({', '.join(POSE_NAMES)}): head values in [-1, 1], "
-                                 "eyes and mouth in [0, 1]")
+        problem = pose_problem(pose)
+        if problem:
+            raise HttpError(400, f"pose: {problem}")
+        p = np.asarray(pose, np.float32)
         with self._net_lock:
             if self.drawing_name is None:
                 raise HttpError(409, "no drawing chosen yet")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.pose import POSE_HIGH, POSE_LOW, POSE_NAMES, out_of_range
+from core.pose import POSE_HIGH, POSE_LOW
 
 
 def sample_poses(rng: np.random.Generator, n: int, one_eye_morphs: bool = True) -> np.ndarray:
@@ -53,14 +53,3 @@ def expected_fractions(component: int, edges: np.ndarray) -> np.ndarray:
         cdf = np.clip(edges, 0.0, 1.0)
     return np.diff(cdf)
 
-
-def validate_pose(pose: np.ndarray) -> np.ndarray:
-    """Return `pose` as a (6,) or (n, 6) float32 array; ValueError if shaped or ranged wrongly."""
-    p = np.asarray(pose, dtype=np.float32)
-    if p.shape[-1:] != (6,) or p.ndim not in (1, 2):
-        raise ValueError(f"a pose has 6 numbers ({', '.join(POSE_NAMES)}), got shape {p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError("pose values must be finite")
-    if out_of_range(p).any():
-        raise ValueError("pose out of range: head values in [-1, 1], eyes and mouth in [0, 1]")
-    return p

@@ -16,31 +16,39 @@ import numpy as np
 from renderer.errors import RenderError
 from renderer.framing import Frame
 from renderer.offscreen import RenderContext
-from core.pose import out_of_range
+from core.pose import POSE_INDEX, REST_POSE, pose_problem
+
+
+def _rest_with(**values: float) -> tuple[float, ...]:
+    """The rest pose with some values changed (by name)."""
+    pose = REST_POSE.tolist()
+    for name, v in values.items():
+        pose[POSE_INDEX[name]] = float(v)
+    return tuple(pose)
+
 
 SHEET_POSES: tuple[tuple[str, tuple[float, ...]], ...] = (
-    ("rest", (0, 0, 0, 0, 0, 1)),
-    ("left eye closed", (0, 0, 0, 1, 0, 1)),
-    ("right eye closed", (0, 0, 0, 0, 1, 1)),
-    ("mouth closed", (0, 0, 0, 0, 0, 0)),
-    ("both eyes closed", (0, 0, 0, 1, 1, 1)),
-    ("head_x +1 (up)", (1, 0, 0, 0, 0, 1)),
-    ("head_x -1 (down)", (-1, 0, 0, 0, 0, 1)),
-    ("head_y +1", (0, 1, 0, 0, 0, 1)),
-    ("head_y -1", (0, -1, 0, 0, 0, 1)),
-    ("neck_z +1", (0, 0, 1, 0, 0, 1)),
-    ("neck_z -1", (0, 0, -1, 0, 0, 1)),
+    ("rest", _rest_with()),
+    ("left eye closed", _rest_with(left_eye=1)),
+    ("right eye closed", _rest_with(right_eye=1)),
+    ("mouth closed", _rest_with(mouth=0)),
+    ("both eyes closed", _rest_with(left_eye=1, right_eye=1)),
+    ("head_x +1 (up)", _rest_with(head_x=1)),
+    ("head_x -1 (down)", _rest_with(head_x=-1)),
+    ("head_y +1", _rest_with(head_y=1)),
+    ("head_y -1", _rest_with(head_y=-1)),
+    ("neck_z +1", _rest_with(neck_z=1)),
+    ("neck_z -1", _rest_with(neck_z=-1)),
 )
 
 
 def check_pose(pose) -> np.ndarray:
-    """A validated (6,) float32 pose vector (SPEC ranges), or RenderError."""
-    p = np.asarray(pose, np.float32).reshape(-1)
-    if p.shape != (6,) or not np.isfinite(p).all():
-        raise RenderError(f"pose must be 6 finite numbers (head_x head_y neck_z left_eye right_eye mouth), got {list(p)}")
-    if out_of_range(p).any():
-        raise RenderError(f"pose out of range: head values must be in [-1, 1], eye/mouth values in [0, 1]; got {' '.join(f'{v:g}' for v in p)}")
-    return p
+    """A validated (6,) float32 pose vector, or RenderError saying what is wrong
+    (core.pose.pose_problem)."""
+    problem = pose_problem(pose)
+    if problem:
+        raise RenderError(f"bad pose: {problem}")
+    return np.asarray(pose, np.float32)
 
 
 @dataclass

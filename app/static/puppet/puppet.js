@@ -2,11 +2,9 @@
 // sends frames to /api/puppet/track and poses the drawing with what comes back. One request of
 // each kind is in flight at a time; newer input replaces older input that was not sent yet.
 "use strict";
-const NAMES = ["head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth"];
-const LOW = [-1, -1, -1, 0, 0, 0];
-const REST = [0, 0, 0, 0, 0, 1];
+let POSE = null;   // the pose facts {names, low, high, rest} from the server (GET /api/pose)
 const $ = (id) => document.getElementById(id);
-const state = { pose: REST.slice(), wanted: null, posing: false, frameUrl: null, ready: false,
+const state = { pose: null, wanted: null, posing: false, frameUrl: null, ready: false,
                 camera: null, seq: 0, calibrate: false, log: [] };
 window.puppetLog = state.log;      // what the page showed, for tests and debugging
 
@@ -23,10 +21,10 @@ async function api(path, options = {}) {
 }
 
 function buildSliders() {
-  NAMES.forEach((name, i) => {
+  POSE.names.forEach((name, i) => {
     const label = document.createElement("label");
-    label.innerHTML = `${name} <input type="range" id="s-${name}" min="${LOW[i]}" max="1" step="0.01"
-      value="${REST[i]}"> <output id="v-${name}">${REST[i].toFixed(2)}</output>`;
+    label.innerHTML = `${name} <input type="range" id="s-${name}" min="${POSE.low[i]}" max="${POSE.high[i]}"
+      step="0.01" value="${POSE.rest[i]}"> <output id="v-${name}">${POSE.rest[i].toFixed(2)}</output>`;
     $("sliders").appendChild(label);
     label.querySelector("input").addEventListener("input", (ev) => {
       state.pose[i] = parseFloat(ev.target.value);
@@ -36,7 +34,7 @@ function buildSliders() {
 }
 
 function showPose(pose) {
-  NAMES.forEach((name, i) => {
+  POSE.names.forEach((name, i) => {
     $("s-" + name).value = pose[i];
     $("v-" + name).textContent = pose[i].toFixed(2);
   });
@@ -167,8 +165,6 @@ async function trackLoop() {
   }
 }
 
-buildSliders();
-showPose(state.pose);
 $("drawings").addEventListener("change", (ev) => {
   if (ev.target.value) chooseDrawing("name=" + encodeURIComponent(ev.target.value));
 });
@@ -176,10 +172,16 @@ $("upload").addEventListener("change", (ev) => {
   const file = ev.target.files[0];
   if (file) chooseDrawing("upload=" + encodeURIComponent(file.name), file);
 });
-$("reset").addEventListener("click", () => requestPose(REST.slice()));
+$("reset").addEventListener("click", () => requestPose(POSE.rest.slice()));
 $("play").addEventListener("click", playPreset);
 $("save-png").addEventListener("click", () => state.frameUrl && save(state.frameUrl, "puppet.png"));
 $("save-gif").addEventListener("click", saveGif);
 $("webcam").addEventListener("click", startWebcam);
 $("calibrate").addEventListener("click", () => { state.calibrate = true; });
-loadInfo().catch((e) => showError(e.message));
+fetch("/api/pose").then((r) => r.json()).then((facts) => {     // the pose facts first, then the page
+  POSE = facts;
+  state.pose = facts.rest.slice();
+  buildSliders();
+  showPose(state.pose);
+  return loadInfo();
+}).catch((e) => showError(e.message));
