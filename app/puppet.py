@@ -110,12 +110,3 @@ class Puppet:
         pose = to_poses(angles[None], face_measures(lm)[None], mapping)[0]
         return TrackReply(True, [round(float(v), 5) for v in pose], [round(float(a), 3) for a in angles], ms)
 
-
-def _numbers(values, n: int, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, np.float32).reshape(-1)
-    except (TypeError, ValueError):
-        raise HttpError(400, f"{what} must be {n} numbers") from None
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
-        raise HttpError(400, f"{what} must be {n} finite numbers")
-    return arr
