@@ -2,7 +2,7 @@
 
 The pose vector's names, bounds, rest pose and check belong to core/pose.py.
 
-Sampling (SPEC.md, "The pose vector"):
+Sampling (docs/data-format.md, "The pose vector"):
   * eyes and mouth (indices 3, 4, 5): uniform on [0, 1];
   * head values (indices 0, 1, 2): density proportional to |v| on [-1, 1],
     i.e. |v| = sqrt(U) with U uniform on [0, 1] and an independent fair sign.

@@ -1,4 +1,4 @@
-"""HDF5 shards (SPEC.md, "Shards"): writer, reader, verification.
+"""HDF5 shards (docs/data-format.md, "Shards"): writer, reader, verification.
 
 Layout of one shard, readable with plain h5py:
 

@@ -1,6 +1,6 @@
 """Pose a loaded model: morphs, the two neck bones, skinning. CPU, vectorised numpy.
 
-Pose vector (SPEC.md): head_x, head_y, neck_z, left_eye, right_eye, mouth.
+Pose vector (docs/data-format.md): head_x, head_y, neck_z, left_eye, right_eye, mouth.
 
 Rotations are the standard right-hand-rule matrices applied in MMD's own
 (left-handed) model coordinates, about the bone's head position:
