@@ -15,12 +15,9 @@ __version__ = "0.1.0"
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'bad input': shown as one line, never as a traceback."""
-    from dataset.errors import DatasetError
-    from renderer.errors import RendererError
-    from tracking.errors import TrackError
-    from train.errors import TrainError
+    from core.errors import ThactlError
 
-    types: tuple[type[BaseException], ...] = (RendererError, DatasetError, TrainError, TrackError)
+    types: tuple[type[BaseException], ...] = (ThactlError,)
     if "models.io" in sys.modules:          # never import torch just to report an error
         from models.io import WeightsError
         from models.vgg import VGGWeightsError
@@ -68,8 +65,8 @@ def samples_cmd(out_dir, count, seed):
 
 @thactl.command("preview")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--pose", nargs=6, type=float, default=(0, 0, 0, 0, 0, 1), show_default=True,
-              metavar="HX HY NZ LE RE M", help="Pose vector (head_x head_y neck_z left_eye right_eye mouth).")
+@click.option("--pose", nargs=6, type=float, default=None, metavar="HX HY NZ LE RE M",
+              help="Pose vector (head_x head_y neck_z left_eye right_eye mouth); default: the rest pose.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
 @click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096), help="Image side in pixels.")
 @click.option("--shading", type=click.Choice(["phong", "toon"]), default="phong", show_default=True,
@@ -88,13 +85,15 @@ def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersampl
 
     from PIL import Image
 
+    from core.imagegrid import contact_sheet
+    from core.pose import REST_POSE
     from renderer.errors import RendererError
-    from renderer.preview import SHEET_POSES, contact_sheet, render_preview
+    from renderer.preview import SHEET_POSES, render_preview
 
     if Path(output).suffix.lower() not in ("", ".png"):   # checked before rendering anything
         raise RendererError(f"{output}: the preview is an RGBA PNG; give a name ending in .png")
 
-    poses = list(SHEET_POSES) if sheet else [("pose", pose)]
+    poses = list(SHEET_POSES) if sheet else [("pose", REST_POSE if pose is None else pose)]
     res = render_preview(model, poses, size=size, shading=shading, frame=frame or None, aa=aa,
                          ambient=ambient, overrides_file=overrides, supersample=supersample)
     for note in res.notes:
@@ -184,7 +183,9 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
     import logging
     from pathlib import Path
 
-    from dataset.generate import RenderRequest, run_render, summary_lines
+    from dataset.generate import run_render
+    from dataset.manifest import summary_lines
+    from dataset.request import RenderRequest
 
     logging.basicConfig(level=logging.WARNING, format="thactl: %(message)s")
     req = RenderRequest(
@@ -467,14 +468,11 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
 
 
 def _pose_values(values) -> "list[float]":
-    import numpy as np
+    from core.pose import pose_problem  # numpy only
 
-    from renderer.posevector import POSE_LOW, POSE_NAMES, out_of_range   # numpy only
-
-    bad = out_of_range(np.array(values, np.float64), tolerance=0.0)
-    for name, v, lo, is_bad in zip(POSE_NAMES, values, POSE_LOW.tolist(), bad):
-        if is_bad:
-            raise click.BadParameter(f"{name} = {v:g} is outside [{lo:g}, 1]", param_hint="--pose")
+    problem = pose_problem(values, tolerance=0.0)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--pose")
     return list(values)
 
 
@@ -665,7 +663,7 @@ def track_cmd(source, output, fps, preview, **tracking):
       thactl track face.mp4 -o poses.csv --preview seen.png
       thactl track frames/ --fps 30 -o poses.csv --gain 1.5 --neutral 0
     """
-    from renderer.atomicfile import write_text
+    from core.atomicfile import write_text
     from tracking.track import poses_csv_text
     from tracking.preview import write_preview
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dataset.collection import CheckSettings, check_collection, check_record, discover_with_hashes
 from dataset.modelcheck import ModelCheck
-from renderer.errors import first_line
+from core.errors import first_line
 
 log = logging.getLogger("thactl.app")
 

@@ -13,7 +13,6 @@ override files, the page writes only the collection's cache
 from __future__ import annotations
 
 import hashlib
-import math
 from importlib import resources
 from pathlib import Path
 
@@ -57,7 +56,7 @@ class ModelsPage:
         self.root = Path(cfg.models).resolve()
         self.overrides = Path(cfg.overrides).resolve() if cfg.overrides else None
         if self.overrides is not None and not self.overrides.exists():
-            from renderer.atomicfile import write_json
+            from core.atomicfile import write_json
 
             write_json(self.overrides, {})     # what render and preview then read
         self.view = CollectionView(self.root, self.overrides, scan_workers)
@@ -139,7 +138,7 @@ class ModelsPage:
 
     def render(self, req: Request) -> Response:
         _, src = self._source(req)
-        pose = _pose(req.query.get("pose", "0,0,0,0,0,1"))
+        pose = _pose(req.query.get("pose"))
         out = self._call("render", path=str(src.path), pose=pose)
         resp = Response.png(out["png"])
         resp.headers["X-Frame"] = ",".join(f"{v:.6g}" for v in out["frame"])
@@ -151,7 +150,7 @@ class ModelsPage:
         return Response.png(self._call("sheet", path=str(src.path))["png"])
 
     def thumb(self, req: Request) -> Response:
-        from renderer.atomicfile import write_bytes
+        from core.atomicfile import write_bytes
 
         from dataset.collection import validation_key
 
@@ -185,7 +184,7 @@ class ModelsPage:
     def revalidate(self, rel: str, src):
         """Validate one model again after an edit (render's validation, render's cache key)."""
         from dataset.collection import validation_key
-        from dataset.generate import store_verdicts
+        from dataset.verdicts import store_verdicts
         from dataset.modelcheck import ModelCheck
 
         try:
@@ -217,11 +216,17 @@ def _int(req: Request, name: str, default: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, v))
 
 
-def _pose(text: str) -> list[float]:
+def _pose(text: str | None) -> list[float]:
+    """The `pose` parameter (six comma-separated numbers; the rest pose when absent), checked."""
+    from core.pose import REST_POSE, pose_problem
+
+    if text is None:
+        return REST_POSE.tolist()
     try:
-        vals = [float(v) for v in text.split(",")]
+        vals: list[float] | str = [float(v) for v in text.split(",")]
     except ValueError:
-        vals = []
-    if len(vals) != 6 or not all(math.isfinite(v) for v in vals):
-        raise HttpError(400, "pose must be six numbers head_x,head_y,neck_z,left_eye,right_eye,mouth")
+        vals = text
+    problem = pose_problem(vals)
+    if problem:
+        raise HttpError(400, f"pose: {problem}")
     return vals

@@ -66,7 +66,7 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
     """Merge `edits` into the model's override and write it atomically; returns
     {"file", "before", "after", "changed": {key: [old, new]}}. HttpError for a bad edit."""
     from renderer.errors import RendererError
-    from renderer.overrides import _check_override
+    from renderer.overrides import check_override
 
     edits = _clean_edits(edits)
     if in_zip:
@@ -84,7 +84,7 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
         raise HttpError(409, f"{target.name}: the entry for {rel} is not an object; fix it first")
     after = apply_edits(before, edits)
     try:
-        _check_override(after, str(target))
+        check_override(after, str(target))
     except RendererError as e:
         raise HttpError(400, str(e)) from None
     try:
@@ -100,7 +100,7 @@ def save_override(models_root: Path, overrides: Path | None, rel: str, model_pat
 def _write(target: Path, table: dict | None, rel: str, after: dict) -> None:
     """Write the override: the whole table (override-file mode) or the beside file, which is
     removed when the override became empty."""
-    from renderer.atomicfile import write_json
+    from core.atomicfile import write_json
 
     if table is not None:
         if after:

@@ -122,12 +122,12 @@ class Puppet:
 
     def pose_png(self, tab_id: str, pose) -> tuple[bytes, float]:
         """The tab's drawing posed by `pose` (6 numbers) as PNG bytes, and the networks' time in ms."""
-        from renderer.posevector import POSE_NAMES, out_of_range
+        from core.pose import pose_problem
 
-        p = _numbers(pose, 6, "pose")
-        if out_of_range(p).any():
-            raise HttpError(400, f"pose out of range ({', '.join(POSE_NAMES)}): head values in [-1, 1], "
-                                 "eyes and mouth in [0, 1]")
+        problem = pose_problem(pose)
+        if problem:
+            raise HttpError(400, f"pose: {problem}")
+        p = np.asarray(pose, np.float32)
         state = self.tab(tab_id)
         with self._net_lock:
             t0 = time.perf_counter()
@@ -194,13 +194,3 @@ def _upload_message(message: str, name: str) -> str:
     message = re.sub(r"\(cannot identify image file " + BYTESIO + r"\)", "(not a PNG, WebP or other image "
                      "file; upload a PNG or WebP with a transparent background)", message)
     return re.sub(BYTESIO, repr(name), message)
-
-
-def _numbers(values, n: int, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, np.float32).reshape(-1)
-    except (TypeError, ValueError):
-        raise HttpError(400, f"{what} must be {n} numbers") from None
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
-        raise HttpError(400, f"{what} must be {n} finite numbers")
-    return arr

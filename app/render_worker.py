@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from renderer.errors import first_line
+from core.errors import first_line
 
 LIVE_SIZE = 256
 THUMB_SIZE = 128
@@ -207,7 +207,8 @@ class _ChildState:
                 "ms": (time.perf_counter() - t) * 1000.0}
 
     def sheet(self, path: str) -> dict:
-        from renderer.preview import SHEET_POSES, check_pose, contact_sheet
+        from core.imagegrid import contact_sheet
+        from renderer.preview import SHEET_POSES, check_pose
 
         a = self.assembled(path)
         scene = a.scene(self.rc(SHEET_SIZE))
@@ -215,7 +216,7 @@ class _ChildState:
         return {"png": _png(contact_sheet(imgs, [label for label, _ in SHEET_POSES]))}
 
     def thumb(self, path: str) -> dict:
-        from renderer.posevector import REST_POSE
+        from core.pose import REST_POSE
 
         reuse = self.current is not None and self.current[0] == _fingerprint(path, self.overrides)
         a = self.assembled(path, keep=False)
@@ -246,13 +247,13 @@ class _ChildState:
         """`thactl render`'s validation of one model, through its own worker entry point."""
         import logging
 
-        from dataset.generate import _validate_task, _worker_init
+        from dataset.workers import validate_task, worker_init
 
         if self.probe is None:
-            _worker_init(LIVE_SIZE, 4, "phong", self.overrides, self.models_root, None,
-                         logging.getLogger("thactl").level)
+            worker_init(LIVE_SIZE, 4, "phong", self.overrides, self.models_root, None,
+                        logging.getLogger("thactl").level)
             self.probe = True
-        return {"check": _validate_task((path, rel, sha256))}
+        return {"check": validate_task((path, rel, sha256))}
 
 
 def _png(img) -> bytes:

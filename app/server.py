@@ -14,7 +14,8 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from renderer.errors import typed_first_line
+from core.errors import typed_first_line
+from core.pose import pose_facts
 
 from .config import ServeConfig
 from .guard import Guard
@@ -50,6 +51,8 @@ def dispatch(pages: list[Page], req: Request, guard: Guard | None = None) -> Res
             guard.check(req)
         if req.path in ("/", "/index.html"):
             return _index(pages)
+        if req.path == "/api/pose" and req.method == "GET":    # the pages' sliders: names, bounds, rest
+            return Response.json(pose_facts())
         for page in pages:
             if _owns(page.prefix, req.path):
                 resp = page.handle(req)

@@ -30,7 +30,8 @@ def main() -> None:
     tmp = None
     path = args.path
     if path is None:
-        from dataset.generate import RenderRequest, run_render
+        from dataset.generate import run_render
+        from dataset.request import RenderRequest
 
         tmp = Path(tempfile.mkdtemp(prefix="thactl-bench-read-"))
         path = tmp / "data"

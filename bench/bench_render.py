@@ -42,22 +42,86 @@ def _best(fn, n: int, reps: int = 3) -> float:
     return best
 
 
-def main(argv=None) -> int:
+HEADER = (f"{'model':44s} {'tris':>6s} {'aa4/s':>7s} {'aa0/s':>7s} {'raster4/s':>9s} {'raster0/s':>9s} "
+          f"{'upload':>7s} {'read':>6s} {'unprem':>6s} {'pose':>6s} {'+pose/s':>7s} {'nonrast%':>8s}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=str(REPO.parent / "shared" / "models"))
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--only", default=None, help="substring of the model path to keep")
     ap.add_argument("--shading", default="phong", choices=["phong", "toon"])
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def load_posable(path: Path, rel: str):
+    """(model, face rig, poser) of a usable model, or None (said why)."""
     from renderer.errors import RendererError
-    from renderer.framing import estimate_frame
-    from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.offscreen import RenderContext, unpremultiply
-    from renderer.posevector import REST_POSE
+    from renderer.modelfile import load_model
     from renderer.posing import ModelPoser
+
+    try:
+        model = load_model(path)
+        rig = resolve_face_rig(model)
+        if rig.problems():
+            print(f"{rel:44s} skipped: {'; '.join(rig.problems())[:60]}")
+            return None
+        return model, rig, ModelPoser(model, rig)
+    except RendererError as e:
+        print(f"{rel:44s} skipped: {e}")
+        return None
+
+
+def time_model(model, rig, poser, rc4, rc0, args: argparse.Namespace, rng: np.random.Generator) -> tuple:
+    """(triangles, aa4/s, aa0/s, raster4/s, raster0/s, upload s, read s, unprem s, pose s, +pose/s,
+    non-raster share) of one model."""
+    from core.pose import REST_POSE
+    from renderer.framing import estimate_frame
+    from renderer.offscreen import unpremultiply
+
+    frame = estimate_frame(model, rig, poser.pose(REST_POSE).positions)
+    poses = np.concatenate([rng.uniform(-1, 1, (8, 3)), rng.uniform(0, 1, (8, 3))], axis=1).astype(np.float32)
+    t_pose = _best(lambda i: poser.pose(poses[i % 8]), 16)
+    meshes = [poser.pose(p) for p in poses]
+    s4, s0 = rc4.prepare(model, args.shading), rc0.prepare(model, args.shading)
+    n = args.frames
+    for s in (s4, s0):                          # warm up (shader/texture first use)
+        s.render(meshes[0], frame)
+        s.raster_baseline(frame)
+    t4 = _best(lambda i: s4.render(meshes[i % 8], frame), n)
+    t0 = _best(lambda i: s0.render(meshes[i % 8], frame), n)
+    r4 = _best(lambda i: s4.raster_baseline(frame), n)
+    r0 = _best(lambda i: s0.raster_baseline(frame), n)
+
+    def upload(i):
+        s4.upload(meshes[i % 8])
+        rc4.ctx.finish()
+    t_up = _best(upload, n)
+    rc4.begin()
+    s4.draw(frame)
+    rc4.ctx.finish()
+    t_read = _best(lambda i: rc4.finish(), n)
+    premul = rc4.finish()
+    t_unp = _best(lambda i: unpremultiply(premul.copy()), n)
+    s4.release()
+    s0.release()
+    nonraster = (t_pose + t_up + t_read) / (t_pose + t4)
+    return (model.triangle_count, 1 / t4, 1 / t0, 1 / r4, 1 / r0, t_up, t_read, t_unp, t_pose,
+            1 / (t_pose + t4), nonraster)
+
+
+def print_row(label: str, r, tris_format: str = "6d") -> None:
+    print(f"{label:44s} {r[0]:{tris_format}} {r[1]:7.1f} {r[2]:7.1f} {r[3]:9.1f} {r[4]:9.1f} "
+          f"{r[5] * 1e3:6.2f}m {r[6] * 1e3:5.2f}m {r[7] * 1e3:5.2f}m {r[8] * 1e3:5.2f}m "
+          f"{r[9]:7.1f} {r[10] * 100:7.1f}%", flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from renderer.offscreen import RenderContext
 
     root = Path(args.models)
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".pmx", ".pmd"))
@@ -72,62 +136,18 @@ def main(argv=None) -> int:
     gl = rc4.ctx.info
     print(f"renderer: {gl.get('GL_RENDERER')} | size {args.size} | shading {args.shading} | "
           f"{args.frames} frames x best of 3")
-    hdr = (f"{'model':44s} {'tris':>6s} {'aa4/s':>7s} {'aa0/s':>7s} {'raster4/s':>9s} {'raster0/s':>9s} "
-           f"{'upload':>7s} {'read':>6s} {'unprem':>6s} {'pose':>6s} {'+pose/s':>7s} {'nonrast%':>8s}")
-    print(hdr)
-    print("-" * len(hdr))
+    print(HEADER)
+    print("-" * len(HEADER))
     rows = []
     for path in paths:
         rel = str(path.relative_to(root))
-        try:
-            model = load_model(path)
-            rig = resolve_face_rig(model)
-            if rig.problems():
-                print(f"{rel:44s} skipped: {'; '.join(rig.problems())[:60]}")
-                continue
-            poser = ModelPoser(model, rig)
-        except RendererError as e:
-            print(f"{rel:44s} skipped: {e}")
-            continue
-        frame = estimate_frame(model, rig, poser.pose(REST_POSE).positions)
-        poses = np.concatenate([rng.uniform(-1, 1, (8, 3)), rng.uniform(0, 1, (8, 3))], axis=1).astype(np.float32)
-        t_pose = _best(lambda i: poser.pose(poses[i % 8]), 16)
-        meshes = [poser.pose(p) for p in poses]
-        s4, s0 = rc4.prepare(model, args.shading), rc0.prepare(model, args.shading)
-        n = args.frames
-        for s in (s4, s0):                          # warm up (shader/texture first use)
-            s.render(meshes[0], frame)
-            s.raster_baseline(frame)
-        t4 = _best(lambda i: s4.render(meshes[i % 8], frame), n)
-        t0 = _best(lambda i: s0.render(meshes[i % 8], frame), n)
-        r4 = _best(lambda i: s4.raster_baseline(frame), n)
-        r0 = _best(lambda i: s0.raster_baseline(frame), n)
-
-        def upload(i):
-            s4.upload(meshes[i % 8])
-            rc4.ctx.finish()
-        t_up = _best(upload, n)
-        rc4.begin()
-        s4.draw(frame)
-        rc4.ctx.finish()
-        t_read = _best(lambda i: rc4.finish(), n)
-        premul = rc4.finish()
-        t_unp = _best(lambda i: unpremultiply(premul.copy()), n)
-        nonraster = (t_pose + t_up + t_read) / (t_pose + t4)
-        rows.append((rel, model.triangle_count, 1 / t4, 1 / t0, 1 / r4, 1 / r0, t_up, t_read, t_unp, t_pose,
-                     1 / (t_pose + t4), nonraster))
-        print(f"{rel:44s} {model.triangle_count:6d} {1 / t4:7.1f} {1 / t0:7.1f} {1 / r4:9.1f} {1 / r0:9.1f} "
-              f"{t_up * 1e3:6.2f}m {t_read * 1e3:5.2f}m {t_unp * 1e3:5.2f}m {t_pose * 1e3:5.2f}m "
-              f"{1 / (t_pose + t4):7.1f} {nonraster * 100:7.1f}%", flush=True)
-        s4.release()
-        s0.release()
+        posable = load_posable(path, rel)
+        if posable is not None:
+            rows.append(time_model(*posable, rc4, rc0, args, rng))
+            print_row(rel, rows[-1])
     if rows:
-        a = np.array([r[1:] for r in rows], float)
-        print("-" * len(hdr))
-        print(f"{'mean':44s} {a[:, 0].mean():6.0f} {a[:, 1].mean():7.1f} {a[:, 2].mean():7.1f} {a[:, 3].mean():9.1f} "
-              f"{a[:, 4].mean():9.1f} {a[:, 5].mean() * 1e3:6.2f}m {a[:, 6].mean() * 1e3:5.2f}m "
-              f"{a[:, 7].mean() * 1e3:5.2f}m {a[:, 8].mean() * 1e3:5.2f}m {a[:, 9].mean():7.1f} "
-              f"{a[:, 10].mean() * 100:7.1f}%")
+        print("-" * len(HEADER))
+        print_row("mean", np.array(rows, float).mean(axis=0), tris_format="6.0f")
         print("read = AA resolve + readback + un-premultiply (unprem also shown alone); "
               "nonrast% = (pose + upload + read) / (pose + full aa4 render)")
     rc4.release()

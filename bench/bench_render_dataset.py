@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset.generate import RenderRequest, run_render  # noqa: E402
+from dataset.generate import run_render  # noqa: E402
+from dataset.request import RenderRequest
 from dataset.shards import SPLITS  # noqa: E402
 
 

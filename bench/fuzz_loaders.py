@@ -254,12 +254,13 @@ def model_problems(m) -> list[str]:
 
 def downstream(m) -> str | None:
     """Run face rig / posing / framing on a loaded model; return the non-RendererError, if any."""
-    from renderer.errors import RendererError, typed_first_line
+    from core.errors import typed_first_line
+    from renderer.errors import RendererError
 
     try:
         from renderer.framing import estimate_frame
         from renderer.face_rig import resolve_face_rig
-        from renderer.posevector import REST_POSE
+        from core.pose import REST_POSE
         from renderer.posing import ModelPoser
 
         rig = resolve_face_rig(m)
@@ -474,7 +475,7 @@ def worker(conn, corpus, seed, mem_limit_mb, do_downstream):
 
 # ------------------------------------------------------------------ main
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -485,17 +486,16 @@ def main(argv=None) -> int:
     ap.add_argument("--repro-dir", type=Path, default=Path(tempfile.gettempdir()) / "thactl-fuzz-repro")
     ap.add_argument("--replay", type=int, default=None, help="re-create input N, run it in-process, print")
     ap.add_argument("--max-inputs", type=int, default=None)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    files = corpus_files(args.models)
-    if not files:
-        print(f"no models under {args.models}", file=sys.stderr)
-        return 2
+
+def build_corpus(models: Path, files: list[Path]) -> list[tuple[str, bytes, dict]]:
+    """The model files with their surveys, two sample characters (the project's own PMX writer: another
+    PMX dialect) and zips of the model folders."""
     corpus = []
     for p in files:
         data = p.read_bytes()
-        corpus.append((str(p.relative_to(args.models)), data, survey(p, data)))
-    # the project's own PMX writer output too (another PMX dialect)
+        corpus.append((str(p.relative_to(models)), data, survey(p, data)))
     try:
         from renderer.samples import write_samples
 
@@ -505,105 +505,159 @@ def main(argv=None) -> int:
                 corpus.append((f"samples/{Path(p).name}", data, survey(Path(p), data)))
     except Exception as e:  # noqa: BLE001
         print(f"(samples not added: {e})")
-
-    zips = zip_corpus(args.models)
+    zips = zip_corpus(models)
     corpus += zips
     if not zips:
         print("(zip reader not fuzzed: models missing)")
+    return corpus
 
-    if args.replay is not None:
-        name, data, kind = make_input(corpus, args.replay, args.seed)
-        print(f"input {args.replay}: {name} {kind} {len(data)} bytes")
-        print(run_one(name, data, not args.no_downstream))
-        return 0
 
-    ctx = mp.get_context("fork")
-    stats = collections.Counter()
-    by_fmt = collections.Counter()
-    by_kind = collections.Counter()
-    types = collections.Counter()
-    messages = collections.Counter()
-    unexpected: list[tuple[int, str, str, str, str]] = []
-    worst_s, worst_i = 0.0, -1
-    rss_first = rss_last = maxrss = 0
-    restarts = 0
+class FuzzWorker:
+    """The forked, memory-limited process that runs the inputs; replaced when it dies or hangs."""
 
-    def start():
-        a, b = ctx.Pipe()
-        pr = ctx.Process(target=worker, args=(b, corpus, args.seed, args.mem_limit_mb, not args.no_downstream),
-                         daemon=True)
-        pr.start()
-        return pr, a
+    def __init__(self, corpus, args: argparse.Namespace):
+        self.ctx = mp.get_context("fork")
+        self.corpus, self.args = corpus, args
+        self.restarts = 0
+        self.start()
 
-    proc, conn = start()
+    def start(self) -> None:
+        a, b = self.ctx.Pipe()
+        self.proc = self.ctx.Process(target=worker, args=(b, self.corpus, self.args.seed, self.args.mem_limit_mb,
+                                                          not self.args.no_downstream), daemon=True)
+        self.proc.start()
+        self.conn = a
+
+    def ask(self, i: int):
+        """Run input `i`: the worker's reply (result, kind, rss, first rss, max rss), or None when it gave
+        none within the time limit."""
+        self.conn.send(i)
+        if self.conn.poll(self.args.timeout):
+            try:
+                return self.conn.recv()
+            except EOFError:
+                return None
+        return None
+
+    def replace(self) -> tuple[str, str, str]:
+        """Kill the worker that gave no answer, start another; the outcome to record for the input."""
+        alive = self.proc.is_alive()
+        self.proc.kill()
+        self.proc.join()
+        outcome = ("unexpected", "Hang" if alive else f"WorkerDied(exit {self.proc.exitcode})",
+                   f"no answer in {self.args.timeout}s" if alive else "worker process died")
+        self.restarts += 1
+        self.start()
+        return outcome
+
+    def stop(self) -> None:
+        self.conn.send(None)
+        self.proc.join(5)
+
+
+class Tally:
+    """What a fuzzing run saw: inputs by format and mutation, outcomes, errors, the slowest input,
+    the worker's memory, the unexpected outcomes (their inputs saved for --replay)."""
+
+    def __init__(self):
+        self.stats = collections.Counter()
+        self.by_fmt = collections.Counter()
+        self.by_kind = collections.Counter()
+        self.types = collections.Counter()
+        self.messages = collections.Counter()
+        self.unexpected: list[tuple[int, str, str, str, str]] = []
+        self.worst_s, self.worst_i = 0.0, -1
+        self.rss_first = self.rss_last = self.maxrss = 0
+
+    def count_input(self, name: str, data: bytes, kind: str) -> None:
+        fmt = ("zip" if name.endswith(".zip") else "PMX" if data[:4] == b"PMX "
+               else "PMD" if data[:3] == b"Pmd" else "other")
+        self.by_fmt[fmt] += 1
+        self.by_kind[kind] += 1
+
+    def record(self, i: int, name: str, kind: str, data: bytes, res: tuple[str, str, str],
+               repro_dir: Path, seed: int) -> None:
+        outcome, etype, msg = res
+        self.stats[outcome] += 1
+        if outcome == "error":
+            self.types[etype] += 1
+            self.messages[msg] += 1
+        elif outcome == "ok" and etype == "nonfinite":
+            self.stats["ok (non-finite positions/weights)"] += 1
+        elif outcome in ("unexpected", "oom"):
+            self.types[etype] += 1
+            f = repro_dir / f"input-{seed}-{i}{Path(name).suffix}"
+            f.write_bytes(data)
+            self.unexpected.append((i, name, kind, etype, msg))
+
+
+def fuzz(args: argparse.Namespace, corpus) -> tuple[Tally, int, int, float]:
+    """Run inputs 0, 1, ... in the worker until --seconds or --max-inputs; (tally, inputs, worker
+    restarts, seconds)."""
+    tally = Tally()
+    w = FuzzWorker(corpus, args)
     t0 = time.monotonic()
     i = 0
     args.repro_dir.mkdir(parents=True, exist_ok=True)
     while time.monotonic() - t0 < args.seconds and (args.max_inputs is None or i < args.max_inputs):
         name, data, kind = make_input(corpus, i, args.seed)   # parent copy: for stats / repro
-        fmt = ("zip" if name.endswith(".zip") else "PMX" if data[:4] == b"PMX "
-               else "PMD" if data[:3] == b"Pmd" else "other")
-        by_fmt[fmt] += 1
-        by_kind[kind] += 1
+        tally.count_input(name, data, kind)
         ts = time.monotonic()
-        conn.send(i)
+        reply = w.ask(i)
         res = None
-        if conn.poll(args.timeout):
-            try:
-                res, _k, rss, first, mx = conn.recv()
-                rss_last, rss_first = rss, rss_first or first
-                maxrss = max(maxrss, mx)
-            except EOFError:
-                res = None
+        if reply is not None:
+            res, _k, rss, first, mx = reply
+            tally.rss_last, tally.rss_first = rss, tally.rss_first or first
+            tally.maxrss = max(tally.maxrss, mx)
         dt = time.monotonic() - ts
-        if dt > worst_s:
-            worst_s, worst_i = dt, i
+        if dt > tally.worst_s:
+            tally.worst_s, tally.worst_i = dt, i
         if res is None:
-            alive = proc.is_alive()
-            proc.kill()
-            proc.join()
-            outcome = ("unexpected", "Hang" if alive else f"WorkerDied(exit {proc.exitcode})",
-                       f"no answer in {args.timeout}s" if alive else "worker process died")
-            restarts += 1
-            proc, conn = start()
-            res = outcome
-        outcome, etype, msg = res
-        stats[outcome] += 1
-        if outcome == "error":
-            types[etype] += 1
-            messages[msg] += 1
-        elif outcome == "ok" and etype == "nonfinite":
-            stats["ok (non-finite positions/weights)"] += 1
-        elif outcome in ("unexpected", "oom"):
-            types[etype] += 1
-            f = args.repro_dir / f"input-{args.seed}-{i}{Path(name).suffix}"
-            f.write_bytes(data)
-            unexpected.append((i, name, kind, etype, msg))
+            res = w.replace()
+        tally.record(i, name, kind, data, res, args.repro_dir, args.seed)
         i += 1
-    conn.send(None)
-    proc.join(5)
-    elapsed = time.monotonic() - t0
+    w.stop()
+    return tally, i, w.restarts, time.monotonic() - t0
 
-    print(f"fuzz_loaders: {i} inputs in {elapsed:.0f} s ({i / max(elapsed, 1e-9):.0f}/s), seed {args.seed}, "
-          f"corpus {len(corpus)} files, per-input limit {args.timeout}s, RLIMIT_AS headroom {args.mem_limit_mb} MB")
-    print("  by format:   " + ", ".join(f"{k} {v}" for k, v in by_fmt.most_common()))
-    print("  by mutation: " + ", ".join(f"{k} {v}" for k, v in by_kind.most_common()))
-    print("  outcomes:    " + ", ".join(f"{k} {v}" for k, v in stats.most_common()))
-    print("  error types: " + ", ".join(f"{k} {v}" for k, v in types.most_common()))
-    print(f"  distinct error messages (normalised): {len(messages)}")
-    for msg, c in messages.most_common(40):
+
+def report(t: Tally, args: argparse.Namespace, corpus_size: int, inputs: int, restarts: int,
+           elapsed: float) -> None:
+    print(f"fuzz_loaders: {inputs} inputs in {elapsed:.0f} s ({inputs / max(elapsed, 1e-9):.0f}/s), seed {args.seed}, "
+          f"corpus {corpus_size} files, per-input limit {args.timeout}s, RLIMIT_AS headroom {args.mem_limit_mb} MB")
+    print("  by format:   " + ", ".join(f"{k} {v}" for k, v in t.by_fmt.most_common()))
+    print("  by mutation: " + ", ".join(f"{k} {v}" for k, v in t.by_kind.most_common()))
+    print("  outcomes:    " + ", ".join(f"{k} {v}" for k, v in t.stats.most_common()))
+    print("  error types: " + ", ".join(f"{k} {v}" for k, v in t.types.most_common()))
+    print(f"  distinct error messages (normalised): {len(t.messages)}")
+    for msg, c in t.messages.most_common(40):
         print(f"    {c:6d}  {msg}")
-    if len(messages) > 40:
-        print(f"    ... and {len(messages) - 40} more")
-    print(f"  slowest input: #{worst_i} {worst_s * 1000:.0f} ms; worker restarts {restarts}")
-    print(f"  worker RSS: after first input {rss_first / 1024:.0f} MB, after last {rss_last / 1024:.0f} MB, "
-          f"peak (ru_maxrss) {maxrss / 1024:.0f} MB")
-    print(f"  UNEXPECTED: {len(unexpected)}")
-    for j, name, kind, etype, msg in unexpected[:30]:
+    if len(t.messages) > 40:
+        print(f"    ... and {len(t.messages) - 40} more")
+    print(f"  slowest input: #{t.worst_i} {t.worst_s * 1000:.0f} ms; worker restarts {restarts}")
+    print(f"  worker RSS: after first input {t.rss_first / 1024:.0f} MB, after last {t.rss_last / 1024:.0f} MB, "
+          f"peak (ru_maxrss) {t.maxrss / 1024:.0f} MB")
+    print(f"  UNEXPECTED: {len(t.unexpected)}")
+    for j, name, kind, etype, msg in t.unexpected[:30]:
         print(f"    #{j} {name} [{kind}] {etype}: {msg.strip().splitlines()[-1][:200] if msg.strip() else ''}")
-    if unexpected:
+    if t.unexpected:
         print(f"  inputs saved in {args.repro_dir}; re-create one with --replay N --seed {args.seed}")
-    return 1 if unexpected else 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    files = corpus_files(args.models)
+    if not files:
+        print(f"no models under {args.models}", file=sys.stderr)
+        return 2
+    corpus = build_corpus(args.models, files)
+    if args.replay is not None:
+        name, data, kind = make_input(corpus, args.replay, args.seed)
+        print(f"input {args.replay}: {name} {kind} {len(data)} bytes")
+        print(run_one(name, data, not args.no_downstream))
+        return 0
+    tally, inputs, restarts, elapsed = fuzz(args, corpus)
+    report(tally, args, len(corpus), inputs, restarts, elapsed)
+    return 1 if tally.unexpected else 0
 
 
 if __name__ == "__main__":

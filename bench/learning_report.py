@@ -77,7 +77,7 @@ def draw_curves(metrics: dict[str, Path], out_png: Path) -> None:
 def sample_sheet(nets: dict, test, out_png: Path, count: int = 6, zoom: int = 4) -> None:
     """Rows of held-out examples: rest | morphed target | morpher output | posed target | full poser."""
     from dataset.imageconv import tensor_to_uint8
-    from renderer.imagegrid import composite_over, enlarge, tile
+    from core.imagegrid import composite_over, enlarge, tile
 
     picks = np.linspace(0, len(test) - 1, count).round().astype(int)
     items = [test[int(i)] for i in picks]

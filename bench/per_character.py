@@ -108,7 +108,7 @@ def character_strip(data: Path, nets: dict, out_png: Path, zoom: int = 3, splits
 
     from dataset.imageconv import tensor_to_uint8
     from dataset.torchdata import ShardDataset
-    from renderer.imagegrid import composite_over, enlarge, tile
+    from core.imagegrid import composite_over, enlarge, tile
 
     cells, names = [], []
     for split in splits:

@@ -222,7 +222,7 @@ def same_shards(a: Path, b: Path) -> tuple[int, list[str]]:
 
 # ------------------------------------------------------------------ main
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--copies", type=int, default=4)
     ap.add_argument("--count", type=int, default=20000)
@@ -238,115 +238,119 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     ap.add_argument("--no-determinism", action="store_true", help="skip the --part re-render comparison")
-    args = ap.parse_args(argv)
-    if not SHARED.is_dir():
-        print(f"no models at {SHARED}", file=sys.stderr)
-        return 2
-    rnd = random.Random(args.seed)
-    t0 = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="thactl-soak-"))
-    models, out = work / "models", work / "out"
-    n_models = build_models(models, args.copies)
-    print(f"soak: {n_models} model files in {args.copies} copies of each folder under {models}")
-    cmd = [THACTL, "render", "--models", str(models), "--out", str(out), "--count", str(args.count),
-           "--shard-size", str(args.shard_size), "--size", str(args.size), "--workers", str(args.workers),
-           "--seed", "7", "-q"]
-    print("command:", " ".join(cmd))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    log_path = work / "render.log"
-    kills = {"group": 0, "worker": 0}
-    hangs = 0
-    worker_exit = []
-    runs = 0
-    rss_samples: list[tuple[float, float]] = []
-    final_rc = None
-    stderr_tail = ""
-    deadline = t0 + args.budget
+    return ap.parse_args(argv)
 
-    def launch():
-        nonlocal runs
-        runs += 1
-        logf = open(log_path, "ab")
-        logf.write(f"\n==== run {runs} ====\n".encode())
+
+class Soak:
+    """Runs one render command again and again, killing it as planned, until a run completes or no
+    kill is left; counts kills, hangs and runs, and samples the RSS of the last run."""
+
+    def __init__(self, args: argparse.Namespace, cmd: list[str], out: Path, log_path: Path,
+                 rnd: random.Random):
+        self.args, self.cmd, self.out, self.log_path, self.rnd = args, cmd, out, log_path, rnd
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.kills = {"group": 0, "worker": 0}
+        self.hangs = 0
+        self.runs = 0
+        self.worker_exit: list[int] = []
+        self.rss_samples: list[tuple[float, float, int]] = []   # (s since run start, MB, shards)
+        self.kill_plan = []            # (kind, seconds after the run start or the last kill)
+        for k in range(args.kills):
+            kind = "worker" if (args.workers > 1 and k % 2 == 1) else "group"
+            self.kill_plan.append((kind, rnd.uniform(args.kill_after[0], args.kill_after[1])))
+
+    def launch(self):
+        self.runs += 1
+        logf = open(self.log_path, "ab")
+        logf.write(f"\n==== run {self.runs} ====\n".encode())
         logf.flush()
-        return subprocess.Popen(cmd, stdout=logf, stderr=logf, start_new_session=True, env=env), logf
+        return subprocess.Popen(self.cmd, stdout=logf, stderr=logf, start_new_session=True, env=self.env), logf
 
-    def kill_group(pr):
+    @staticmethod
+    def kill_group(pr) -> None:
         try:
             os.killpg(pr.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         pr.wait()
 
-    kill_plan = []
-    for k in range(args.kills):
-        kind = "worker" if (args.workers > 1 and k % 2 == 1) else "group"
-        kill_plan.append((kind, rnd.uniform(args.kill_after[0], args.kill_after[1])))
-    while True:
-        pr, logf = launch()
+    def run_all(self, deadline: float) -> int | None:
+        """Render runs until one completes or no kill is left; the last run's exit status."""
+        while True:
+            pr, logf = self.launch()
+            plan = self.kill_plan.pop(0) if self.kill_plan else None
+            plan, worker_kills = self.watch(pr, plan, deadline)
+            rc = pr.wait()
+            logf.close()
+            if worker_kills:
+                self.worker_exit.append(rc)
+                print(f"  run {self.runs}: main process ended with exit status {rc} after "
+                      f"{worker_kills} worker kill(s)")
+            if rc == 0:
+                # finished: the data is complete (later planned kills are moot)
+                if plan is not None:
+                    print(f"  run {self.runs}: finished before the next planned kill")
+                return rc
+            if plan is None:            # the last run (no kill left): whatever it ended with
+                return rc
+
+    def watch(self, pr, plan, deadline: float):
+        """Poll one run until it ends: sample its RSS, carry out the kills planned for it, kill it
+        when it hangs or overruns; returns (the planned kill not carried out, worker kills)."""
         start = time.monotonic()
-        plan = kill_plan.pop(0) if kill_plan else None
         plan_t0 = start                 # a plan's delay counts from the run start or the last kill
-        last_marker, last_change = progress_marker(out), time.monotonic()
-        worker_kills_this_run = 0
-        rss_samples.clear()        # RSS figures are those of the last (completing) run
+        last_marker, last_change = progress_marker(self.out), time.monotonic()
+        worker_kills = 0
+        self.rss_samples.clear()        # RSS figures are those of the last (completing) run
         while pr.poll() is None:
             time.sleep(0.5)
             now = time.monotonic()
-            pids = tree(pr.pid)
-            r = rss_mb(pids)
-            if r > 0:
-                rss_samples.append((now - start, r, len(list(out.glob("*/shard-*.h5")))))
-            m = progress_marker(out)
+            self.sample_rss(pr, now - start)
+            m = progress_marker(self.out)
             if m != last_marker:
                 last_marker, last_change = m, now
             if plan is not None and now - plan_t0 >= plan[1]:
-                ws = render_workers(pr.pid) if plan[0] == "worker" else []
-                if not ws:   # a group kill, or no render worker yet (validating): kill everything
-                    kill_group(pr)
-                    kills["group"] += 1
-                    print(f"  run {runs}: SIGKILL process group after {now - start:.1f} s")
-                    break
-                victim = rnd.choice(ws)
-                os.kill(victim, signal.SIGKILL)
-                kills["worker"] += 1
-                worker_kills_this_run += 1
+                if not self.kill(pr, plan, now - start):
+                    break               # the whole group: this run is over
+                worker_kills += 1
                 last_change = now
-                print(f"  run {runs}: SIGKILL one render worker (pid {victim}) after {now - start:.1f} s")
-                plan = kill_plan.pop(0) if kill_plan else None    # the run goes on: next kill
+                plan = self.kill_plan.pop(0) if self.kill_plan else None    # the run goes on: next kill
                 plan_t0 = now
-            if now - last_change > args.stall:
-                hangs += 1
-                print(f"  run {runs}: no progress for {args.stall:.0f} s"
-                      + (" after a worker kill" if worker_kills_this_run else "") + ": HANG, killing the group")
-                kill_group(pr)
+            if now - last_change > self.args.stall:
+                self.hangs += 1
+                print(f"  run {self.runs}: no progress for {self.args.stall:.0f} s"
+                      + (" after a worker kill" if worker_kills else "") + ": HANG, killing the group")
+                self.kill_group(pr)
                 break
             if plan is None and now > deadline + 600:
                 print("  final run exceeded the budget by 10 minutes; killing")
-                kill_group(pr)
+                self.kill_group(pr)
                 break
-        rc = pr.wait()
-        logf.close()
-        if worker_kills_this_run:
-            worker_exit.append(rc)
-            print(f"  run {runs}: main process ended with exit status {rc} after "
-                  f"{worker_kills_this_run} worker kill(s)")
-        if rc == 0:
-            # finished: the data is complete (later planned kills are moot)
-            final_rc = rc
-            if plan is not None:
-                print(f"  run {runs}: finished before the next planned kill")
-            break
-        if plan is None:            # the last run (no kill left): whatever it ended with
-            final_rc = rc
-            break
-    stderr_tail = log_path.read_text(errors="replace")[-1500:]
-    render_wall = time.monotonic() - t0
-    print(f"render runs: {runs}, final exit status {final_rc}, wall {render_wall:.0f} s")
-    if final_rc != 0:
-        print("last log lines:\n" + stderr_tail)
+        return plan, worker_kills
 
-    # ---- verification
+    def sample_rss(self, pr, elapsed: float) -> None:
+        r = rss_mb(tree(pr.pid))
+        if r > 0:
+            self.rss_samples.append((elapsed, r, len(list(self.out.glob("*/shard-*.h5")))))
+
+    def kill(self, pr, plan, elapsed: float) -> bool:
+        """Carry out a planned kill: True when one render worker was killed (the run goes on), False
+        when the whole process group was (a group kill, or no render worker yet: validating)."""
+        ws = render_workers(pr.pid) if plan[0] == "worker" else []
+        if not ws:
+            self.kill_group(pr)
+            self.kills["group"] += 1
+            print(f"  run {self.runs}: SIGKILL process group after {elapsed:.1f} s")
+            return False
+        victim = self.rnd.choice(ws)
+        os.kill(victim, signal.SIGKILL)
+        self.kills["worker"] += 1
+        print(f"  run {self.runs}: SIGKILL one render worker (pid {victim}) after {elapsed:.1f} s")
+        return True
+
+
+def check_output(args: argparse.Namespace, cmd: list[str], out: Path, work: Path) -> dict:
+    """`thactl inspect --verify`, the independent verification and the --part re-render comparison."""
     ins = subprocess.run([THACTL, "inspect", str(out), "--verify"], capture_output=True, text=True)
     verify_ok = ins.returncode == 0 and "verify: OK" in ins.stdout
     print(f"thactl inspect --verify: exit {ins.returncode}" + (" (verify: OK)" if verify_ok else ""))
@@ -367,41 +371,77 @@ def main(argv=None) -> int:
             det_probs.append(f"reference render failed: {rr.stderr[-300:]}")
         else:
             det_n, det_probs = same_shards(out, ref)
-    problems = res["problems"] + det_probs
-    # RSS of the final run once it renders (its first new shard written) and at its end
-    shards0 = rss_samples[0][2] if rss_samples else 0
-    rendering = [x for x in rss_samples if x[2] > shards0] or rss_samples
+    return dict(verify_ok=verify_ok, requested=requested, res=res, det_n=det_n, det_probs=det_probs,
+                problems=res["problems"] + det_probs)
+
+
+def rss_summary(samples: list[tuple[float, float, int]]) -> tuple[float, float, float, list]:
+    """RSS of the final run once it renders (its first new shard written) and at its end, the peak,
+    and five samples across it."""
+    shards0 = samples[0][2] if samples else 0
+    rendering = [x for x in samples if x[2] > shards0] or samples
     rss_start = rendering[0][1] if rendering else 0
     rss_end = rendering[-1][1] if rendering else 0
-    rss_peak = max((x[1] for x in rss_samples), default=0)
+    rss_peak = max((x[1] for x in samples), default=0)
     trail = [rendering[int(f * (len(rendering) - 1))] for f in (0, 0.25, 0.5, 0.75, 1)] if rendering else []
+    return rss_start, rss_end, rss_peak, trail
+
+
+def report(args: argparse.Namespace, soak: Soak, check: dict, t0: float) -> None:
+    res, requested = check["res"], check["requested"]
+    rss_start, rss_end, rss_peak, trail = rss_summary(soak.rss_samples)
     print("=" * 70)
     print(f"examples rendered (found, verified): {res['examples']} in {res['shards']} shards "
           f"(requested train {args.count} + validation {requested.get('validation')} + test {requested.get('test')})")
-    print(f"kills survived: {kills['group'] + kills['worker']} (process group: {kills['group']}, "
-          f"single render worker: {kills['worker']}); resumes: {runs - 1}")
-    print(f"hangs (no progress for {args.stall:.0f} s): {hangs}")
+    print(f"kills survived: {soak.kills['group'] + soak.kills['worker']} (process group: {soak.kills['group']}, "
+          f"single render worker: {soak.kills['worker']}); resumes: {soak.runs - 1}")
+    print(f"hangs (no progress for {args.stall:.0f} s): {soak.hangs}")
     print(f"examples lost: {res['lost']}")
     print(f"duplicates: {res['duplicates']}")
     print(f"temporary files left: {res.get('tmp_left')}")
-    print(f"determinism: {det_n} shards re-rendered without kills (--part 1/8), "
-          f"{'identical' if not det_probs else 'DIFFERENT'}")
+    print(f"determinism: {check['det_n']} shards re-rendered without kills (--part 1/8), "
+          f"{'identical' if not check['det_probs'] else 'DIFFERENT'}")
     print(f"RSS (main + workers) of the final, completing run: start of rendering {rss_start:.0f} MB, "
           f"end {rss_end:.0f} MB, peak {rss_peak:.0f} MB")
     if trail:
         print("  over that run: " + ", ".join(f"{t:.0f} s {r:.0f} MB ({n} shards)" for t, r, n in trail))
-    print(f"thactl inspect --verify: {'OK' if verify_ok else 'FAILED'}")
+    print(f"thactl inspect --verify: {'OK' if check['verify_ok'] else 'FAILED'}")
     print(f"wall time: {time.monotonic() - t0:.0f} s (machine shared; indicative only)")
-    if problems:
-        print(f"PROBLEMS ({len(problems)}):")
-        for p in problems[:20]:
+    if check["problems"]:
+        print(f"PROBLEMS ({len(check['problems'])}):")
+        for p in check["problems"][:20]:
             print("  " + p)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not SHARED.is_dir():
+        print(f"no models at {SHARED}", file=sys.stderr)
+        return 2
+    rnd = random.Random(args.seed)
+    t0 = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="thactl-soak-"))
+    models, out = work / "models", work / "out"
+    n_models = build_models(models, args.copies)
+    print(f"soak: {n_models} model files in {args.copies} copies of each folder under {models}")
+    cmd = [THACTL, "render", "--models", str(models), "--out", str(out), "--count", str(args.count),
+           "--shard-size", str(args.shard_size), "--size", str(args.size), "--workers", str(args.workers),
+           "--seed", "7", "-q"]
+    print("command:", " ".join(cmd))
+    soak = Soak(args, cmd, out, work / "render.log", rnd)
+    final_rc = soak.run_all(deadline=t0 + args.budget)
+    print(f"render runs: {soak.runs}, final exit status {final_rc}, wall {time.monotonic() - t0:.0f} s")
+    if final_rc != 0:
+        print("last log lines:\n" + soak.log_path.read_text(errors="replace")[-1500:])
+    check = check_output(args, cmd, out, work)
+    report(args, soak, check, t0)
     if args.keep:
         print(f"kept {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    ok = (final_rc == 0 and verify_ok and not problems and res["lost"] == 0 and res["duplicates"] == 0
-          and hangs == 0)
+    res = check["res"]
+    ok = (final_rc == 0 and check["verify_ok"] and not check["problems"] and res["lost"] == 0
+          and res["duplicates"] == 0 and soak.hangs == 0)
     print("SOAK " + ("PASSED" if ok else "FAILED"))
     return 0 if ok else 1
 

@@ -1,6 +1,6 @@
 """A whole model collection checked the way `thactl render` checks it (`thactl models check`, the
-model page of `thactl serve`): render's own phases, dataset.generate.resolve_models (folders,
-zips, hashes) and dataset.generate.iter_checks (verdicts, its workers, its cache and cache key),
+model page of `thactl serve`): render's own phases, dataset.discover.resolve_models (folders,
+zips, hashes) and dataset.verdicts.iter_checks (verdicts, its workers, its cache and cache key),
 so a model gets the same verdict here as there.
 
 The cache (zip extractions and verdicts) lives outside the models folder, in
@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from dataset.discover import ModelSource
+from dataset.discover import ModelSource, file_hash, resolve_models
 from dataset.modelcheck import ModelCheck
+from dataset.verdicts import CheckOptions, iter_checks
+from dataset.verdicts import validation_key as render_key
 
 MORPH_KEYS = ("left_eye", "right_eye", "both_eyes", "mouth")
 
@@ -41,16 +43,12 @@ class CheckSettings:
     def cache(self) -> Path:
         return self.cache_dir or collection_cache_dir(self.models)
 
-    def options(self):
-        from dataset.generate import CheckOptions
-
+    def options(self) -> CheckOptions:
         return CheckOptions(Path(self.models), self.overrides, self.shading)
 
 
 def discover_with_hashes(cfg: CheckSettings) -> list[ModelSource]:
     """Every model of the collection with its sha256 (render's resolve_models)."""
-    from dataset.generate import resolve_models
-
     return resolve_models(Path(cfg.models), cfg.cache, exclude=[cfg.cache])
 
 
@@ -59,8 +57,6 @@ def check_collection(cfg: CheckSettings, found: list[ModelSource] | None = None,
                      progress: bool = False) -> Iterator[ModelCheck]:
     """One ModelCheck per discovered model, in discovery order, models that could not be
     unpacked or read included (as rejections); never raises for a bad model."""
-    from dataset.generate import iter_checks
-
     found = discover_with_hashes(cfg) if found is None else found
     checks = iter_checks(found, cache=cfg.cache, opts=cfg.options(), workers=cfg.workers,
                          progress=progress, processes=cfg.processes, on_todo=on_todo)
@@ -70,9 +66,7 @@ def check_collection(cfg: CheckSettings, found: list[ModelSource] | None = None,
 
 def validation_key(cfg: CheckSettings, m: ModelSource) -> str:
     """The model's key in the validation cache, as it is now (render's key)."""
-    from dataset.generate import _file_hash, validation_key as render_key
-
-    return render_key(m, _file_hash(cfg.overrides) or "", cfg.shading)
+    return render_key(m, file_hash(cfg.overrides) or "", cfg.shading)
 
 
 # ---------------------------------------------------------------- reports
@@ -118,7 +112,7 @@ def run_check(cfg: CheckSettings, echo: Callable[[str], None], json_path: Path |
     `json_path` (atomically) at the end. Returns (usable, not usable)."""
     from tqdm import tqdm
 
-    from renderer.atomicfile import write_json
+    from core.atomicfile import write_json
 
     records, n_ok, n_bad = [], 0, 0
     for c in check_collection(cfg, progress=progress):

@@ -49,7 +49,7 @@ from typing import Any
 
 from dataset.errors import DatasetError
 from dataset.shards import SPLITS, sha256_file
-from renderer.atomicfile import temp_path
+from core.atomicfile import temp_path
 
 log = logging.getLogger("thactl.dataset")
 
@@ -257,6 +257,20 @@ def _sources_of(f: _Found, cache: Path) -> list[ModelSource]:
     if not models and unsafe:
         out.append(ModelSource(f.rel, None, source, error=f"only unsafe member paths ({unsafe[0]!r})"))
     return out
+
+
+def resolve_models(models_root: Path, cache: Path, exclude: list[Path] | None = None) -> list[ModelSource]:
+    """Every model under `models_root` (folders and .zip archives, discover_models), sorted by
+    rel_path, with its sha256; a model that cannot be unpacked or read has `error` set.
+    Archives are extracted under `cache`; `exclude` folders are skipped."""
+    found = discover_models(models_root, cache, exclude=exclude)
+    for m in found:
+        if not m.error:
+            try:
+                m.sha256 = sha256_file(m.path)
+            except OSError as e:
+                m.error = f"cannot read file ({e.strerror or e})"
+    return found
 
 
 # ------------------------------------------------------------------------------ splits
@@ -482,3 +496,13 @@ def split_from_table(rel_path: str, table: dict[str, str]) -> str | None:
         if key in table:
             return table[key]
     return None
+
+
+def file_hash(path: str | Path | None) -> str | None:
+    """The sha256 of a file the user named (None for None); DatasetError when it is missing."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{p}: file not found")
+    return sha256_file(p)

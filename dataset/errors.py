@@ -1,7 +1,8 @@
 """Errors the dataset package raises for bad input; cli.py turns them into one-line messages."""
+from core.errors import ThactlError
 
 
-class DatasetError(Exception):
+class DatasetError(ThactlError):
     """Base for every dataset input problem reported to the user without a traceback."""
 
 

@@ -171,7 +171,8 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
     """Run every check on one model (needs a GL RenderContext `probe_rc`); never raises for a
     bad model, returns a rejection instead."""
     from renderer.assembly import assemble_model
-    from renderer.errors import RendererError, typed_first_line
+    from core.errors import typed_first_line
+    from renderer.errors import RendererError
 
     res = ModelCheck(rel_path, False, sha256=sha256)
     model = _load_for_check(path, res)
@@ -205,7 +206,8 @@ def validate_model(path: Path, rel_path: str, probe_rc, overrides_file=None, mod
 def _load_for_check(path: Path, res: ModelCheck):
     """The model at `path`, with its format and mesh fingerprint recorded in `res`; None (and
     `res.reason` set) when it cannot be loaded."""
-    from renderer.errors import RendererError, typed_first_line
+    from core.errors import typed_first_line
+    from renderer.errors import RendererError
     from renderer.modelfile import load_model
 
     try:
@@ -237,7 +239,7 @@ def _record_rig(res: ModelCheck, model, assembled) -> None:
 
 def _probe_poses(one_eye_morphs: bool) -> dict[str, np.ndarray]:
     """The poses rendered to check that each morph and the head rotation change the image."""
-    from dataset.poses import REST_POSE
+    from core.pose import REST_POSE
 
     poses = {"rest": REST_POSE}
     if one_eye_morphs:

@@ -1,10 +1,8 @@
-"""The THA1 pose vector: names, ranges, the rest pose and the training-data sampling law.
+"""The training-data sampling law of the THA1 pose vector.
 
-The pose vector's names, bounds and range check belong to renderer/posevector.py
-(numpy-only, so training nodes import them without OpenGL); they are re-exported
-here for the data-set side.
+The pose vector's names, bounds, rest pose and check belong to core/pose.py.
 
-Sampling (SPEC.md, "The pose vector"):
+Sampling (docs/data-format.md, "The pose vector"):
   * eyes and mouth (indices 3, 4, 5): uniform on [0, 1];
   * head values (indices 0, 1, 2): density proportional to |v| on [-1, 1],
     i.e. |v| = sqrt(U) with U uniform on [0, 1] and an independent fair sign.
@@ -14,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderer.posevector import (ANGLE_DEGREES, EXPRESSION_SLICE, HEAD_SLICE, POSE_HIGH,  # noqa: F401
-                                 POSE_LOW, POSE_NAMES, POSE_SIZE, REST_POSE, out_of_range)
+from core.pose import POSE_HIGH, POSE_LOW
 
 
 def sample_poses(rng: np.random.Generator, n: int, one_eye_morphs: bool = True) -> np.ndarray:
@@ -56,14 +53,3 @@ def expected_fractions(component: int, edges: np.ndarray) -> np.ndarray:
         cdf = np.clip(edges, 0.0, 1.0)
     return np.diff(cdf)
 
-
-def validate_pose(pose: np.ndarray) -> np.ndarray:
-    """Return `pose` as a (6,) or (n, 6) float32 array; ValueError if shaped or ranged wrongly."""
-    p = np.asarray(pose, dtype=np.float32)
-    if p.shape[-1:] != (6,) or p.ndim not in (1, 2):
-        raise ValueError(f"a pose has 6 numbers ({', '.join(POSE_NAMES)}), got shape {p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError("pose values must be finite")
-    if out_of_range(p).any():
-        raise ValueError("pose out of range: head values in [-1, 1], eyes and mouth in [0, 1]")
-    return p

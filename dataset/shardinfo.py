@@ -17,8 +17,8 @@ import numpy as np
 from dataset.errors import DatasetError, ShardError
 from dataset.poses import expected_fractions
 from dataset.shards import SPLITS, ShardReader, verify_shard
-from renderer.imagegrid import cell_origin, composite_over, enlarge, tile
-from renderer.posevector import POSE_NAMES
+from core.imagegrid import cell_origin, composite_over, enlarge, tile
+from core.pose import POSE_NAMES
 
 BARS = " ▁▂▃▄▅▆▇█"
 NBINS = 10

@@ -1,4 +1,4 @@
-"""HDF5 shards (SPEC.md, "Shards"): writer, reader, verification.
+"""HDF5 shards (docs/data-format.md, "Shards"): writer, reader, verification.
 
 Layout of one shard, readable with plain h5py:
 
@@ -17,10 +17,10 @@ pose_names, angle_degrees=15, seed, complete, settings (JSON), num_examples,
 num_models.  Image datasets are chunked one image per chunk and compressed
 (IMAGE_COMPRESSION below; chosen by measurement).
 
-A shard is written under renderer.atomicfile's temporary name (`.<name>.<host>-<pid>.tmp`
+A shard is written under core.atomicfile's temporary name (`.<name>.<host>-<pid>.tmp`
 in the same folder) and renamed to its final name only by `finish()`, after `complete`
 is set and the file is flushed, so a reader never sees a half-written shard under the
-final name.  This module imports only numpy, h5py and numpy-only renderer modules.
+final name.  This module imports only numpy, h5py and core/.
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ import h5py
 import numpy as np
 
 from dataset.errors import ShardError
-from renderer.atomicfile import commit, discard, temp_path
-from renderer.errors import first_line
-from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, out_of_range
+from core.atomicfile import commit, discard, temp_path
+from core.errors import first_line
+from core.pose import ANGLE_DEGREES, POSE_NAMES, pose_problem
 
 FORMAT = "thactl-shard"
 FORMAT_VERSION = 1
@@ -345,10 +345,10 @@ class ShardReader:
                                   or self.model_index.max() >= self.num_models):
             self.file.close()
             raise ShardError(f"{self.path}: model_index out of range 0..{self.num_models - 1}")
-        bad = pose_problem(self.pose)
+        bad = pose_problem(self.pose, batch=True)
         if bad:
             self.file.close()
-            raise ShardError(f"{self.path}: {bad}")
+            raise ShardError(f"{self.path}: {bad} (corrupt data)")
 
     def __len__(self) -> int:
         return self.num_examples
@@ -392,20 +392,6 @@ class ShardReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def pose_problem(pose: np.ndarray) -> str | None:
-    """Why an (N, 6) pose array cannot be SPEC poses (non-finite, out of range), or None."""
-    p = np.asarray(pose)
-    if p.ndim != 2 or p.shape[1:] != (6,):
-        return f"pose array has shape {p.shape}, expected (N, 6)"
-    if len(p) == 0:
-        return None
-    if not np.all(np.isfinite(p)):
-        return "pose values are not finite (corrupt data)"
-    if out_of_range(p).any():
-        return "pose values out of range (corrupt data)"
-    return None
 
 
 def verify_shard(path: str | Path, deep: bool = True, expected_examples: int | None = None,

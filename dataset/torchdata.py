@@ -1,5 +1,5 @@
-"""A PyTorch Dataset over thactl shards (h5py + numpy + torch; no OpenGL: from renderer/ only
-its dependency-free modules).
+"""A PyTorch Dataset over thactl shards (h5py + numpy + torch and core/; no OpenGL, nothing of
+renderer/).
 
     ds = ShardDataset("./data", split="train")
     item = ds[0]   # dict(rest_image, morphed_image, posed_image: float32 (4,S,S) THA1
@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from dataset.errors import DatasetError, ShardError
 from dataset.imageconv import uint8_to_numpy
 from dataset.shards import SPLITS, ShardReader
-from renderer.errors import first_line
+from core.errors import first_line
 
 log = logging.getLogger("thactl.dataset")
 

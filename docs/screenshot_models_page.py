@@ -1,4 +1,4 @@
-"""Take the README's screenshot of the model page: `python docs/screenshot_models_page.py MODELS_DIR`
+"""Take the screenshot of the model page (docs/models-page.md): `python docs/screenshot_models_page.py MODELS_DIR`
 (headless Debian chromium through playwright; writes docs/models-page.png, 256-colour PNG)."""
 from __future__ import annotations
 

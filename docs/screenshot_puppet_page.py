@@ -37,7 +37,7 @@ def untrained_weights(folder: Path) -> Path:
 def drawing(model: Path, folder: Path) -> Path:
     from PIL import Image
 
-    from renderer.posevector import REST_POSE
+    from core.pose import REST_POSE
     from renderer.preview import render_preview
 
     res = render_preview(model, [("rest", REST_POSE)], size=256)

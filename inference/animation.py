@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.imagegrid import blend_over
+from core.imagegrid import blend_over
 
 from .errors import InferenceError
 

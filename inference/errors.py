@@ -1,11 +1,10 @@
-"""The error base of inference/: bad input shown to the user as one line (a TrainError, so the CLI
-reports it like every training error)."""
+"""The error base of inference/: bad input shown to the user as one line."""
 from __future__ import annotations
 
-from train.errors import TrainError
+from core.errors import ThactlError
 
 
-class InferenceError(TrainError):
+class InferenceError(ThactlError):
     """Input to inference is unusable (message names the file and the problem)."""
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import typed_first_line
+from core.pose import POSE_HIGH, POSE_LOW
 from models.poser import Poser
-from renderer.errors import typed_first_line
 
 from .errors import InferenceError
 
@@ -23,6 +24,12 @@ class PoserGraph(Poser):
 
     def forward(self, image: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         return super().forward(image, pose)[0]
+
+
+def _random_poses(n: int, g: torch.Generator) -> torch.Tensor:
+    """`n` poses uniform within the pose bounds (core.pose)."""
+    low, high = torch.from_numpy(POSE_LOW), torch.from_numpy(POSE_HIGH)
+    return torch.rand(n, 6, generator=g) * (high - low) + low
 
 
 def export_onnx(runner, out: str | Path, opset: int = 20, verify: bool = True,
@@ -38,7 +45,7 @@ def export_onnx(runner, out: str | Path, opset: int = 20, verify: bool = True,
     s = runner.image_size
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(2, 4, s, s, generator=g) * 2 - 1
-    pose = torch.rand(2, 6, generator=g) * torch.tensor([2, 2, 2, 1, 1, 1]) - torch.tensor([1, 1, 1, 0, 0, 0])
+    pose = _random_poses(2, g)
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -61,7 +68,7 @@ def export_onnx(runner, out: str | Path, opset: int = 20, verify: bool = True,
         return report
     # check at another batch size than the traced one (the batch axis is dynamic)
     image = torch.rand(3, 4, s, s, generator=g) * 2 - 1
-    pose = torch.rand(3, 6, generator=g) * torch.tensor([2, 2, 2, 1, 1, 1]) - torch.tensor([1, 1, 1, 0, 0, 0])
+    pose = _random_poses(3, g)
     with torch.inference_mode():
         ref = graph(image, pose).numpy()
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

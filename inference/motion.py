@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.posevector import POSE_HIGH, POSE_LOW, POSE_NAMES, REST_POSE, out_of_range
+from core.pose import POSE_HIGH, POSE_LOW, POSE_NAMES, REST_POSE, pose_problem
 
 from .errors import MotionError
 
@@ -105,14 +105,9 @@ def read_csv(path: str | Path) -> np.ndarray:
             values = [float(c) for c in cells]
         except ValueError:
             raise MotionError(f"{path}: line {lineno}: not a number in {','.join(cells)!r}") from None
-        v = np.array(values, np.float32)
-        if not np.all(np.isfinite(v)):
-            raise MotionError(f"{path}: line {lineno}: non-finite value")
-        bad = np.nonzero(out_of_range(v))[0]
-        if bad.size:
-            i = int(bad[0])
-            raise MotionError(f"{path}: line {lineno}: {POSE_NAMES[i]} = {values[i]:g} is outside "
-                              f"[{POSE_LOW[i]:g}, {POSE_HIGH[i]:g}]")
+        problem = pose_problem(np.array(values, np.float32))
+        if problem:
+            raise MotionError(f"{path}: line {lineno}: {problem}")
         rows.append(values)
     if not rows:
         raise MotionError(f"{path}: no pose rows (expected one row of 6 numbers per frame)")

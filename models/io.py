@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from renderer.atomicfile import atomic_path
-from renderer.errors import first_line
+from core.atomicfile import atomic_path
+from core.errors import first_line
 
 KINDS = ("morpher", "rotator", "combiner")
 EXAMPLES_KEY, RELEASED_KEY = "examples_trained", "released_weights"

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from renderer.errors import first_line
+from core.errors import first_line
 
 from .io import WeightsError
 

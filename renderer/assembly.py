@@ -16,7 +16,7 @@ from renderer.framing import Frame, estimate_frame
 from renderer.model import MMDModel
 from renderer.modelfile import load_model
 from renderer.overrides import load_override
-from renderer.posevector import REST_POSE
+from core.pose import REST_POSE
 from renderer.posing import ModelPoser
 
 

@@ -52,7 +52,8 @@ import numpy as np
 from pymeshio.pmd import reader as pmd_reader
 from pymeshio.pmx import reader as pmx_reader
 
-from renderer.errors import ModelLoadError, first_line
+from core.errors import first_line
+from renderer.errors import ModelLoadError
 from renderer.model import (
     MATERIAL_MORPH_WIDTH,
     Bone,

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.errors import ContextError, RenderError, RendererError, first_line
+from core.errors import first_line
+from renderer.errors import ContextError, RenderError, RendererError
 from renderer.framing import Frame
 from renderer.model import MATERIAL_MORPH_WIDTH, MaterialFlag, MMDModel, SphereMode
 from renderer.model import MaterialMorphColumn as MC

@@ -19,7 +19,7 @@ OVERRIDE_KEYS = ("left_eye", "right_eye", "both_eyes", "mouth", "neck_root", "ne
                  "chin_y", "head_top_y", "frame", "exclude")
 
 
-def _check_override(d, where: str) -> dict:
+def check_override(d, where: str) -> dict:
     if not isinstance(d, dict):
         raise ModelLoadError(f"{where}: override must be a JSON object")
     unknown = sorted(set(d) - set(OVERRIDE_KEYS))
@@ -64,7 +64,7 @@ def load_override(model_path, overrides_file=None, models_root=None) -> dict | N
     found = False
     beside = model_path.with_name(model_path.name + ".thactl.json")
     if beside.is_file():
-        out.update(_check_override(_read_json(beside), str(beside)))
+        out.update(check_override(_read_json(beside), str(beside)))
         found = True
     if overrides_file is not None:
         of = Path(overrides_file)
@@ -84,7 +84,7 @@ def load_override(model_path, overrides_file=None, models_root=None) -> dict | N
                 k = k[2:]
             hit = (rel == k) if rel is not None else (mp == k or mp.endswith("/" + k))
             if hit:
-                out.update(_check_override(val, f"{of} [{key}]"))
+                out.update(check_override(val, f"{of} [{key}]"))
                 found = True
                 break
     return out if found else None

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomicfile import write_bytes
+from core.atomicfile import write_bytes
 from .model import (
     MATERIAL_MORPH_WIDTH,
     Bone,

@@ -1,6 +1,6 @@
 """Pose a loaded model: morphs, the two neck bones, skinning. CPU, vectorised numpy.
 
-Pose vector (SPEC.md): head_x, head_y, neck_z, left_eye, right_eye, mouth.
+Pose vector (docs/data-format.md): head_x, head_y, neck_z, left_eye, right_eye, mouth.
 
 Rotations are the standard right-hand-rule matrices applied in MMD's own
 (left-handed) model coordinates, about the bone's head position:
@@ -35,7 +35,7 @@ import numpy as np
 
 from renderer.model import MMDModel, SkinningType
 from renderer.morph_eval import MorphEvaluator
-from renderer.posevector import ANGLE_DEGREES, POSE_NAMES, REST_POSE  # noqa: F401  (re-exported)
+from core.pose import ANGLE_DEGREES
 from renderer.skeleton import Skeleton, matrix_to_quat, quat_axis_angle, quat_mul
 
 

@@ -1,5 +1,5 @@
-"""Preview renders: one model, a few poses, the camera box it used (`thactl preview`),
-and labelled contact sheets of such renders.
+"""Preview renders: one model, a few poses, the camera box it used (`thactl preview`; the labelled
+contact sheet of such renders is core.imagegrid.contact_sheet).
 
 `render_preview(model_path, [(label, pose6), ...])` loads the model, applies its
 override, resolves the face rig, estimates the camera box from the rest pose (unless
@@ -16,31 +16,39 @@ import numpy as np
 from renderer.errors import RenderError
 from renderer.framing import Frame
 from renderer.offscreen import RenderContext
-from renderer.posevector import out_of_range
+from core.pose import POSE_INDEX, REST_POSE, pose_problem
+
+
+def _rest_with(**values: float) -> tuple[float, ...]:
+    """The rest pose with some values changed (by name)."""
+    pose = REST_POSE.tolist()
+    for name, v in values.items():
+        pose[POSE_INDEX[name]] = float(v)
+    return tuple(pose)
+
 
 SHEET_POSES: tuple[tuple[str, tuple[float, ...]], ...] = (
-    ("rest", (0, 0, 0, 0, 0, 1)),
-    ("left eye closed", (0, 0, 0, 1, 0, 1)),
-    ("right eye closed", (0, 0, 0, 0, 1, 1)),
-    ("mouth closed", (0, 0, 0, 0, 0, 0)),
-    ("both eyes closed", (0, 0, 0, 1, 1, 1)),
-    ("head_x +1 (up)", (1, 0, 0, 0, 0, 1)),
-    ("head_x -1 (down)", (-1, 0, 0, 0, 0, 1)),
-    ("head_y +1", (0, 1, 0, 0, 0, 1)),
-    ("head_y -1", (0, -1, 0, 0, 0, 1)),
-    ("neck_z +1", (0, 0, 1, 0, 0, 1)),
-    ("neck_z -1", (0, 0, -1, 0, 0, 1)),
+    ("rest", _rest_with()),
+    ("left eye closed", _rest_with(left_eye=1)),
+    ("right eye closed", _rest_with(right_eye=1)),
+    ("mouth closed", _rest_with(mouth=0)),
+    ("both eyes closed", _rest_with(left_eye=1, right_eye=1)),
+    ("head_x +1 (up)", _rest_with(head_x=1)),
+    ("head_x -1 (down)", _rest_with(head_x=-1)),
+    ("head_y +1", _rest_with(head_y=1)),
+    ("head_y -1", _rest_with(head_y=-1)),
+    ("neck_z +1", _rest_with(neck_z=1)),
+    ("neck_z -1", _rest_with(neck_z=-1)),
 )
 
 
 def check_pose(pose) -> np.ndarray:
-    """A validated (6,) float32 pose vector (SPEC ranges), or RenderError."""
-    p = np.asarray(pose, np.float32).reshape(-1)
-    if p.shape != (6,) or not np.isfinite(p).all():
-        raise RenderError(f"pose must be 6 finite numbers (head_x head_y neck_z left_eye right_eye mouth), got {list(p)}")
-    if out_of_range(p).any():
-        raise RenderError(f"pose out of range: head values must be in [-1, 1], eye/mouth values in [0, 1]; got {' '.join(f'{v:g}' for v in p)}")
-    return p
+    """A validated (6,) float32 pose vector, or RenderError saying what is wrong
+    (core.pose.pose_problem)."""
+    problem = pose_problem(pose)
+    if problem:
+        raise RenderError(f"bad pose: {problem}")
+    return np.asarray(pose, np.float32)
 
 
 @dataclass
@@ -72,22 +80,3 @@ def render_preview(model_path, poses, size: int = 256, shading: str = "phong", f
             images.append(scene.render(poser.pose(p), frame, ambient=ambient))
     return PreviewResult(images, [label for label, _ in poses], frame, notes)
 
-
-def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4,
-                  background=(200, 200, 200)) -> np.ndarray:
-    """RGB uint8 grid of RGBA renders composited over `background`, each labelled underneath."""
-    from PIL import Image, ImageDraw
-
-    from renderer.imagegrid import cell_origin, composite_over, enlarge, tile
-
-    s0 = images[0].shape[0]
-    zoom = -(-112 // s0) if s0 < 112 else 1  # small renders are enlarged (nearest) so the labels fit
-    s = s0 * zoom
-    label_h = 16
-    cells = [enlarge(composite_over(img, background), zoom) for img in images]
-    sheet = Image.fromarray(tile(cells, columns, gap_below=label_h, background=(255, 255, 255)))
-    draw = ImageDraw.Draw(sheet)
-    for i, label in enumerate(labels):
-        x, y = cell_origin(i, columns, s, gap_below=label_h)
-        draw.text((x + 3, y + s + 2), label, fill=(0, 0, 0))
-    return np.asarray(sheet)

@@ -52,7 +52,7 @@ from .model import (
     SkinningType,
     SphereMode,
 )
-from .atomicfile import write_bytes
+from core.atomicfile import write_bytes
 from .errors import RendererError
 from .pmxwriter import DisplayFrame, pmx_bytes
 

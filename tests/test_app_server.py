@@ -31,6 +31,8 @@ def test_dispatch_routes_by_prefix_and_reports_errors():
     ok = dispatch(pages, Request("GET", "/api/echo/x", {"a": "1"}))
     assert ok.status == 200 and json.loads(ok.body) == {"path": "/api/echo/x", "q": {"a": "1"}, "n": 0}
     assert dispatch(pages, Request("GET", "/elsewhere")).status == 404
+    facts = dispatch(pages, Request("GET", "/api/pose"))                 # the pages' pose facts
+    assert facts.status == 200 and json.loads(facts.body)["rest"] == [0, 0, 0, 0, 0, 1]
     assert dispatch(pages, Request("GET", "/echo")).status == 404        # the page declined it
     assert dispatch(pages, Request("GET", "/echoes/x")).status == 404    # not under the prefix
     bad = dispatch(pages, Request("GET", "/api/echo/bad"))

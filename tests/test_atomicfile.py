@@ -1,9 +1,9 @@
-"""renderer/atomicfile.py: a file appears complete under its final name or not at all."""
+"""core/atomicfile.py: a file appears complete under its final name or not at all."""
 import json
 
 import pytest
 
-from renderer.atomicfile import atomic_path, temp_glob, temp_path, write_bytes, write_json, write_text
+from core.atomicfile import atomic_path, temp_glob, temp_path, write_bytes, write_json, write_text
 
 
 def test_write_bytes_replaces_content_and_leaves_no_temporary(tmp_path):

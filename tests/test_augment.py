@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from renderer.posevector import mirror_pose
+from core.pose import mirror_pose
 from train.augment import Augment, hue_gain_matrices, mirrored_pose_part, parse_augment, recolour
 from train.errors import TrainError
 

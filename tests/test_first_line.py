@@ -1,5 +1,5 @@
-"""renderer.errors.first_line / typed_first_line: one line of an exception for a user message."""
-from renderer.errors import first_line, typed_first_line
+"""core.errors.first_line / typed_first_line: one line of an exception for a user message."""
+from core.errors import first_line, typed_first_line
 
 
 def test_first_line_keeps_the_first_line_and_cuts_to_the_limit():

@@ -17,7 +17,7 @@ import pytest
 from cli import main
 from dataset.discover import (assign_splits, decode_member_name, discover_models,
                               safe_member_path, split_from_table)
-from dataset.generate import default_eval_count
+from dataset.renderplan import default_eval_count
 from dataset.shards import SPLITS
 from dataset.torchdata import ShardDataset
 

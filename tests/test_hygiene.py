@@ -120,7 +120,8 @@ def _cycle(rc, path, frame, pose):
     """One full model lifetime: load, rig, pose, prepare, render twice, release."""
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
 
     m = load_model(path)
     poser = ModelPoser(m, resolve_face_rig(m))
@@ -204,7 +205,8 @@ def _render(rc, path):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
 
     m = load_model(path)
     rig = resolve_face_rig(m)
@@ -284,9 +286,9 @@ def _pool_tasks(tmp_path, die_at, always):
 def test_render_pool_survives_a_killed_worker(tmp_path, caplog):
     """`thactl render`'s worker pool: a worker killed mid-task is replaced and its task re-run;
     results keep their order (multiprocessing.Pool would wait forever here)."""
-    from dataset.generate import _RestartingPool
+    from dataset.workers import RestartingPool
 
-    pool = _RestartingPool(2, (32, 0, "phong", None, str(tmp_path), 1, logging.WARNING))
+    pool = RestartingPool(2, (32, 0, "phong", None, str(tmp_path), 1, logging.WARNING))
     try:
         with caplog.at_level(logging.WARNING, logger="thactl.dataset"):
             got = list(pool.imap(_square_or_die, _pool_tasks(tmp_path, 3, always=False)))
@@ -299,9 +301,9 @@ def test_render_pool_survives_a_killed_worker(tmp_path, caplog):
 
 def test_render_pool_names_a_task_that_always_kills_its_worker(tmp_path):
     from dataset.errors import DatasetError
-    from dataset.generate import _RestartingPool
+    from dataset.workers import RestartingPool
 
-    pool = _RestartingPool(2, (32, 0, "phong", None, str(tmp_path), 1, logging.WARNING))
+    pool = RestartingPool(2, (32, 0, "phong", None, str(tmp_path), 1, logging.WARNING))
     got = []
     try:
         with pytest.raises(DatasetError, match="model-5.pmx: a render worker process died twice"):
@@ -314,8 +316,8 @@ def test_render_pool_names_a_task_that_always_kills_its_worker(tmp_path):
 
 def test_a_model_that_kills_its_validation_worker_is_rejected():
     """During validation the culprit becomes a rejected model (the run goes on without it)."""
-    from dataset.generate import _RestartingPool, _validate_task
+    from dataset.workers import RestartingPool, validate_task
     from dataset.modelcheck import ModelCheck
 
-    res = ModelCheck.from_json(_RestartingPool._crash_result(_validate_task, ("/m/x.pmx", "x.pmx", "ab" * 32)))
+    res = ModelCheck.from_json(RestartingPool._crash_result(validate_task, ("/m/x.pmx", "x.pmx", "ab" * 32)))
     assert not res.ok and res.rel_path == "x.pmx" and "crashed" in res.reason and res.sha256 == "ab" * 32

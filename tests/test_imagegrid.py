@@ -1,7 +1,7 @@
-"""renderer/imagegrid.py: compositing values and grid placement, checked pixel by pixel."""
+"""core/imagegrid.py: compositing values and grid placement, checked pixel by pixel."""
 import numpy as np
 
-from renderer.imagegrid import blend_over, cell_origin, composite_over, enlarge, tile
+from core.imagegrid import blend_over, cell_origin, composite_over, enlarge, tile
 
 
 def test_composite_over_known_values():

@@ -13,7 +13,7 @@ import cli
 from inference import motion
 from inference.drawing import check_image, fit_to_square
 from inference.runner import PoserRunner
-from renderer.posevector import POSE_HIGH, POSE_LOW, REST_POSE
+from core.pose import POSE_HIGH, POSE_LOW, REST_POSE
 from tiny_networks import S, write_tiny_weights
 
 

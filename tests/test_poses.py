@@ -1,4 +1,5 @@
-"""Pose constants, sampling law and the image convention (dataset/poses.py, dataset/imageconv.py)."""
+"""Pose constants and THE pose check (core/pose.py), the sampling law (dataset/poses.py) and the
+image convention (dataset/imageconv.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from dataset.imageconv import tensor_to_uint8, uint8_to_numpy, uint8_to_tensor
-from dataset.poses import (ANGLE_DEGREES, POSE_NAMES, REST_POSE, expected_fractions, head_cdf,
-                           sample_poses, validate_pose)
+from core.pose import ANGLE_DEGREES, POSE_NAMES, REST_POSE, pose_facts, pose_problem
+from dataset.poses import expected_fractions, head_cdf, sample_poses
 
 
 def test_constants_match_spec():
@@ -15,13 +16,6 @@ def test_constants_match_spec():
     assert ANGLE_DEGREES == 15.0
     assert REST_POSE.dtype == np.float32
     assert REST_POSE.tolist() == [0, 0, 0, 0, 0, 1]
-
-
-def test_constants_match_renderer():
-    posing = pytest.importorskip("renderer.posing")
-    assert tuple(posing.POSE_NAMES) == POSE_NAMES
-    assert float(posing.ANGLE_DEGREES) == ANGLE_DEGREES
-    assert np.array_equal(np.asarray(posing.REST_POSE, np.float32), REST_POSE)
 
 
 def test_sample_poses_distribution():
@@ -60,14 +54,28 @@ def test_expected_fractions():
     assert np.allclose(expected_fractions(5, np.linspace(0, 1, 5)), 0.25)
 
 
-def test_validate_pose():
-    assert validate_pose([0, 0, 0, 0, 0, 1]).dtype == np.float32
-    with pytest.raises(ValueError):
-        validate_pose([0, 0, 0, 0, 0])
-    with pytest.raises(ValueError):
-        validate_pose([2, 0, 0, 0, 0, 0])
-    with pytest.raises(ValueError):
-        validate_pose([0, 0, 0, -0.5, 0, 0])
+def test_pose_problem_names_the_first_bad_value():
+    assert pose_problem([0, 0, 0, 0, 0, 1]) is None and pose_problem(REST_POSE) is None
+    assert pose_problem([1 + 5e-7, -1, 1, 0, 1, 0]) is None            # float rounding is tolerated
+    assert pose_problem([1 + 5e-7, 0, 0, 0, 0, 0], tolerance=0.0) == "head_x = 1 is outside [-1, 1]"
+    assert pose_problem([0, 0, 0, -0.5, 0, 2]) == "left_eye = -0.5 is outside [0, 1]"
+    assert pose_problem(np.float32([0, 0, 0, 0, 0.3, 1.3])) == "mouth = 1.3 is outside [0, 1]"
+    assert pose_problem([0, float("nan"), 0, 0, 0, 1]) == "head_y = nan is not a finite number"
+    assert pose_problem([0, 0, float("inf"), 0, 0, 1]) == "neck_z = inf is not a finite number"
+    for bad in ([0, 0, 0, 0, 0], [[0, 0, 0, 0, 0, 1]], "0,0,0,0,0,1", None, {"pose": 1}):
+        assert pose_problem(bad).startswith("a pose must be 6 numbers (head_x head_y neck_z left_eye "
+                                            "right_eye mouth), got"), bad
+    poses = np.zeros((4, 6), np.float32)
+    assert pose_problem(poses, batch=True) is None and pose_problem(np.zeros((0, 6)), batch=True) is None
+    poses[2, 4] = 7
+    assert pose_problem(poses, batch=True) == "pose 2: right_eye = 7 is outside [0, 1]"
+    assert "got shape (6,)" in pose_problem(np.zeros(6), batch=True)
+
+
+def test_pose_facts_are_the_constants():
+    facts = pose_facts()
+    assert facts == {"names": list(POSE_NAMES), "low": [-1, -1, -1, 0, 0, 0], "high": [1] * 6,
+                     "rest": [0, 0, 0, 0, 0, 1], "angle_degrees": 15.0}
 
 
 def test_imageconv_values():

@@ -12,7 +12,8 @@ import pytest
 from renderer.model import BoneFlag
 from renderer.modelfile import load_model
 from renderer.face_rig import resolve_face_rig
-from renderer.posing import ANGLE_DEGREES, POSE_NAMES, REST_POSE, ModelPoser, PosedMesh
+from core.pose import ANGLE_DEGREES, POSE_NAMES, REST_POSE
+from renderer.posing import ModelPoser, PosedMesh
 
 MODELS = ["mmd_default_pmd/miku_v2.pmd", "appearance_miku_pmx/index.pmx",
           "mmd_default_pmd/MEIKO.pmd", "mokou_pmd/mokou_A.pmd"]

@@ -32,7 +32,8 @@ def _loaded(path: str):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
 
     model = load_model(path)
     rig = resolve_face_rig(model)
@@ -186,7 +187,8 @@ def test_missing_textures_render_with_one_warning(rc, tmp_path, caplog):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
 
     src = _model("appearance_miku_pmx/index.pmx")
     dst = tmp_path / "lonely.pmx"            # the model alone, none of its textures
@@ -249,7 +251,7 @@ def test_framing_leaves_the_ribbon_out_of_the_top_of_skull(rel):
     if not path.is_file():
         pytest.skip(f"{rel} not found")
     model, rig, poser, frame = _loaded(str(path))
-    from renderer.posing import REST_POSE
+    from core.pose import REST_POSE
 
     pos = poser.pose(REST_POSE).positions
     ribbon_bone = np.array(["リボン" in b.name for b in model.bones])

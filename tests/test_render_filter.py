@@ -14,7 +14,8 @@ def sample_renders(tmp_path_factory):
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
     from renderer.offscreen import RenderContext
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
     from renderer.samples import write_samples
 
     (path,) = write_samples(tmp_path_factory.mktemp("samples"), count=1, seed=0)

@@ -40,7 +40,8 @@ def renders(tmp_path_factory):
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
     from renderer.offscreen import RenderContext
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
     from renderer.samples import write_samples
 
     (path,) = write_samples(tmp_path_factory.mktemp("samples"), count=1, seed=0)
@@ -96,7 +97,8 @@ def test_framing_estimate_matches_sample_ground_truth(tmp_path):
     from renderer.framing import estimate_frame
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
     from renderer.samples import build_sample, write_samples
 
     for i, path in enumerate(write_samples(tmp_path, count=4, seed=3)):
@@ -118,7 +120,8 @@ def test_framing_overrides(tmp_path):
     from renderer.framing import Frame, estimate_frame, estimate_head
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
     from renderer.samples import write_samples
 
     (path,) = write_samples(tmp_path, count=1, seed=0)
@@ -146,7 +149,8 @@ def test_framing_ignores_a_bow_on_top_of_the_head(tmp_path):
     from renderer.framing import estimate_head
     from renderer.modelfile import load_model
     from renderer.face_rig import resolve_face_rig
-    from renderer.posing import REST_POSE, ModelPoser
+    from core.pose import REST_POSE
+    from renderer.posing import ModelPoser
     from renderer.samples import build_sample, write_samples
 
     (path,) = write_samples(tmp_path, count=1, seed=3)

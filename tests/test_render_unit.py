@@ -288,8 +288,7 @@ def test_preview_cli_single_sheet_frame_and_errors(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["preview", str(path), "--pose", "0", "0", "0", "2", "0", "0.3", "-o", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "out of range" in err and "Traceback" not in err
-    assert "got 0 0 0 2 0 0.3" in err  # as typed, not float32 noise (0.30000001192092896)
+    assert "bad pose: left_eye = 2 is outside [0, 1]" in err and "Traceback" not in err
     assert cli.main(["preview", str(tmp_path / "nope.pmx"), "-o", str(out)]) == 1
     capsys.readouterr()
     jpg = tmp_path / "one.jpg"        # PNG bytes under a .jpg name would mislead every viewer

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from dataset.errors import ShardError
-from dataset.poses import POSE_NAMES, sample_poses
+from core.pose import POSE_NAMES
+from dataset.poses import sample_poses
 from dataset.shards import ShardReader, ShardWriter, verify_shard
 
 S = 32

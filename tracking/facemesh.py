@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from renderer.errors import first_line
+from core.errors import first_line
 
 from .errors import TrackError
 

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
-from renderer.errors import first_line
+from core.errors import first_line
 
 from .errors import TrackError
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from renderer.posevector import ANGLE_DEGREES, POSE_HIGH, POSE_LOW
+from core.pose import ANGLE_DEGREES, POSE_HIGH, POSE_LOW
 
 from .errors import TrackError
 

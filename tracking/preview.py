@@ -53,7 +53,7 @@ def write_preview(path: str | Path, source: FrameSource, landmarks: np.ndarray, 
     """`.png`: a sheet of up to 12 frames spread over the clip; `.gif`: every frame."""
     from PIL import Image
 
-    from renderer.preview import contact_sheet
+    from core.imagegrid import contact_sheet
 
     path = Path(path)
     ext = path.suffix.lower()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderer.posevector import POSE_NAMES
+from core.pose import POSE_NAMES
 
 from .calibration import Neutral, calibrated_angles
 from .errors import TrackError

@@ -5,7 +5,7 @@ seen those learns them rather than what a pose does. Two transforms, each applie
 input and target alike, make characters the data does not have:
 
   mirror  flip left to right with probability 1/2 and give the mirrored pose
-          (renderer.posevector.MIRROR_ORDER / MIRROR_SIGN: the eyes swap, head_y and neck_z change
+          (core.pose.MIRROR_ORDER / MIRROR_SIGN: the eyes swap, head_y and neck_z change
           sign). The renderer is mirror-symmetric (orthographic camera, light along the view axis),
           so a flipped example is exactly the render of the mirrored character in the mirrored pose.
   colour  a random hue rotation about the grey axis (any angle) times a random gain in [0.7, 1.3],
@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from renderer.posevector import MIRROR_ORDER, MIRROR_SIGN, POSE_SIZE
+from core.pose import MIRROR_ORDER, MIRROR_SIGN, POSE_SIZE
 
 from .errors import TrainError
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from renderer import atomicfile
-from renderer.errors import first_line
+from core import atomicfile
+from core.errors import first_line
 
 from models.io import TrainingRecord
 

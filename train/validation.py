@@ -73,7 +73,7 @@ def save_grid(columns: list[torch.Tensor], path: Path) -> None:
 
     from dataset.imageconv import tensor_to_uint8
 
-    from renderer.imagegrid import tile
+    from core.imagegrid import tile
 
     imgs = [tensor_to_uint8(c.clamp(-1, 1)) for c in columns]  # each (n, S, S, 4)
     cells = [im[row] for row in range(imgs[0].shape[0]) for im in imgs]  # row-major

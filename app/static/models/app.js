@@ -2,13 +2,11 @@
 // pose sliders, camera box lines), override editor. All text goes in through textContent.
 "use strict";
 const API = "/api/models/";
-const POSE = ["head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth"];
-const POSE_MIN = [-1, -1, -1, 0, 0, 0];
-const REST = [0, 0, 0, 0, 0, 1];
+let POSE = null;   // the pose facts {names, low, high, rest} from the server (GET /api/pose)
 const SIZE = 256, SHOWN = 384, TOP_ROW = 64, CHIN_ROW = 192;   // chin line: bottom edge of row 191
 const PAGE = 50;
 const $ = (id) => document.getElementById(id);
-const state = { offset: 0, total: 0, path: null, info: null, frame: null, pose: REST.slice(),
+const state = { offset: 0, total: 0, path: null, info: null, frame: null, pose: null,
                 busy: false, again: false, reasons: "" };
 
 function el(tag, cls, text) {
@@ -152,11 +150,11 @@ function round(v) { return Math.round(v * 10000) / 10000; }
 
 function buildSliders() {
   const box = $("sliders");
-  POSE.forEach((name, i) => {
+  POSE.names.forEach((name, i) => {
     const label = el("label"); label.append(el("span", "", name));
     const input = el("input"); input.type = "range"; input.id = "s-" + name;
-    input.min = POSE_MIN[i]; input.max = 1; input.step = 0.01; input.value = REST[i];
-    const out = el("span", "", String(REST[i]));
+    input.min = POSE.low[i]; input.max = POSE.high[i]; input.step = 0.01; input.value = POSE.rest[i];
+    const out = el("span", "", String(POSE.rest[i]));
     input.addEventListener("input", () => { state.pose[i] = +input.value; out.textContent = input.value; requestRender(); });
     label.append(input, out); box.append(label);
   });
@@ -168,7 +166,8 @@ async function requestRender() {
   state.busy = true;
   const path = state.path;
   try {
-    const r = await fetch(API + "render?path=" + encodeURIComponent(path) + "&pose=" + state.pose.join(","));
+    const pose = state.pose ? "&pose=" + state.pose.join(",") : "";   // none: the rest pose
+    const r = await fetch(API + "render?path=" + encodeURIComponent(path) + pose);
     if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
     const blob = await r.blob();
     if (path === state.path) {
@@ -249,7 +248,8 @@ async function save() {
 }
 
 // ---------------------------------------------------------------- wiring
-buildSliders();
+getJSON("/api/pose").then((facts) => { POSE = facts; state.pose = facts.rest.slice(); buildSliders(); })
+  .catch((e) => { $("scan-text").textContent = "error: " + e.message; });
 dragLine($("top-line"), $("top"));
 dragLine($("chin-line"), $("chin"));
 for (const id of ["top", "chin"]) $(id).addEventListener("input", placeLines);

@@ -5,13 +5,11 @@
 // Errors are kept per source (drawing, pose, webcam, ...): a source's message stays until that
 // source succeeds again or the user closes it. All text goes in through textContent.
 "use strict";
-const NAMES = ["head_x", "head_y", "neck_z", "left_eye", "right_eye", "mouth"];
-const LOW = [-1, -1, -1, 0, 0, 0];
-const REST = [0, 0, 0, 0, 0, 1];
+let POSE = null;   // the pose facts {names, low, high, rest} from the server (GET /api/pose)
 const SOURCES = { info: "server", drawing: "drawing", pose: "pose", motion: "motion", gif: "GIF", track: "webcam" };
 const $ = (id) => document.getElementById(id);
 const TAB = newTabId();
-const state = { pose: REST.slice(), wanted: null, posing: false, frameUrl: null, inputUrl: null, ready: false,
+const state = { pose: null, wanted: null, posing: false, frameUrl: null, inputUrl: null, ready: false,
                 camera: null, seq: 0, calibrate: false, log: [], errors: new Map(), drawing: "",
                 uploads: new Map(), playing: false };
 window.puppetLog = state.log;      // what the page showed, for tests and debugging
@@ -70,11 +68,12 @@ const postJSON = (path, obj) => api(path, { method: "POST", headers: { "Content-
 
 // ---------------------------------------------------------------- pose
 function buildSliders() {
-  NAMES.forEach((name, i) => {
+  POSE.names.forEach((name, i) => {
     const label = el("label");
     const input = el("input");
-    Object.assign(input, { type: "range", id: "s-" + name, min: LOW[i], max: 1, step: 0.01, value: REST[i] });
-    const out = el("output", "", REST[i].toFixed(2));
+    Object.assign(input, { type: "range", id: "s-" + name, min: POSE.low[i], max: POSE.high[i], step: 0.01,
+                           value: POSE.rest[i] });
+    const out = el("output", "", POSE.rest[i].toFixed(2));
     out.id = "v-" + name;
     label.append(el("span", "", name), input, out);
     $("sliders").append(label);
@@ -87,7 +86,7 @@ function buildSliders() {
 }
 
 function showPose(pose) {
-  NAMES.forEach((name, i) => {
+  POSE.names.forEach((name, i) => {
     $("s-" + name).value = pose[i];
     $("v-" + name).textContent = pose[i].toFixed(2);
   });
@@ -288,8 +287,6 @@ async function trackLoop() {
 }
 
 // ---------------------------------------------------------------- wiring
-buildSliders();
-showPose(state.pose);
 setReady(false);
 $("drawings").addEventListener("change", (ev) => menuChanged(ev.target.value));
 $("upload").addEventListener("change", (ev) => {
@@ -297,10 +294,16 @@ $("upload").addEventListener("change", (ev) => {
   ev.target.value = "";                 // choosing the same file again uploads it again
   if (file) upload(file);
 });
-$("reset").addEventListener("click", () => requestPose(REST.slice()));
+$("reset").addEventListener("click", () => requestPose(POSE.rest.slice()));
 $("play").addEventListener("click", playPreset);
 $("save-png").addEventListener("click", () => state.frameUrl && save(state.frameUrl, "puppet.png"));
 $("save-gif").addEventListener("click", saveGif);
 $("webcam").addEventListener("click", startWebcam);
 $("calibrate").addEventListener("click", () => { state.calibrate = true; });
-loadInfo().catch((e) => setError("info", e.message));
+fetch("/api/pose").then((r) => r.json()).then((facts) => {     // the pose facts first, then the page
+  POSE = facts;
+  state.pose = facts.rest.slice();
+  buildSliders();
+  showPose(state.pose);
+  return loadInfo();
+}).catch((e) => setError("info", e.message));

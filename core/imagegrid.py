@@ -1,4 +1,5 @@
-"""THE image grid and alpha-over-background compositing helpers (numpy uint8, no PIL).
+"""THE image grid, alpha-over-background compositing and labelled contact sheets (numpy uint8;
+Pillow only to draw the labels of `contact_sheet`).
 
 Compositing works on straight-alpha RGBA uint8 images in sRGB, as image viewers do:
 rgb · a + background · (1 − a) with a = alpha / 255.  A grid places equal-sized
@@ -59,3 +60,21 @@ def tile(cells: Sequence[np.ndarray], columns: int, pad: int = 0, gap_below: int
         x, y = cell_origin(i, columns, size, pad, gap_below, top)
         canvas[y:y + size, x:x + size] = cell
     return canvas
+
+
+def contact_sheet(images: list[np.ndarray], labels: list[str], columns: int = 4,
+                  background=(200, 200, 200)) -> np.ndarray:
+    """RGB uint8 grid of RGBA renders composited over `background`, each labelled underneath."""
+    from PIL import Image, ImageDraw  # only here: the rest of core needs no Pillow
+
+    s0 = images[0].shape[0]
+    zoom = -(-112 // s0) if s0 < 112 else 1  # small renders are enlarged (nearest) so the labels fit
+    s = s0 * zoom
+    label_h = 16
+    cells = [enlarge(composite_over(img, background), zoom) for img in images]
+    sheet = Image.fromarray(tile(cells, columns, gap_below=label_h, background=(255, 255, 255)))
+    draw = ImageDraw.Draw(sheet)
+    for i, label in enumerate(labels):
+        x, y = cell_origin(i, columns, s, gap_below=label_h)
+        draw.text((x + 3, y + s + 2), label, fill=(0, 0, 0))
+    return np.asarray(sheet)

@@ -1,9 +1,10 @@
-"""THE pose vector (SPEC.md, "The pose vector"): names, indices, rest pose, bounds, range check.
+"""THE pose vector (docs/data-format.md, "The pose vector"): names, indices, rest pose, bounds,
+the range check `out_of_range` and THE pose check `pose_problem`.
 
 Six numbers in this order: head_x, head_y, neck_z (head rotation, each in [-1, 1],
 one unit = ANGLE_DEGREES) then left_eye, right_eye, mouth (expression, each in
 [0, 1]).  This module imports nothing beyond numpy, so every package (renderer,
-dataset, train, inference, the app) can take pose facts from here without
+dataset, train, inference, tracking, the app) can take pose facts from here without
 pulling in OpenGL or torch.
 """
 from __future__ import annotations
@@ -42,6 +43,41 @@ def out_of_range(values, tolerance: float = RANGE_TOLERANCE) -> np.ndarray:
     low = (POSE_LOW.astype(np.float64) - tolerance).astype(v.dtype)
     high = (POSE_HIGH.astype(np.float64) + tolerance).astype(v.dtype)
     return ~((v >= low) & (v <= high))
+
+
+def pose_problem(pose, tolerance: float = RANGE_TOLERANCE, batch: bool = False) -> str | None:
+    """THE pose check: what is wrong with `pose` as one pose vector (shape (6,); with `batch` an
+    (N, 6) array of them), or None when nothing is.  In this order: not numbers or another shape,
+    a value that is not a finite number, a value outside [POSE_LOW, POSE_HIGH] by more than
+    `tolerance` (out_of_range).  One line naming the first bad value, e.g.
+    "left_eye = 1.5 is outside [0, 1]" (batch: "pose 3: left_eye = 1.5 is outside [0, 1]");
+    callers put where the pose came from in front of it.
+    """
+    shape = "an (N, 6) array of poses" if batch else f"{POSE_SIZE} numbers"
+    try:
+        p = np.asarray(pose)
+        if not np.issubdtype(p.dtype, np.floating):
+            p = p.astype(np.float64)
+    except (TypeError, ValueError):
+        return f"a pose must be {shape} ({' '.join(POSE_NAMES)}), got {str(pose)[:80]!r}"
+    if p.shape[-1:] != (POSE_SIZE,) or p.ndim != (2 if batch else 1):
+        return f"a pose must be {shape} ({' '.join(POSE_NAMES)}), got shape {p.shape}"
+    bad = out_of_range(p, tolerance)            # True for NaN and infinities too
+    if not bad.any():
+        return None
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    i, value = where[-1], float(p[where])
+    prefix = f"pose {where[0]}: " if batch else ""
+    if not np.isfinite(value):
+        return f"{prefix}{POSE_NAMES[i]} = {value} is not a finite number"
+    return f"{prefix}{POSE_NAMES[i]} = {value:g} is outside [{POSE_LOW[i]:g}, {POSE_HIGH[i]:g}]"
+
+
+def pose_facts() -> dict:
+    """The pose facts as JSON (names, low, high, rest, angle_degrees): what the browser pages'
+    sliders are built from (served as GET /api/pose)."""
+    return {"names": list(POSE_NAMES), "low": POSE_LOW.tolist(), "high": POSE_HIGH.tolist(),
+            "rest": REST_POSE.tolist(), "angle_degrees": ANGLE_DEGREES}
 
 
 #: the pose of the mirror image (flipped left to right) of a character posed with pose p is
