@@ -20,6 +20,7 @@ digit.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import sys
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
@@ -56,6 +58,22 @@ def load_split(data: str, split: str, limit: int | None = None, characters: int 
                  for k in ("rest_image", "morphed_image", "pose"))
 
 
+@torch.inference_mode()
+def ratio_by_character(net, data: str, splits=("validation", "test")) -> list[tuple[str, str, int, float]]:
+    """(split, model file, examples, changed-region ratio) for every model file of the held-out splits."""
+    from per_character import examples_by_model
+
+    out = []
+    for split in splits:
+        ds = ShardDataset(data, split=split)
+        for model, idx in sorted(examples_by_model(ds).items()):
+            items = [ds[i] for i in idx]
+            rest, morphed = (torch.stack([it[k] for it in items]) for k in ("rest_image", "morphed_image"))
+            pose3 = torch.stack([it["pose"][3:6] for it in items])
+            out.append((split, model, len(idx), morpher_region_ratio(net, rest, morphed, pose3)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="a thactl render folder with train/, validation/, test/")
@@ -72,6 +90,7 @@ def main() -> None:
                          "0 = all. The data-size experiment of README's morpher table")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None, help="write the run's curve and its per-character ratios here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -86,6 +105,7 @@ def main() -> None:
     dev = setup_device("cpu", "fp32", False)
     order = torch.Generator().manual_seed(a.seed)
     t0 = time.perf_counter()
+    curve = []
     for step in range(1, a.steps + 1):
         idx = torch.randint(0, len(train[0]), (a.batch_size,), generator=order)
         x, t, p = (d[idx] for d in train)
@@ -99,10 +119,18 @@ def main() -> None:
                 group["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step / a.steps))
         if step % max(1, a.steps // 6) == 0 or step == a.steps:
             net.eval()
-            ratios = " ".join(f"{k} {morpher_region_ratio(net, *v):.3f}" for k, v in probes.items())
+            ratios = {k: morpher_region_ratio(net, *v) for k, v in probes.items()}
             net.train()
-            print(f"step {step:5d}  loss {loss.item():.4f}  changed-region ratio: {ratios}  "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            curve.append(dict(step=step, seconds=time.perf_counter() - t0, **ratios))
+            print(f"step {step:5d}  loss {loss.item():.4f}  changed-region ratio: "
+                  f"{' '.join(f'{k} {v:.3f}' for k, v in ratios.items())}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    net.eval()
+    characters = ratio_by_character(net, a.data)
+    for split, model, n, ratio in characters:
+        print(f"{split:10s} {model:60s} {n:5d} examples  changed-region ratio {ratio:.3f}", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(dict(args=vars(a), curve=curve, characters=[
+            dict(split=s_, model=m, examples=n, ratio=r) for s_, m, n, r in characters]), indent=1) + "\n")
 
 
 if __name__ == "__main__":
