@@ -303,13 +303,15 @@ def inspect_cmd(path, sheet, examples, verify, seed) -> None:
 @click.option("--channels-last/--no-channels-last", default=None, help="Default: on for CUDA.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
 @click.option("--workers", type=int, help="DataLoader worker processes (default: 8 on CUDA, 0 on the CPU).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for torch (default: the cores not busy at start-up, at least 1; see train/threads.py).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--skip-bad-shards", is_flag=True,
               help="Leave out corrupt or unreadable shards (each is named in a warning) instead of stopping.")
 def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, grid_convention, batch_size, examples, lr, seed,
               checkpoint_every, val_every, val_examples, num_samples, log_every, image_size, base_channels,
               num_downsample, num_res_blocks, pose_film, head_init_scale, region_weight, unet, augment, device,
-              precision, channels_last, compile_, workers, quiet, skip_bad_shards):
+              precision, channels_last, compile_, workers, threads, quiet, skip_bad_shards):
     """Train the face MORPHER, the ROTATOR or the COMBINER on rendered shards.
 
     \b
@@ -328,10 +330,14 @@ def train_cmd(kind, data, out, loss, vgg_weights, random_vgg, init, rotator, gri
 
     from train.errors import TrainError
     from train.loop import TrainConfig, train
+    from train.threads import set_threads
 
     if not Path(data).is_dir():
         raise TrainError(f"{data}: data folder not found")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    n_threads = set_threads(threads)
+    if int(os.environ.get("RANK", "0")) == 0 and not quiet:
+        logging.getLogger("thactl.train").info("torch CPU threads: %d", n_threads)
     cfg = TrainConfig(kind=kind, data=data, out=out, loss=loss, batch_size=batch_size, examples=examples, lr=lr,
                       seed=seed, checkpoint_every=checkpoint_every, val_every=val_every, val_examples=val_examples,
                       num_samples=num_samples, log_every=log_every, image_size=image_size,

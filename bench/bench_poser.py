@@ -88,10 +88,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cuda-frames", type=int, default=200)
     ap.add_argument("--num-downsample", type=int, default=3)
     ap.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (a CPU pass per network)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: thactl train's rule, the cores not busy at start-up)")
     a = ap.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    from train.threads import set_threads
+
+    set_threads(a.threads)
 
     if a.weights:
         from models.io import load_weights

@@ -160,8 +160,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, default=REPO.parent / "shared" / "models")
     ap.add_argument("--out", type=Path, default=Path("learning-check"))
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: a loaded machine runs one thread far faster than two)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: thactl train's rule, the cores not busy at start-up)")
     ap.add_argument("--count", type=int, default=CONFIG["data"]["count"], help="training examples to render")
     ap.add_argument("--budget-scale", type=float, default=1.0,
                     help="multiply every stage's training budget (smoke runs; the checks need 1)")
@@ -171,7 +171,9 @@ def main(argv=None) -> int:
     if not args.models.is_dir():
         print(f"{args.models}: model folder not found (give --models)", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
+    from train.threads import set_threads
+
+    args.threads = set_threads(args.threads)
     t_start = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -89,10 +89,12 @@ def main() -> None:
                     help="train on this many of the training split's model files (a draw seeded by --seed); "
                          "0 = all. The data-size experiment of README's morpher table")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="default: thactl train's rule (train/threads.py)")
     ap.add_argument("--json", default=None, help="write the run's curve and its per-character ratios here")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    from train.threads import set_threads
+
+    a.threads = set_threads(a.threads)
     torch.manual_seed(a.seed)
     train = load_split(a.data, "train", characters=a.characters, seed=a.seed)
     probes = {"train": tuple(x[:400] for x in train), "validation": load_split(a.data, "validation", 400),
