@@ -131,7 +131,10 @@ def main() -> None:
     for split, model, n, ratio in characters:
         print(f"{split:10s} {model:60s} {n:5d} examples  changed-region ratio {ratio:.3f}", flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(args=vars(a), curve=curve, characters=[
+        from per_character import examples_by_model
+
+        train_files = a.characters or len(examples_by_model(ShardDataset(a.data, split="train")))
+        Path(a.json).write_text(json.dumps(dict(args=vars(a), train_files=train_files, curve=curve, characters=[
             dict(split=s_, model=m, examples=n, ratio=r) for s_, m, n, r in characters]), indent=1) + "\n")
 
 
