@@ -6,8 +6,8 @@
   while the first model renders to the same pixels at the start and at the end (no state
   leaks); a slow-marked twin also bounds the RSS growth after a warm-up pass.
 * Models that make the renderer fail are rejected cleanly: a texture Pillow cannot
-  decode and a texture whose header claims an absurd size fall back to the material
-  colour with a warning; a material outside the index buffer or a broken material
+  decode falls back to the material colour with a warning, a texture whose header claims
+  more than the cap rejects the model; a material outside the index buffer or a broken material
   flag raises RenderError naming the model, leaves no GL object behind, and the same
   context keeps rendering other models identically.
 * `thactl render`'s worker pool survives a worker killed mid-task (re-runs the task, keeps
@@ -217,7 +217,10 @@ def _render(rc, path):
         return scene.render(rest, frame), list(scene.textures.missing)
 
 
-def test_undecodable_and_absurd_textures_fall_back_cleanly(rc, shared_models, tmp_path, caplog):
+def test_an_undecodable_texture_falls_back_and_an_absurd_one_rejects_the_model(rc, shared_models, tmp_path, caplog):
+    """A texture Pillow cannot decode falls back to the material colour with a warning; one whose
+    header claims more than the texture cap (docs/security.md) is a RenderError naming the file, so
+    the model is rejected; either way no GL object is left behind and the context keeps rendering."""
     path = _copy_model(tmp_path, shared_models)
     good, missing = _render(rc, path)
     assert not missing
@@ -226,16 +229,24 @@ def test_undecodable_and_absurd_textures_fall_back_cleanly(rc, shared_models, tm
     texs = list(dict.fromkeys(texs))
     assert len(texs) >= 2, texs
     (path.parent / texs[0]).write_bytes(b"BM" + os.urandom(200))        # Pillow cannot decode it
-    (path.parent / texs[1]).write_bytes(_png_header(9000, 9000))          # claims 81 M pixels
     with GLTracker(rc.ctx) as tr:
         caplog.clear()
         img, missing = _render(rc, path)
         assert not {k: v for k, v in tr.live().items() if k != "program"}
     assert img[..., 3].any()
-    assert len(missing) == 2 and all("unreadable" in m for m in missing), missing
+    assert len(missing) == 1 and "unreadable" in missing[0], missing
     assert any("texture(s) missing or unreadable" in r.getMessage() for r in caplog.records)
     # only the textured parts differ; the silhouette is the same
     assert np.array_equal(img[..., 3] > 0, good[..., 3] > 0)
+    (path.parent / texs[1]).write_bytes(_png_header(9000, 9000))          # claims 81 M pixels
+    with GLTracker(rc.ctx) as tr:
+        with pytest.raises(RenderError, match="9000x9000 pixels refused before decoding") as ei:
+            _render(rc, path)
+        assert not {k: v for k, v in tr.live().items() if k != "program"}
+    assert "\n" not in str(ei.value) and texs[1].replace("\\", "/").split("/")[-1] in str(ei.value)
+    (tmp_path / "again").mkdir()
+    again, _ = _render(rc, _copy_model(tmp_path / "again", shared_models))
+    assert np.array_equal(again, good)
 
 
 def test_broken_model_rejected_without_leaking_and_context_survives(rc, models):
