@@ -52,8 +52,10 @@ from per_character import character_strip, per_character, pooled  # noqa: E402
 # the documented small configuration (64 px, batch 16, Adam betas 0.5/0.999)
 ARCH = dict(base_channels=16, num_downsample=2, num_res_blocks=2)
 CONFIG = {
-    "data": dict(size=64, count=6000),
-    "morpher": dict(ARCH, batch_size=16, examples=12_000, lr=1e-3, pose_film=True, head_init_scale=0.01, unet=True,
+    # the whole collection (about 32 training model files): twice the examples and four times the morpher
+    # budget of the 13-file check, since more characters keep the morpher longer on "copy the input"
+    "data": dict(size=64, count=12_000),
+    "morpher": dict(ARCH, batch_size=16, examples=48_000, lr=1e-3, pose_film=True, head_init_scale=0.01, unet=True,
                     augment="mirror,colour"),
     "rotator": dict(ARCH, batch_size=16, examples=8_000, lr=3e-4),
     "combiner": dict(ARCH, batch_size=16, examples=4_800, lr=3e-4),
