@@ -190,9 +190,12 @@ def _ambient_range(text: str) -> tuple[float, float]:
               help="Keep one model of each same-mesh group (the first by path); reject the others. "
                    "Default: keep all, in one split.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--schema", default=None, metavar="NAME|FILE",
+              help="Pose schema of the data: tha1 (default: THA1's six numbers), tha3 (the 45 of THA2/THA3) "
+                   "or a schema file (docs/pose-schemas.md).")
 def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_size, group_size,
                ambient, split_ratios, split_file, overrides, workers, part, force, dedupe,
-               quiet) -> None:
+               quiet, schema) -> None:
     """Render training data (HDF5 shards) from MMD models; re-run to resume.
 
     \b
@@ -200,6 +203,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
       thactl render --out demo-data                       # built-in samples, seconds
       thactl render --models ./pmx --out ./data --count 500000
       thactl render --models ./pmx --out ./data --count 500000 --part 2/8   # machine 2 of 8
+      thactl render --models ./pmx --out ./data3 --count 100000 --schema tha3
     """
     import logging
     from pathlib import Path
@@ -215,7 +219,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
         group_size=group_size, ambient=_ambient_range(ambient), split_ratios=split_ratios,
         split_file=Path(split_file) if split_file else None,
         overrides=Path(overrides) if overrides else None, workers=workers, part=part, force=force,
-        progress=not quiet, dedupe=dedupe)
+        progress=not quiet, dedupe=dedupe, schema=schema)
     result = run_render(req)
     n, dt = result.stats.rendered_examples, result.stats.elapsed_s
     for line in summary_lines(result.manifest):
