@@ -79,26 +79,47 @@ def samples_cmd(out_dir, count, seed):
               help="Render at K times the size and box-filter down (combine with --aa 0 for pure SSAA).")
 @click.option("--ambient", default=0.5, show_default=True, type=float, help="Ambient light magnitude (phong; in toon mode the light is 1.2x this).")
 @_overrides_option
-def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersample, ambient, overrides):
-    """Render MODEL (.pmx/.pmd) as THA training data would: one pose, or a contact sheet."""
+@click.option("--schema", default=None, metavar="NAME|FILE",
+              help="Pose schema (tha1, tha3 or a schema file; docs/pose-schemas.md): --sheet draws one "
+                   "cell per parameter at its extreme. Default: THA1's six numbers.")
+def preview_cmd(model, pose, output, size, shading, frame, sheet, aa, supersample, ambient, overrides,
+                schema):
+    """Render MODEL (.pmx/.pmd) as THA training data would: one pose, or a contact sheet.
+
+    \b
+    Examples:
+      thactl preview miku.pmx -o miku.png
+      thactl preview miku.pmx --sheet -o sheet.png
+      thactl preview miku.pmx --schema tha3 --sheet --size 128 -o tha3-sheet.png
+    """
     from pathlib import Path
 
     from PIL import Image
 
     from core.imagegrid import contact_sheet
     from core.pose import REST_POSE
+    from core.poseschema import load_schema
     from renderer.errors import RendererError
-    from renderer.preview import SHEET_POSES, render_preview
+    from renderer.preview import SHEET_POSES, render_preview, render_schema_preview, schema_sheet_poses
 
     if Path(output).suffix.lower() not in ("", ".png"):   # checked before rendering anything
         raise RendererError(f"{output}: the preview is an RGBA PNG; give a name ending in .png")
 
-    poses = list(SHEET_POSES) if sheet else [("pose", REST_POSE if pose is None else pose)]
-    res = render_preview(model, poses, size=size, shading=shading, frame=frame or None, aa=aa,
-                         ambient=ambient, overrides_file=overrides, supersample=supersample)
+    pose_schema = load_schema(schema)
+    if not pose_schema.is_tha1:
+        if pose is not None:
+            raise RendererError("--pose takes THA1's six numbers; with --schema use --sheet")
+        poses = schema_sheet_poses(pose_schema) if sheet else [("rest", pose_schema.rest)]
+        res = render_schema_preview(model, pose_schema, poses, size=size, shading=shading,
+                                    frame=frame or None, aa=aa, ambient=ambient, overrides_file=overrides)
+    else:
+        poses = list(SHEET_POSES) if sheet else [("pose", REST_POSE if pose is None else pose)]
+        res = render_preview(model, poses, size=size, shading=shading, frame=frame or None, aa=aa,
+                             ambient=ambient, overrides_file=overrides, supersample=supersample)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
-    img = contact_sheet(res.images, res.labels) if sheet else res.images[0]
+    columns = 4 if pose_schema.is_tha1 else 8
+    img = contact_sheet(res.images, res.labels, columns=columns) if sheet else res.images[0]
     try:
         Image.fromarray(img).save(output, format="PNG")
     except OSError as e:
@@ -169,9 +190,12 @@ def _ambient_range(text: str) -> tuple[float, float]:
               help="Keep one model of each same-mesh group (the first by path); reject the others. "
                    "Default: keep all, in one split.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--schema", default=None, metavar="NAME|FILE",
+              help="Pose schema of the data: tha1 (default: THA1's six numbers), tha3 (the 45 of THA2/THA3) "
+                   "or a schema file (docs/pose-schemas.md).")
 def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_size, group_size,
                ambient, split_ratios, split_file, overrides, workers, part, force, dedupe,
-               quiet) -> None:
+               quiet, schema) -> None:
     """Render training data (HDF5 shards) from MMD models; re-run to resume.
 
     \b
@@ -179,6 +203,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
       thactl render --out demo-data                       # built-in samples, seconds
       thactl render --models ./pmx --out ./data --count 500000
       thactl render --models ./pmx --out ./data --count 500000 --part 2/8   # machine 2 of 8
+      thactl render --models ./pmx --out ./data3 --count 100000 --schema tha3
     """
     import logging
     from pathlib import Path
@@ -194,7 +219,7 @@ def render_cmd(models, out, count, val_count, test_count, seed, size, aa, shard_
         group_size=group_size, ambient=_ambient_range(ambient), split_ratios=split_ratios,
         split_file=Path(split_file) if split_file else None,
         overrides=Path(overrides) if overrides else None, workers=workers, part=part, force=force,
-        progress=not quiet, dedupe=dedupe)
+        progress=not quiet, dedupe=dedupe, schema=schema)
     result = run_render(req)
     n, dt = result.stats.rendered_examples, result.stats.elapsed_s
     for line in summary_lines(result.manifest):
@@ -217,15 +242,36 @@ def models_group() -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Also write the results as a JSON list of records to this file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--schema", default=None, metavar="NAME|FILE",
+              help="Instead: which parameters of this pose schema (tha3, or a schema file) each model "
+                   "covers and how each was decided, and the coverage over the folder.")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="With --schema: also write the coverage table (models x parameter groups, markdown).")
 @click.pass_context
-def models_check_cmd(ctx, folder, overrides, workers, json_path, quiet) -> None:
+def models_check_cmd(ctx, folder, overrides, workers, json_path, quiet, schema, table) -> None:
     """Check every model under FOLDER (recursively, zips included) exactly as `thactl render`
-    validates them: one line per model, exit status 1 when any model is not usable."""
+    validates them: one line per model, exit status 1 when any model is not usable.
+
+    \b
+    Examples:
+      thactl models check ./pmx
+      thactl models check ./pmx --schema tha3 --table coverage.md
+    """
     from pathlib import Path
 
-    from dataset.collection import CheckSettings, run_check
+    from dataset.collection import CheckSettings, discover_with_hashes, run_check
 
     cfg = CheckSettings(Path(folder), Path(overrides) if overrides else None, workers=workers)
+    if schema is not None:
+        from core.poseschema import load_schema
+        from dataset.schemacheck import run_schema_check
+
+        pose_schema = load_schema(schema)
+        if not Path(folder).is_dir():
+            raise click.ClickException(f"{folder}: not a folder")
+        run_schema_check(Path(folder), pose_schema, cfg.overrides, discover_with_hashes(cfg), click.echo,
+                         Path(table) if table else None)
+        return
     _, bad = run_check(cfg, click.echo, Path(json_path) if json_path else None, progress=not quiet)
     if bad:
         ctx.exit(1)

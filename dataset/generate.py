@@ -189,15 +189,20 @@ def _render_shards(runner: Runner, out: Path, plans: dict[str, SplitPlan],
     # tasks are planned lazily (a THA1-sized run has ~30,000 groups); the runner yields
     # results in task order, so the plan of each result is the oldest one not yet used
     planned: deque[tuple[ShardPlan, Group]] = deque()
+    schema = r.pose_schema()
+    schema_json = None if schema is None else schema.to_json()
 
     def tasks() -> Iterator[dict]:
         for sh in todo:
             sp = plans[sh.split]
-            for grp in shard_groups(sp, sh, r.seed, r.group_size, r.ambient):
+            for grp in shard_groups(sp, sh, r.seed, r.group_size, r.ambient, schema):
                 c = sp.models[grp.model]
                 planned.append((sh, grp))
-                yield dict(path=str(c_path[c.rel_path]), frame=c.frame, ambient=grp.ambient,
-                           poses=grp.poses)
+                task = dict(path=str(c_path[c.rel_path]), frame=c.frame, ambient=grp.ambient,
+                            poses=grp.poses)
+                if schema_json is not None:
+                    task["schema"] = schema_json
+                yield task
 
     writer: ShardWriter | None = None
     current: ShardPlan | None = None
@@ -207,12 +212,16 @@ def _render_shards(runner: Runner, out: Path, plans: dict[str, SplitPlan],
             if current is not sh:
                 for stale in (out / sh.split).glob(temp_glob(shard_name(sh.index))):
                     stale.unlink()
-                writer = ShardWriter(out / sh.rel, r.size, sh.split, r.seed, shard_settings[sh.split])
+                writer = ShardWriter(out / sh.rel, r.size, sh.split, r.seed, shard_settings[sh.split],
+                                     schema=schema)
                 current = sh
             sp = plans[sh.split]
             c = sp.models[grp.model]
-            row = writer.add_model(c.rel_path, c.sha256, c.frame, res["rest"])
-            for p, mo, po in zip(grp.poses, res["morphed"], res["posed"]):
+            if schema is None:
+                row = writer.add_model(c.rel_path, c.sha256, c.frame, res["rest"])
+            else:
+                row = writer.add_model(c.rel_path, c.sha256, c.frame, res["rest"], res["available"])
+            for p, mo, po in zip(res.get("poses", grp.poses), res["morphed"], res["posed"]):
                 writer.add_example(row, p, mo, po, grp.ambient)
             bar.update(len(grp.poses))
             if grp.last_of_shard:

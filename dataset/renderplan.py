@@ -82,8 +82,12 @@ class SplitPlan:
         return (np.asarray(j, dtype=np.int64) * len(self.models)) // self.count
 
 
-def pose_for(seed: int, split: str, j: int, one_eye: bool) -> np.ndarray:
+def pose_for(seed: int, split: str, j: int, one_eye: bool, schema=None) -> np.ndarray:
+    """Example j's pose: THA1's law, or with a pose schema (core.poseschema) the schema's law, from a
+    generator seeded with (seed, split, 0, j) alone."""
     rng = np.random.default_rng([int(seed), SPLIT_IDS[split], 0, int(j)])
+    if schema is not None:
+        return schema.sample(rng, 1)[0]
     return sample_poses(rng, 1, one_eye_morphs=one_eye)[0]
 
 
@@ -95,7 +99,7 @@ def ambient_for(seed: int, split: str, first: int, lo: float, hi: float) -> floa
 
 
 def shard_groups(sp: SplitPlan, shard: ShardPlan, seed: int, group_size: int,
-                 ambient: tuple[float, float]) -> list[Group]:
+                 ambient: tuple[float, float], schema=None) -> list[Group]:
     js = np.arange(shard.first, shard.first + shard.count)
     owners = sp.model_of(js)
     groups: list[Group] = []
@@ -106,7 +110,7 @@ def shard_groups(sp: SplitPlan, shard: ShardPlan, seed: int, group_size: int,
         while end < len(js) and owners[end] == m and end - start < group_size:
             end += 1
         one_eye = sp.models[m].one_eye_morphs
-        poses = np.stack([pose_for(seed, sp.split, int(j), one_eye) for j in js[start:end]])
+        poses = np.stack([pose_for(seed, sp.split, int(j), one_eye, schema) for j in js[start:end]])
         groups.append(Group(sp.split, shard.index, m, int(js[start]), poses,
                             ambient_for(seed, sp.split, int(js[start]), *ambient)))
         start = end

@@ -38,6 +38,14 @@ class RenderRequest:
     force: bool = False
     progress: bool = True
     dedupe: bool = False          # keep only the first model (by path) of each same-mesh group
+    schema: str | None = None     # pose schema: a built-in name or a file (None: tha1)
+
+    def pose_schema(self):
+        """The loaded pose schema (core.poseschema), or None for THA1's (rendered as before)."""
+        from core.poseschema import load_schema
+
+        s = load_schema(self.schema)
+        return None if s.is_tha1 else s
 
 
 def check_request(r: RenderRequest) -> None:
@@ -79,6 +87,9 @@ def request_settings(r: RenderRequest, models_label: str) -> dict:
     )
     if r.dedupe:   # only when set, so data made before the option existed still resumes
         out["dedupe"] = True
+    schema = r.pose_schema()
+    if schema is not None:   # the schema in full; absent for THA1, whose data is unchanged
+        out["schema"] = schema.to_json()
     return out
 
 

@@ -34,6 +34,11 @@ def pose_stat_lines(poses: np.ndarray) -> list[str]:
     """Text histograms of each pose component against the intended distribution."""
     if len(poses) == 0:
         return ["pose statistics: no examples"]
+    if poses.shape[1] != len(POSE_NAMES):     # a pose schema's data (docs/pose-schemas.md)
+        active = (poses != np.median(poses, axis=0)).mean(axis=0)
+        return [f"pose statistics: {poses.shape[1]} parameters (a pose schema); share of examples away "
+                f"from the median per parameter: min {active.min():.0%}, mean {active.mean():.0%}, "
+                f"max {active.max():.0%}"]
     lines = [f"pose statistics over {len(poses)} examples ({NBINS} bins; observed | intended):"]
     for c, name in enumerate(POSE_NAMES):
         lo = -1.0 if c < 3 else 0.0

@@ -37,9 +37,13 @@ from dataset.errors import ShardError
 from core.atomicfile import commit, discard, temp_path
 from core.errors import first_line
 from core.pose import ANGLE_DEGREES, POSE_NAMES, pose_problem
+from core.poseschema import PoseSchema, SchemaError, parse_schema
 
 FORMAT = "thactl-shard"
-FORMAT_VERSION = 1
+#: the newest version this module reads; THA1 shards are written as version 1 (unchanged), shards of
+#: another pose schema as version 2 (attribute `pose_schema`, `pose` (N, P), dataset `model_available`)
+FORMAT_VERSION = 2
+THA1_FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
 #: (filter, options) for image datasets.  Measured on real 256x256 renders of the
 #: test models: gzip level 1 stores 15-20 % fewer bytes than lzf (about 62 vs 73 KB
@@ -62,6 +66,20 @@ LAYOUT: dict[str, tuple[str, tuple]] = {
     "posed_image": ("u1", ("S", "S", 4)),
     "ambient": ("f4", ()),
 }
+#: schema shards (version 2): per model row, 1 where the model can show the parameter (its morph or
+#: bones were found and change pixels in the probe render), else 0 (its examples keep it at rest)
+AVAILABLE_DATASET = "model_available"
+
+
+def shard_layout(schema: PoseSchema | None = None) -> dict[str, tuple[str, tuple]]:
+    """LAYOUT for THA1 (None), or for a pose schema's shards: `pose` (N, P), `model_available` (M, P)."""
+    if schema is None:
+        return dict(LAYOUT)
+    out = {k: (v if k != "pose" else ("f4", (schema.size,))) for k, v in LAYOUT.items()}
+    out[AVAILABLE_DATASET] = ("u1", (schema.size,))
+    return out
+
+
 REQUIRED_ATTRS = ("format", "format_version", "image_size", "split", "pose_names",
                   "angle_degrees", "seed", "complete", "settings")
 
@@ -107,7 +125,10 @@ class ShardWriter:
     """
 
     def __init__(self, final_path: str | Path, image_size: int, split: str, seed: int,
-                 settings: dict[str, Any] | None = None, compression=IMAGE_COMPRESSION):
+                 settings: dict[str, Any] | None = None, compression=IMAGE_COMPRESSION,
+                 schema: PoseSchema | None = None):
+        self.schema = schema
+        self.layout = shard_layout(schema)
         self.final_path = Path(final_path)
         self.image_size = int(image_size)
         if self.image_size <= 0:
@@ -121,10 +142,13 @@ class ShardWriter:
         self._finished = False
         f = self._file
         f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["format_version"] = THA1_FORMAT_VERSION if schema is None else FORMAT_VERSION
         f.attrs["image_size"] = self.image_size
         f.attrs["split"] = self.split
-        f.attrs.create("pose_names", np.array(POSE_NAMES, dtype=object), dtype=_STR)
+        names = POSE_NAMES if schema is None else schema.names
+        f.attrs.create("pose_names", np.array(names, dtype=object), dtype=_STR)
+        if schema is not None:
+            f.attrs["pose_schema"] = json.dumps(schema.to_json(), sort_keys=True, ensure_ascii=False)
         f.attrs["angle_degrees"] = float(ANGLE_DEGREES)
         f.attrs["seed"] = int(seed)
         f.attrs["complete"] = False
@@ -132,7 +156,7 @@ class ShardWriter:
         comp, opts = compression if compression else (None, None)
         self._comp = (comp, opts)
         s = self.image_size
-        for name, (kind, trailing) in LAYOUT.items():
+        for name, (kind, trailing) in self.layout.items():
             shape = _shape(trailing, s)
             dtype = _STR if kind == "str" else np.dtype(kind)
             kw: dict[str, Any] = {}
@@ -166,8 +190,9 @@ class ShardWriter:
         else:
             ds[index] = value
 
-    def add_model(self, rel_path: str, sha256: str, frame, rest_image: np.ndarray) -> int:
-        """Add one model row (its rest image and camera box); returns the row index.
+    def add_model(self, rel_path: str, sha256: str, frame, rest_image: np.ndarray, available=None) -> int:
+        """Add one model row (its rest image and camera box; for a schema shard, `available`: (P,)
+        bools, the parameters the model can show); returns the row index.
         Images may be uint8 (S, S, 4) arrays or bytes from compress_image()."""
         rest = self._check_image(rest_image, "rest_image")
         frame = np.asarray(frame, dtype=np.float32).reshape(3)
@@ -176,6 +201,9 @@ class ShardWriter:
         self._append("model_path", row, str(rel_path))
         self._append("model_sha256", row, str(sha256))
         self._append("model_frame", row, frame)
+        if self.schema is not None:
+            flags = np.ones(self.schema.size, bool) if available is None else np.asarray(available, bool)
+            self._append(AVAILABLE_DATASET, row, flags.reshape(self.schema.size).astype(np.uint8))
         self._m += 1
         return row
 
@@ -184,7 +212,9 @@ class ShardWriter:
         """Add one example of model `row`; returns the example index."""
         if not 0 <= int(row) < self._m:
             raise ValueError(f"model row {row} not added yet")
-        pose = np.asarray(pose6, dtype=np.float32).reshape(6)
+        pose = np.asarray(pose6, dtype=np.float32).reshape(-1 if self.schema is None else self.schema.size)
+        if self.schema is None and pose.shape != (6,):
+            raise ValueError(f"a THA1 pose has 6 numbers, got {pose.shape}")
         i = self._n
         self._append("model_index", i, int(row))
         self._append("pose", i, pose)
@@ -205,8 +235,8 @@ class ShardWriter:
     def finish(self) -> Path:
         """Trim, mark complete, flush to disk, rename to the final name; returns it."""
         f = self._file
-        for name in LAYOUT:
-            n = self._m if name in MODEL_DATASETS else self._n
+        for name in self.layout:
+            n = self._m if name in MODEL_DATASETS + (AVAILABLE_DATASET,) else self._n
             f[name].resize(n, axis=0)
         f.attrs["num_examples"] = self._n
         f.attrs["num_models"] = self._m
@@ -258,15 +288,20 @@ def _check_layout(f: h5py.File, path: Path, require_complete: bool = True) -> li
     if require_complete and not bool(attrs["complete"]):
         problems.append(f"{path}: shard is incomplete (complete=false)")
     names = tuple(_attr_str(x) for x in attrs["pose_names"])
-    if names != POSE_NAMES:
-        problems.append(f"{path}: pose_names {names} differ from {POSE_NAMES}")
+    try:
+        schema = shard_schema(f, path)
+    except SchemaError as e:
+        return [str(e)]
+    want_names = POSE_NAMES if schema is None else schema.names
+    if names != want_names:
+        problems.append(f"{path}: pose_names {names} differ from {want_names}")
     try:
         json.loads(_attr_str(attrs["settings"]))
     except ValueError:
         problems.append(f"{path}: settings attribute is not JSON")
     s = int(attrs["image_size"])
     n = m = None
-    for name, (kind, trailing) in LAYOUT.items():
+    for name, (kind, trailing) in shard_layout(schema).items():
         if name not in f:
             if name == "ambient":  # optional extra
                 continue
@@ -281,7 +316,7 @@ def _check_layout(f: h5py.File, path: Path, require_complete: bool = True) -> li
                 problems.append(f"{path}: {name} is {ds.dtype}, expected strings")
         elif ds.dtype != np.dtype(kind):
             problems.append(f"{path}: {name} is {ds.dtype}, expected {np.dtype(kind)}")
-        if name in MODEL_DATASETS:
+        if name in MODEL_DATASETS + (AVAILABLE_DATASET,):
             if m is None:
                 m = ds.shape[0]
             elif ds.shape[0] != m:
@@ -294,6 +329,17 @@ def _check_layout(f: h5py.File, path: Path, require_complete: bool = True) -> li
     if "num_examples" in attrs and n is not None and int(attrs["num_examples"]) != n:
         problems.append(f"{path}: num_examples attribute {int(attrs['num_examples'])} != {n} rows")
     return problems
+
+
+def shard_schema(f: h5py.File, path: Path) -> PoseSchema | None:
+    """The pose schema of a shard (None: THA1's six numbers, no `pose_schema` attribute)."""
+    if "pose_schema" not in f.attrs:
+        return None
+    try:
+        data = json.loads(_attr_str(f.attrs["pose_schema"]))
+    except ValueError:
+        raise SchemaError(f"{path}: pose_schema attribute is not JSON") from None
+    return parse_schema(data, f"{path} (pose_schema)")
 
 
 class ShardReader:
@@ -328,6 +374,8 @@ class ShardReader:
         self.complete = bool(a["complete"])
         self.format_version = int(a["format_version"])
         self.settings: dict[str, Any] = json.loads(_attr_str(a["settings"]))
+        self.schema: PoseSchema | None = shard_schema(self.file, self.path)
+        self.pose_names = POSE_NAMES if self.schema is None else self.schema.names
         try:
             self.pose = self.file["pose"][...]
             self.model_index = self.file["model_index"][...]
@@ -336,6 +384,8 @@ class ShardReader:
             self.model_path = [_attr_str(x) for x in self.file["model_path"][...]]
             self.model_sha256 = [_attr_str(x) for x in self.file["model_sha256"][...]]
             self.model_frame = self.file["model_frame"][...]
+            self.model_available = (self.file[AVAILABLE_DATASET][...].astype(bool) if self.schema is not None
+                                    else np.ones((len(self.model_path), 6), bool))
         except Exception as e:
             self.file.close()
             raise ShardError(f"{self.path}: unreadable shard ({first_line(e, 200)})") from None
@@ -345,7 +395,8 @@ class ShardReader:
                                   or self.model_index.max() >= self.num_models):
             self.file.close()
             raise ShardError(f"{self.path}: model_index out of range 0..{self.num_models - 1}")
-        bad = pose_problem(self.pose, batch=True)
+        bad = (pose_problem(self.pose, batch=True) if self.schema is None
+               else self.schema.problem(self.pose, batch=True))
         if bad:
             self.file.close()
             raise ShardError(f"{self.path}: {bad} (corrupt data)")

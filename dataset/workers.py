@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from core.pose import REST_POSE
 from dataset.errors import DatasetError
 from dataset.modelcheck import ModelCheck
@@ -84,9 +86,12 @@ def validate_task(task: tuple[str, str, str]) -> dict:
 
 
 def render_task(task: dict) -> dict:
-    """One model row: {path, frame, ambient, poses} -> {rest, morphed, posed} as compressed chunks."""
+    """One model row: {path, frame, ambient, poses} -> {rest, morphed, posed} as compressed chunks;
+    with `schema` (a pose schema's JSON) see schema_render_task."""
     from renderer.framing import Frame
 
+    if task.get("schema") is not None:
+        return schema_render_task(task)
     poser, scene = _model_state(task["path"])
     frame = Frame(*task["frame"])
     amb = task["ambient"]
@@ -99,6 +104,60 @@ def render_task(task: dict) -> dict:
         morphed.append(compress_image(scene.render(poser.pose(expr), frame, ambient=amb)))
         posed.append(compress_image(scene.render(poser.pose(p), frame, ambient=amb)))
     return dict(rest=rest, morphed=morphed, posed=posed)
+
+
+#: ambient light of the availability probe (fixed, so a model's record is the same in every row)
+PROBE_AMBIENT = 0.85
+
+
+def _schema_state(path: str, schema_json: dict, frame):
+    """(schema rig, available (P,) bools) of a model under a schema in this process: the rig binds
+    each parameter (renderer.schema_rig; kept for the last model only), the probe renders each found
+    parameter at its extreme at the run's size and frame and keeps those that change pixels (kept
+    per model: a model's record is the same in every row)."""
+    import json
+
+    from core.poseschema import parse_schema
+    from renderer.assembly import assemble_model
+    from renderer.schema_rig import probe_available, resolve_schema_rig
+
+    key = (path, json.dumps(schema_json, sort_keys=True))
+    poser, scene = _model_state(path)
+    last = _W.get("schema_rig")
+    if last is None or last[0] != key:
+        assembled = assemble_model(path, _W["overrides"], _W["models_root"], model=poser.model)
+        rig = resolve_schema_rig(poser.model, parse_schema(schema_json, "schema"), assembled.override,
+                                 assembled.rig)
+        _W["schema_rig"] = last = (key, rig)
+    rig = last[1]
+    known = _W.setdefault("schema_available", {})
+    if key not in known:
+        known[key] = probe_available(rig, poser, lambda m: scene.render(m, frame, ambient=PROBE_AMBIENT))
+    return rig, known[key]
+
+
+def schema_render_task(task: dict) -> dict:
+    """One model row of a pose schema's data: the rest image is the schema's rest pose, `morphed` the
+    example's face parameters (rotation inputs at rest), `posed` the whole pose; parameters the
+    model cannot show (renderer.schema_rig.probe_available) are set to rest first, so the poses
+    returned (`poses`) are true of the images; `available` (P,) is the model's record."""
+    from renderer.framing import Frame
+
+    poser, scene = _model_state(task["path"])
+    frame = Frame(*task["frame"])
+    rig, available = _schema_state(task["path"], task["schema"], frame)
+    rest_pose = rig.schema.rest
+    rotation = rig.schema.indices("rotation")
+    amb = task["ambient"]
+    poses = np.where(available, np.asarray(task["poses"], np.float32), rest_pose).astype(np.float32)
+    rest = compress_image(scene.render(rig.pose(poser, rest_pose), frame, ambient=amb))
+    morphed, posed = [], []
+    for p in poses:
+        expr = p.copy()
+        expr[rotation] = rest_pose[rotation]
+        morphed.append(compress_image(scene.render(rig.pose(poser, expr), frame, ambient=amb)))
+        posed.append(compress_image(scene.render(rig.pose(poser, p), frame, ambient=amb)))
+    return dict(rest=rest, morphed=morphed, posed=posed, poses=poses, available=available)
 
 
 class Runner:
@@ -135,6 +194,7 @@ class Runner:
             except Exception:
                 pass
             _W["cache"] = None
+        _W.pop("schema_rig", None)
         for key in ("rc", "probe"):  # in-process runs leave no GL objects behind
             rc = _W.get(key)
             if rc is not None:

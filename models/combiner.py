@@ -18,10 +18,12 @@ class Combiner(ArchConfigMixin, nn.Module):
     kind = "combiner"
 
     def __init__(self, *, image_size: int = 256, base_channels: int = 64, num_downsample: int = 3,
-                 num_res_blocks: int = 6):
+                 num_res_blocks: int = 6, pose_size: int = 3):
         super().__init__()
         self._record(image_size, base_channels, num_downsample, num_res_blocks)
-        self.body = UNet(4 + 4 + 3, image_size, base_channels, num_downsample, num_res_blocks)
+        if pose_size != 3:   # a pose schema's rotation inputs (docs/pose-schemas.md)
+            self.config["pose_size"] = int(pose_size)
+        self.body = UNet(4 + 4 + pose_size, image_size, base_channels, num_downsample, num_res_blocks)
         c = self.body.out_channels
         self.combine_alpha = conv7(c, 4)
         self.retouch_alpha = conv7(c, 4)

@@ -30,11 +30,13 @@ class AlphaBlendNet(ArchConfigMixin, nn.Module):
     he_init(self)."""
 
     def __init__(self, *, image_size: int = 256, base_channels: int = 64, num_downsample: int = 3,
-                 num_res_blocks: int = 6, norm_pose_dim: int = 0, unet: bool = False):
+                 num_res_blocks: int = 6, norm_pose_dim: int = 0, unet: bool = False, pose_size: int = 3):
         super().__init__()
         self._record(image_size, base_channels, num_downsample, num_res_blocks)
+        if pose_size != 3:   # a pose schema's input (docs/pose-schemas.md); THA1's configs stay as they were
+            self.config["pose_size"] = int(pose_size)
         body = UNet if unet else EncoderDecoder
-        self.body = body(4 + 3, image_size, base_channels, num_downsample, num_res_blocks, pose_dim=norm_pose_dim)
+        self.body = body(4 + pose_size, image_size, base_channels, num_downsample, num_res_blocks, pose_dim=norm_pose_dim)
         self.heads = AlphaBlendHeads(self.body.out_channels)
 
 
@@ -56,7 +58,7 @@ class FaceMorpher(AlphaBlendNet):
     kind = "morpher"
 
     def __init__(self, *, pose_film: bool = False, head_init_scale: float = 1.0, unet: bool = False, **arch):
-        super().__init__(norm_pose_dim=3 if pose_film else 0, unet=unet, **arch)
+        super().__init__(norm_pose_dim=arch.get("pose_size", 3) if pose_film else 0, unet=unet, **arch)
         self.config.update(pose_film=bool(pose_film), head_init_scale=float(head_init_scale), unet=bool(unet))
         he_init(self)
         if head_init_scale != 1.0:

@@ -91,6 +91,16 @@ def _find_morph(model: MMDModel, aliases) -> int | None:
                        aliases)
 
 
+def find_morph(model: MMDModel, aliases) -> int | None:
+    """The first morph (impulse morphs aside) named like the first alias that matches, or None."""
+    return _find_morph(model, aliases)
+
+
+def find_bone(model: MMDModel, aliases) -> int:
+    """The first bone named like the first alias that matches, or -1."""
+    return _find_bone(model, aliases)
+
+
 # ---------------------------------------------------------------- rig
 
 @dataclass

@@ -3,7 +3,8 @@
 An override is a JSON object with keys from `OVERRIDE_KEYS`: `left_eye`, `right_eye`,
 `both_eyes`, `mouth` (morph names or null), `neck_root`, `neck_tip` (bone names or null),
 `chin_y`, `head_top_y` (numbers, model units), `frame` ([cx, cy, half], half > 0),
-`exclude` (a reason to leave the model out, or null).
+`exclude` (a reason to leave the model out, or null), `parameters` ({pose schema parameter:
+morph name or null}: the morph a schema parameter drives, null for none; renderer.schema_rig).
 `load_override` reads and checks them (renderer.errors.ModelLoadError, one line naming
 the file, for anything else); renderer.face_rig applies the name keys and
 renderer.framing the camera keys.
@@ -16,7 +17,7 @@ from pathlib import Path
 from renderer.errors import ModelLoadError
 
 OVERRIDE_KEYS = ("left_eye", "right_eye", "both_eyes", "mouth", "neck_root", "neck_tip",
-                 "chin_y", "head_top_y", "frame", "exclude")
+                 "chin_y", "head_top_y", "frame", "exclude", "parameters")
 
 
 def check_override(d, where: str) -> dict:
@@ -34,6 +35,9 @@ def check_override(d, where: str) -> dict:
             raise ModelLoadError(f"{where}: {k} must be a number")
     if "exclude" in d and d["exclude"] is not None and not (isinstance(d["exclude"], str) and d["exclude"].strip()):
         raise ModelLoadError(f"{where}: exclude must be a reason (a non-empty string) or null")
+    if "parameters" in d and not (isinstance(d["parameters"], dict) and all(
+            isinstance(v, str) or v is None for v in d["parameters"].values())):
+        raise ModelLoadError(f"{where}: parameters must map schema parameter names to morph names or null")
     if "frame" in d:
         f = d["frame"]
         if (not isinstance(f, list) or len(f) != 3

@@ -99,9 +99,17 @@ class ModelPoser:
         return self.pose_parts(self.rig.morph_weights(pose6), root_q, tip_q)
 
     def pose_parts(self, morph_weights: dict[int, float], neck_root_quat=None,
-                   neck_tip_quat=None) -> PosedMesh:
+                   neck_tip_quat=None, bone_rotations: dict[int, np.ndarray] | None = None,
+                   offsets: np.ndarray | None = None) -> PosedMesh:
+        """Morphs at their weights, then `offsets` ((V, 3) added to the morphed rest positions),
+        `bone_rotations` ({bone: quaternion} applied after the morphs' own) and the neck
+        rotations; then skinning."""
         morphed = self.morphs.evaluate(morph_weights)
+        if offsets is not None:
+            morphed.positions += offsets
         local_rot = morphed.bone_rotations
+        for bone, q in (bone_rotations or {}).items():
+            local_rot[bone] = quat_mul(q, local_rot[bone]) if bone in local_rot else q
         for which, q in (("neck_root", neck_root_quat), ("neck_tip", neck_tip_quat)):
             bone = self._neck(which)
             if q is None:

@@ -80,3 +80,41 @@ def render_preview(model_path, poses, size: int = 256, shading: str = "phong", f
             images.append(scene.render(poser.pose(p), frame, ambient=ambient))
     return PreviewResult(images, [label for label, _ in poses], frame, notes)
 
+
+
+def schema_sheet_poses(schema) -> list[tuple[str, np.ndarray]]:
+    """The cells of `thactl preview --schema NAME --sheet`: the schema's rest pose, then each
+    parameter alone at its extreme (renderer.schema_rig.extreme), labelled with its name and value."""
+    from renderer.schema_rig import extreme
+
+    cells = [("rest", schema.rest.copy())]
+    for i, name in enumerate(schema.names):
+        pose = schema.rest.copy()
+        pose[i] = extreme(schema, i)
+        cells.append((f"{name} {pose[i]:+g}", pose))
+    return cells
+
+
+def render_schema_preview(model_path, schema, poses, size: int = 256, shading: str = "phong", frame=None,
+                          aa: int = 4, ambient: float = 0.5, overrides_file=None) -> PreviewResult:
+    """As render_preview for poses of a pose schema (core.poseschema): each parameter drives what
+    renderer.schema_rig bound it to; a parameter the model lacks stays at rest, its label says
+    "(missing)", and the notes say how every parameter was decided."""
+    from renderer.assembly import assemble_model
+    from renderer.schema_rig import resolve_schema_rig
+
+    for label, p in poses:
+        problem = schema.problem(p)
+        if problem:
+            raise RenderError(f"bad pose: {problem}")
+    assembled = assemble_model(model_path, overrides_file or None)
+    rig = resolve_schema_rig(assembled.model, schema, assembled.override, assembled.rig)
+    notes = [f"{b.name}: {b.how} {b.detail}".rstrip() for b in rig.bindings]
+    frame = assembled.rest_frame(notes=notes) if frame is None else Frame(*(float(v) for v in frame))
+    missing = {b.name for b in rig.bindings if not b.found}
+    labels = [label + (" (missing)" if label.split(" ")[0] in missing else "") for label, _ in poses]
+    images = []
+    with RenderContext(size=size, aa=aa) as rc, rc.prepare(assembled.model, shading) as scene:
+        for _, p in poses:
+            images.append(scene.render(rig.pose(assembled.poser, p), frame, ambient=ambient))
+    return PreviewResult(images, labels, frame, notes)

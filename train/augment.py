@@ -74,25 +74,28 @@ class Augment:
         chunk = slice(rank * per, (rank + 1) * per)
         return {"flip": flip[chunk], "angle": angle[chunk], "gain": gain[chunk]}
 
-    def apply(self, images: list[torch.Tensor], pose: torch.Tensor, pose_slice: slice,
-              params: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def apply(self, images: list[torch.Tensor], pose: torch.Tensor, pose_slice,
+              params: dict[str, torch.Tensor], mirror=None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Transform each (B, 4, H, W) image (THA convention) alike, and the pose (B, P) that holds
-        pose[pose_slice] of the full vector; returns new tensors."""
+        pose[pose_slice] (a slice or a list of indices) of the full vector; `mirror` is a pose
+        schema's (size, order, sign) (None: THA1's); returns new tensors."""
         if "mirror" in self.transforms:
             flip = params["flip"].to(pose.device)
             images = [torch.where(flip[:, None, None, None], im.flip(-1), im) for im in images]
-            pose = torch.where(flip[:, None], mirrored_pose_part(pose, pose_slice), pose)
+            pose = torch.where(flip[:, None], mirrored_pose_part(pose, pose_slice, mirror), pose)
         if "colour" in self.transforms:
             m = hue_gain_matrices(params["angle"], params["gain"]).to(images[0].device)
             images = [recolour(im, m) for im in images]
         return images, pose
 
 
-def mirrored_pose_part(pose: torch.Tensor, pose_slice: slice) -> torch.Tensor:
-    """The mirror of pose[pose_slice] (B, P): a part that holds both eyes or all three head values."""
-    full_index = list(range(POSE_SIZE))[pose_slice]
-    order = [full_index.index(MIRROR_ORDER[i]) for i in full_index]
-    sign = torch.as_tensor(MIRROR_SIGN[pose_slice], dtype=pose.dtype, device=pose.device)
+def mirrored_pose_part(pose: torch.Tensor, pose_slice, mirror=None) -> torch.Tensor:
+    """The mirror of pose[pose_slice] (B, P): a part that holds both eyes or all three head values
+    (or, with a pose schema's `mirror` = (size, order, sign), both sides of each of its parameters)."""
+    size, mirror_order, mirror_sign = (POSE_SIZE, MIRROR_ORDER, MIRROR_SIGN) if mirror is None else mirror
+    full_index = (list(range(size))[pose_slice] if isinstance(pose_slice, slice) else list(pose_slice))
+    order = [full_index.index(mirror_order[i]) for i in full_index]
+    sign = torch.as_tensor(mirror_sign[full_index], dtype=pose.dtype, device=pose.device)
     return pose[:, order] * sign
 
 

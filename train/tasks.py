@@ -50,13 +50,21 @@ class Task:
     output_names: tuple[str, ...] = ("output",)
     main_output = ""  # the output validation's "l1" reports (output_names[0] when empty)
 
+    #: the pose-schema input this network reads (face: the morpher; rotation: the rotator, the combiner)
+    schema_input = "rotation"
+
     def __init__(self, arch: dict, loss: str = "l1", vgg: nn.Module | None = None,
-                 augment: Augment | None = None):
+                 augment: Augment | None = None, schema=None):
         if (self.kind, loss) not in DEFAULT_BATCH:
             raise TrainError(f"loss {loss!r} is not defined for the {self.kind} "
                              f"(THA1 uses: {', '.join(l for (k, l) in DEFAULT_BATCH if k == self.kind)})")
         self.main_output = self.main_output or self.output_names[0]
         self.arch = dict(arch)
+        self.mirror = None
+        if schema is not None:      # a pose schema's data: its inputs by position (docs/pose-schemas.md)
+            self.pose_slice = schema.indices(self.schema_input)
+            self.arch["pose_size"] = len(self.pose_slice)
+            self.mirror = (schema.size, schema.mirror_order(), schema.mirror_sign())
         self.loss_name = loss
         self.perceptual = None
         self.augment = augment
@@ -83,7 +91,8 @@ class Task:
             device.to(batch[self.target_key])
         if self.augment and seen is not None:
             params = self.augment.params(seen, image.shape[0] * device.world_size, device.rank, device.world_size)
-            (image, target), pose = self.augment.apply([image, target], pose, self.pose_slice, params)
+            (image, target), pose = self.augment.apply([image, target], pose, self.pose_slice, params,
+                                                       self.mirror)
         return image, pose, target
 
     def outputs(self, model: nn.Module, image: torch.Tensor, pose: torch.Tensor) -> list[torch.Tensor]:
@@ -112,10 +121,12 @@ class MorpherTask(Task):
     kind = "morpher"
     input_key, target_key = "rest_image", "morphed_image"
     pose_slice = slice(3, 6)
+    schema_input = "face"
     output_names = ("morpher",)
 
-    def __init__(self, arch, loss="l1", vgg=None, augment=None, region_weight: float = MORPHER_REGION_WEIGHT):
-        super().__init__(arch, loss, vgg, augment)
+    def __init__(self, arch, loss="l1", vgg=None, augment=None, region_weight: float = MORPHER_REGION_WEIGHT,
+                 schema=None):
+        super().__init__(arch, loss, vgg, augment, schema)
         if region_weight < 0:
             raise TrainError(f"--region-weight must be >= 0, got {region_weight}")
         self.region_weight = float(region_weight)
@@ -163,8 +174,9 @@ class CombinerTask(Task):
     output_names = ("pumarola", "zhou", "combiner")
     main_output = "combiner"
 
-    def __init__(self, arch, loss="l1", vgg=None, augment=None, rotator: nn.Module | None = None):
-        super().__init__(arch, loss, vgg, augment)
+    def __init__(self, arch, loss="l1", vgg=None, augment=None, rotator: nn.Module | None = None,
+                 schema=None):
+        super().__init__(arch, loss, vgg, augment, schema)
         if rotator is None:
             raise TrainError("training the combiner needs a trained rotator: --rotator RUN_DIR_OR_FILE")
         if rotator.config["image_size"] != arch["image_size"]:
@@ -212,7 +224,24 @@ def make_task(cfg) -> Task:
             raise TrainError(str(e)) from None
     if cfg.kind == "morpher":
         extra["region_weight"] = MORPHER_REGION_WEIGHT if cfg.region_weight is None else cfg.region_weight
+    schema = data_schema(cfg.data)
+    if schema is not None:
+        extra["schema"] = schema
     return TASKS[cfg.kind](cfg.arch(), cfg.loss, vgg, **extra)
+
+
+def data_schema(data):
+    """The pose schema of a data folder's training shards (core.poseschema), None for THA1's six."""
+    from dataset.errors import DatasetError
+    from dataset.shards import ShardReader
+    from dataset.torchdata import find_shards
+
+    try:
+        files = find_shards(data, "train")
+    except DatasetError:
+        return None
+    with ShardReader(files[0]) as r:
+        return r.schema
 
 
 def effective_augment(kind: str, augment: str | None) -> str:

@@ -1,0 +1,107 @@
+"""Data for a pose schema on real models (`thactl render --schema tha3`): shards whose pose_names are
+the schema's, the per-row record of what a model can show (a missing morph is unavailable and kept at
+rest), the schema in the manifest, the schema's preview sheet and coverage report, and a tiny
+morpher trained on such data."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli import main as cli_main
+from core.poseschema import load_schema
+from dataset.shards import ShardReader, verify_shard
+
+MODEL = Path("mmd_default_pmd") / "miku_v2.pmd"
+
+
+def run_cli(*args) -> int:
+    return cli_main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tha3_data(shared_models, tmp_path_factory):
+    """24 training examples of miku_v2 (which has no 口角上げ / 口角下げ / 下瞼上げ) and 8 validation
+    examples of miku at 64 px under tha3."""
+    src = shared_models / MODEL.parent
+    models = tmp_path_factory.mktemp("m")
+    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / MODEL.name, src / "miku.pmd"]:
+        shutil.copy(f, models / f.name)
+    out = tmp_path_factory.mktemp("d") / "d3"
+    assert run_cli("render", "--models", models, "--out", out, "--count", 24, "--val-count", 8,
+                   "--test-count", 0, "--size", 64, "--workers", 1, "--schema", "tha3", "-q",
+                   "--split-file", _split(models)) == 0
+    return out
+
+
+def _split(models: Path) -> Path:
+    f = models.parent / "split.json"
+    f.write_text(json.dumps({"train": [MODEL.name], "validation": ["miku.pmd"], "test": []}))
+    return f
+
+
+def test_tha3_shards_have_the_schema_and_the_availability_record(tha3_data):
+    schema = load_schema("tha3")
+    path = tha3_data / "train" / "shard-00000.h5"
+    assert verify_shard(path) == []
+    with ShardReader(path) as r:
+        assert r.pose_names == schema.names and r.pose.shape == (24, 45)
+        assert r.schema.to_json() == schema.to_json() and int(r.file.attrs["format_version"]) == 2
+        avail = r.model_available
+        assert avail.shape == (r.num_models, 45) and (avail == avail[0]).all()
+        missing = {n for n, a in zip(schema.names, avail[0]) if not a}
+        # miku_v2 has no mouth-corner or lower-eyelid morphs: unavailable, and always at rest
+        assert {"mouth_raised_corner_left", "mouth_lowered_corner_right",
+                "eye_raised_lower_eyelid_left"} <= missing
+        assert "eye_wink_left" not in missing and "mouth_aaa" not in missing and "head_y" not in missing
+        off = [schema.index(n) for n in missing]
+        assert (r.pose[:, off] == schema.rest[off]).all()
+        assert (r.pose[:, schema.index("head_y")] != 0).all()
+        rest_row, ex = r.rest_image(0), r.example(0)
+        assert (ex["morphed_image"] != rest_row).any() and (ex["posed_image"] != ex["morphed_image"]).any()
+    man = json.loads((tha3_data / "manifest.json").read_text(encoding="utf-8"))
+    assert man["request"]["schema"] == schema.to_json() and man["complete"]
+
+
+def test_tiny_morpher_and_rotator_train_on_tha3_data(tha3_data, tmp_path):
+    from models.io import load_weights
+
+    tiny = ["--base-channels", 8, "--num-downsample", 2, "--num-res-blocks", 1, "--batch-size", 4,
+            "--examples", 16, "--val-every", 8, "--val-examples", 4, "--quiet"]
+    assert run_cli("train", "morpher", "--data", tha3_data, "--out", tmp_path / "m", *tiny) == 0
+    net = load_weights(tmp_path / "m", "morpher")
+    assert net.config["pose_size"] == 39 and net.config["image_size"] == 64
+    metrics = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert any(np.isfinite(m.get("loss", np.nan)) for m in metrics)
+    assert run_cli("train", "rotator", "--data", tha3_data, "--out", tmp_path / "r", *tiny) == 0
+    assert load_weights(tmp_path / "r", "rotator").config["pose_size"] == 6
+
+
+def test_preview_sheet_and_coverage_under_tha3(shared_models, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "sheet.png"
+    assert run_cli("preview", shared_models / MODEL, "--schema", "tha3", "--sheet", "--size", 32,
+                   "-o", out) == 0
+    assert Image.open(out).size[0] == 8 * 128        # 8 cells a row, enlarged (x4) for their labels
+    folder = tmp_path / "c"
+    folder.mkdir()
+    shutil.copy(shared_models / MODEL, folder / MODEL.name)
+    capsys.readouterr()
+    assert run_cli("models", "check", folder, "--schema", "tha3", "--table", tmp_path / "t.md") == 0
+    text = capsys.readouterr().out
+    assert "miku_v2.pmd: 39/45 parameters" in text
+    assert "mouth_raised_corner_left" in text and "0/1" in text
+    assert "| miku_v2.pmd | 12 | 10 | 4 | 7 |" in (tmp_path / "t.md").read_text()
+
+
+def test_a_bad_schema_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "s.json"
+    bad.write_text('{"format": "thactl-pose-schema", "version": 1, "name": "x", "parameters": '
+                   '[{"name": "a", "kind": "spin", "range": [0, 1], "rest": 0, "input": "face"}]}')
+    assert run_cli("render", "--out", tmp_path / "o", "--schema", bad, "-q") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown kind 'spin'" in err[0] and str(bad) in err[0]
