@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import TrainError
-from .signals import ignore_sigint
+from .signals import ignore_stop_signals
 
 log = logging.getLogger("thactl.train")
 
@@ -103,5 +103,5 @@ def train_loader(ds, cfg, dev, seen: int) -> torch.utils.data.DataLoader:
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if dev.type == "cuda" else 0)
     return torch.utils.data.DataLoader(
         ds, batch_sampler=sampler, num_workers=workers, pin_memory=dev.pin_memory,
-        persistent_workers=False, worker_init_fn=ignore_sigint if workers else None,
+        persistent_workers=False, worker_init_fn=ignore_stop_signals if workers else None,
         prefetch_factor=4 if workers else None)

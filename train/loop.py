@@ -4,7 +4,7 @@ validation, metrics, progress bar, devices and DDP.
 The pieces live beside it: config.py (settings), runstate.py (run folder, config.json,
 checkpoints), data.py (splits, example order, each rank's batches), tasks.py (what differs per
 network), validation.py (metrics and sample grids), runlog.py (train.log, metrics.jsonl),
-signals.py (Ctrl-C), device.py (device, precision, DDP collectives).
+signals.py (Ctrl-C, SIGTERM), device.py (device, precision, DDP collectives).
 """
 from __future__ import annotations
 
@@ -48,8 +48,12 @@ class Trainer:
         self.runlog = RunLog(cfg.out, dev.is_main)
 
     def run(self) -> dict:
+        """Set up, train, save. From here on SIGINT/SIGTERM ask for a stop (signals.py): the loop
+        finishes its step (under DDP the ranks agree on it), the checkpoint is saved under the same
+        handler, so a repeated SIGTERM cannot cut it short, and KeyboardInterrupt reports the stop."""
         try:
-            return self._run()
+            with StopRequest() as self.stop:
+                return self._run()
         finally:
             self.runlog.close()
 
@@ -77,7 +81,8 @@ class Trainer:
         cfg, dev, task, optimizer, model = self.cfg, self.dev, self.task, self.optimizer, self.train_model
         loader = train_loader(train_ds, cfg, dev, seen)
         meter = TrainMeter(seen)
-        with StopRequest() as stop, self._progress_bar(seen) as bar:
+        stop = self.stop
+        with self._progress_bar(seen) as bar:
             model.train()
             for batch in loader:
                 loss, parts = task.step(model, batch, dev, seen)
