@@ -131,7 +131,7 @@ class Trainer:
         if dev.is_main:
             self.runlog.open_metrics(resuming=state.resume is not None)
             log.info("%s: %d parameters, %s, %s, %d train / %s validation examples, batch %d, budget %d",
-                     cfg.kind, sum(p.numel() for p in self.model.parameters()), dev.device, dev.precision,
+                     cfg.kind, sum(p.numel() for p in self.model.parameters()), dev.device, dev.precision_label,
                      len(train_ds), len(val_ds) if val_ds is not None else 0, cfg.batch_size, cfg.examples)
         self.validate = Validator(self.task, val_ds, cfg, dev, self.runlog, state.out / "samples")
         return train_ds, seen, step
