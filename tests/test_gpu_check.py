@@ -54,6 +54,8 @@ def test_plan_lists_every_step_within_the_budget(smoke):
 def test_gl_fails_on_a_software_renderer_and_training_gets_synthetic_shards(tmp_path):
     """GPU mode on this CPU machine, the two steps that need no GPU: EGL gives llvmpipe (or nothing)."""
     proc, summary = run(tmp_path, "--steps", "gl,render")
+    if "[gl] ok" in summary:
+        pytest.skip("this machine's EGL gives a hardware renderer")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[gl] FAILED" in summary and "GL FAILED" in summary
     if "GL device 0: llvmpipe" in summary:  # the renderer string is reported
