@@ -1,8 +1,8 @@
 """SIGTERM to the whole process group (what `timeout` does, and torchrun to each rank's group) while
 DataLoader workers run: the run finishes its step, saves a checkpoint, exits, and resumes from it.
 
-Before the workers ignored SIGTERM, they died of it and the main process failed with "DataLoader
-worker ... killed by signal: Terminated" without saving anything.
+Before the workers left the main process's process group, they died of it and the main process failed
+with "DataLoader worker ... killed by signal: Terminated" without saving anything.
 """
 from __future__ import annotations
 
@@ -95,3 +95,31 @@ def test_sigterm_to_torchrun_with_two_gloo_processes_and_workers(data, tmp_path)
     assert rc != 0  # torchrun itself reports the signal it got
     assert out.count("re-run the same command to continue") == 2, out[-3000:]  # both ranks stopped cleanly
     _check_stopped_then_resume(run, out, cmd)
+
+
+class _FailsAtFive(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i == 5:
+            raise ValueError("a bad chunk")
+        return torch.zeros(2)
+
+
+def test_loader_workers_leave_the_process_group_and_end_with_the_loop():
+    """Workers sit in process groups of their own (a group's SIGTERM reaches only the main process), and an
+    error from a batch, whose traceback pytest keeps, still shuts them down when the loop is left: at
+    interpreter exit multiprocessing would SIGTERM them and join them without a timeout."""
+    from train.data import worker_batches
+    from train.signals import StopRequest, detach_worker
+
+    loader = torch.utils.data.DataLoader(_FailsAtFive(), batch_size=1, num_workers=2, worker_init_fn=detach_worker)
+    with StopRequest(), pytest.raises(ValueError, match="a bad chunk"):
+        with worker_batches(loader) as batches:
+            next(batches), next(batches)  # one batch from each worker (round robin): both have started
+            workers = list(batches._workers)
+            assert all(os.getpgid(w.pid) == w.pid != os.getpgid(0) for w in workers)
+            for _ in batches:
+                pass
+    assert not any(w.is_alive() for w in workers)

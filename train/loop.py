@@ -15,7 +15,7 @@ import sys
 import torch
 
 from .config import TrainConfig, resolve
-from .data import image_size_of, open_datasets, train_loader
+from .data import image_size_of, open_datasets, train_loader, worker_batches
 from .device import Device, setup_device
 from .runlog import RunLog, TrainMeter
 from .runstate import RunState
@@ -82,9 +82,9 @@ class Trainer:
         loader = train_loader(train_ds, cfg, dev, seen)
         meter = TrainMeter(seen)
         stop = self.stop
-        with self._progress_bar(seen) as bar:
+        with self._progress_bar(seen) as bar, worker_batches(loader) as batches:
             model.train()
-            for batch in loader:
+            for batch in batches:
                 loss, parts = task.step(model, batch, dev, seen)
                 optimizer.zero_grad(set_to_none=True)
                 dev.backward_step(loss, optimizer)

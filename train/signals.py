@@ -1,17 +1,22 @@
 """Ctrl-C / SIGTERM during training: the first asks the loop to stop after this step (it then saves a
 checkpoint and exits), a second Ctrl-C stops at once.
 
-Who sends what: Ctrl-C, `timeout` and `kill -- -PGID` signal the whole process group, so the
-DataLoader workers get the signal as well; torchrun forwards SIGTERM (or SIGINT) with
-`os.killpg` to each rank's own process group, which again holds that rank's loader workers. A
-worker that died of it would make the main process fail with "DataLoader worker ... killed by
-signal" before it could save anything, so workers ignore both signals (`ignore_stop_signals`)
-and only the main process acts. Repeated SIGTERMs (a launcher and a process manager both
-forwarding one) do not cut the checkpoint short; a process manager's SIGKILL still does.
+Who sends what: Ctrl-C, `timeout` and `kill -- -PGID` signal the whole process group, and
+torchrun forwards SIGTERM (or SIGINT) with `os.killpg` to each rank's own process group. A
+DataLoader worker in that group would die of it and make the main process fail with
+"DataLoader worker ... killed by signal" before it could save anything. So each worker moves to
+a process group of its own (`detach_worker`): only the main process gets the group's signals.
+Workers still end as torch designed: through the loader's shutdown, by SIGTERM addressed to them
+(multiprocessing's terminate(), also at interpreter exit) or, if the main process dies, by
+torch's watchdog within seconds. (Ignoring SIGTERM in the workers instead made exit hang: at
+interpreter exit multiprocessing terminates daemonic workers and joins them without a timeout.)
+Repeated SIGTERMs (a launcher and a process manager both forwarding one) do not cut the
+checkpoint short; a process manager's SIGKILL still does.
 """
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -20,15 +25,20 @@ log = logging.getLogger("thactl.train")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def ignore_stop_signals(_worker_id: int) -> None:
-    """DataLoader worker_init_fn: SIGINT and SIGTERM are the main process's to handle (see above).
+def detach_worker(_worker_id: int) -> None:
+    """DataLoader worker_init_fn: leave the main process's process group (see above), ignore SIGINT,
+    and die of a SIGTERM addressed to the worker, as multiprocessing expects.
 
-    Until it runs, a forked worker carries the main process's StopRequest handler, which only sets
-    a flag in the worker's own copy: a signal in that window is harmless too. A worker whose main
-    process is gone exits by itself (torch's watchdog), so nothing is left running.
+    A forked worker starts with the main process's StopRequest handler, which only sets a flag in
+    the worker's own copy: harmless for a group signal before this runs, but it would make the
+    worker survive terminate(), so SIGTERM goes back to its default here.
     """
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)
+    except OSError as e:  # pragma: no cover - a session leader cannot; Linux workers never are
+        log.debug("DataLoader worker stays in its parent's process group: %s", e)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class StopRequest:
