@@ -26,9 +26,6 @@ def conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
 
 
-LAYOUT_KEEPING = ("compiled", "always", "never")
-
-
 class InstanceNorm2d(nn.InstanceNorm2d):
     """nn.InstanceNorm2d (same parameters, keys and results within rounding) that can keep a
     channels_last input channels_last.
