@@ -26,6 +26,43 @@ def conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
 
 
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d (same parameters, keys and results within rounding) that can keep a
+    channels_last input channels_last.
+
+    torch's instance_norm views its input as (1, B*C, H, W) NCHW-contiguous, so in a channels_last
+    network every norm costs two layout copies: to NCHW here and back to channels_last at the next
+    convolution. The other way: statistics in fp32 (var_mean over H, W), then (x - mean) * scale +
+    shift in fp32, cast back to x's dtype; every op keeps x's layout. Under torch.compile that is
+    one reduction and one fused pointwise kernel, and the copies are gone. In eager mode it is
+    several passes with fp32 temporaries, which for a bf16 activation move more bytes than the
+    two copies do, so:
+
+      keep_channels_last = "compiled"  the layout-keeping form while torch.compile traces (default)
+                           "always"    also in eager mode
+                           "never"     torch's kernel only
+
+    A class attribute so that bench/bench_train.py can measure each choice; inputs that are not
+    channels_last (NCHW training, inference, ONNX export) always take torch's kernel.
+    """
+
+    keep_channels_last = "compiled"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = type(self).keep_channels_last
+        if (mode == "never" or x.dim() != 4 or x.is_contiguous()
+                or not x.is_contiguous(memory_format=torch.channels_last)
+                or (mode == "compiled" and not torch.compiler.is_compiling())):
+            return super().forward(x)
+        xf = x.float()
+        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
+        scale = torch.rsqrt(var + self.eps)
+        if self.affine:
+            scale = scale * self.weight.float()[None, :, None, None]
+            return torch.addcmul(self.bias.float()[None, :, None, None], xf - mean, scale).to(x.dtype)
+        return ((xf - mean) * scale).to(x.dtype)
+
+
 class PoseNorm(nn.Module):
     """InstanceNorm(affine) whose output is then scaled and shifted by the pose (FiLM):
     IN(x) * (1 + gamma(pose)) + beta(pose), gamma and beta linear in the pose, zero at initialisation.
@@ -37,7 +74,7 @@ class PoseNorm(nn.Module):
 
     def __init__(self, channels: int, pose_dim: int):
         super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=True)
+        self.norm = InstanceNorm2d(channels, affine=True)
         self.film = nn.Linear(pose_dim, 2 * channels)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
@@ -49,7 +86,7 @@ class PoseNorm(nn.Module):
 
 def norm(channels: int, pose_dim: int = 0) -> nn.Module:
     """THA1's InstanceNorm2d(affine); a PoseNorm when `pose_dim` > 0."""
-    return PoseNorm(channels, pose_dim) if pose_dim else nn.InstanceNorm2d(channels, affine=True)
+    return PoseNorm(channels, pose_dim) if pose_dim else InstanceNorm2d(channels, affine=True)
 
 
 class CondSequential(nn.Sequential):

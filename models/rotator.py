@@ -58,7 +58,10 @@ def apply_flow(image: torch.Tensor, offsets: torch.Tensor,
     grid = grid + offsets.float().permute(0, 2, 3, 1)
     out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border",
                         align_corners=(convention == "tha1"))
-    return out.to(image.dtype)
+    out = out.to(image.dtype)
+    if image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)  # grid_sample returns NCHW; a 4-channel copy
+    return out
 
 
 class TwoAlgoFaceRotator(AlphaBlendNet):

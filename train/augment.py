@@ -100,7 +100,13 @@ def mirrored_pose_part(pose: torch.Tensor, pose_slice, mirror=None) -> torch.Ten
 
 
 def recolour(image: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """Apply (B, 3, 3) to the linear RGB of a (B, 4, H, W) THA image, clamped to the valid range."""
+    """Apply (B, 3, 3) to the linear RGB of a (B, 4, H, W) THA image, clamped to the valid range.
+
+    The result has the image's memory format (einsum returns NCHW: a channels_last batch is copied
+    back, one 4-channel image, so the network's first layers see the layout the device chose)."""
     rgb = (image[:, :3].float() + 1.0) * 0.5
     rgb = torch.einsum("bij,bjhw->bihw", matrices.to(rgb.dtype), rgb).clamp(0.0, 1.0)
-    return torch.cat([rgb * 2.0 - 1.0, image[:, 3:].float()], dim=1).to(image.dtype)
+    out = torch.cat([rgb * 2.0 - 1.0, image[:, 3:].float()], dim=1).to(image.dtype)
+    if image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out

@@ -8,6 +8,7 @@ the very same sequence of batches.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import TrainError
-from .signals import ignore_sigint
+from .signals import detach_worker
 
 log = logging.getLogger("thactl.train")
 
@@ -96,6 +97,23 @@ def image_size_of(ds) -> int:
     return getattr(ds, "image_size", None) or int(ds[0]["rest_image"].shape[-1])
 
 
+@contextlib.contextmanager
+def worker_batches(loader: torch.utils.data.DataLoader):
+    """`iter(loader)`, whose worker processes are shut down on leaving, on an error too.
+
+    An error raised from a batch keeps the iterator (and with it the workers) alive for as long as
+    its traceback lives; at interpreter exit multiprocessing would then terminate the workers and
+    torch report them "killed by signal". Shut down here, they exit as after a finished epoch.
+    """
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)  # torch's multi-process iterator only
+        if shutdown is not None:
+            shutdown()
+
+
 def train_loader(ds, cfg, dev, seen: int) -> torch.utils.data.DataLoader:
     """This rank's batches from position `seen` to the budget, in the seeded order."""
     sampler = RankBatches(ExampleOrder(len(ds), cfg.seed), seen, cfg.examples, cfg.batch_size,
@@ -103,5 +121,5 @@ def train_loader(ds, cfg, dev, seen: int) -> torch.utils.data.DataLoader:
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if dev.type == "cuda" else 0)
     return torch.utils.data.DataLoader(
         ds, batch_sampler=sampler, num_workers=workers, pin_memory=dev.pin_memory,
-        persistent_workers=False, worker_init_fn=ignore_sigint if workers else None,
+        persistent_workers=False, worker_init_fn=detach_worker if workers else None,
         prefetch_factor=4 if workers else None)

@@ -33,6 +33,17 @@ class Device:
     world_size: int = 1
     local_rank: int = 0
     scaler: object = field(default=None, repr=False)
+    tf32: bool = False  # CUDA only: fp32 matrix products and convolutions may run in TF32
+
+    @property
+    def precision_label(self) -> str:
+        """The precision as the figures should name it: "fp32" on CUDA is TF32 unless said otherwise."""
+        if self.type != "cuda":
+            return self.precision
+        fp32_parts = "TF32" if self.tf32 else "true fp32"
+        if self.precision == "fp32":
+            return f"fp32 (matrix products and convolutions in {fp32_parts})"
+        return f"{self.precision} autocast (its fp32 parts in {fp32_parts})"
 
     @property
     def type(self) -> str:
@@ -118,11 +129,13 @@ class Device:
             dist.destroy_process_group()
 
 
-def setup_device(device: str = "auto", precision: str = "auto", channels_last: bool | None = None) -> Device:
+def setup_device(device: str = "auto", precision: str = "auto", channels_last: bool | None = None,
+                 tf32: bool = True) -> Device:
     """Pick the device (honouring torchrun's RANK/WORLD_SIZE/LOCAL_RANK) and the precision.
 
     precision "auto": bf16 on a CUDA GPU that supports it (fp16 otherwise), fp32 on the CPU.
     channels_last None: on for CUDA, off for the CPU.
+    tf32: on CUDA, let fp32 matrix products and convolutions use TF32 (10-bit mantissa; faster).
     """
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise TrainError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
@@ -142,8 +155,8 @@ def setup_device(device: str = "auto", precision: str = "auto", channels_last: b
         torch.cuda.set_device(index)
         dev = torch.device("cuda", index)
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     else:
         dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
@@ -158,4 +171,4 @@ def setup_device(device: str = "auto", precision: str = "auto", channels_last: b
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     if channels_last is None:
         channels_last = kind == "cuda"
-    return Device(dev, precision, bool(channels_last), rank, world, local_rank, scaler)
+    return Device(dev, precision, bool(channels_last), rank, world, local_rank, scaler, tf32=kind == "cuda" and tf32)

@@ -4,7 +4,7 @@ validation, metrics, progress bar, devices and DDP.
 The pieces live beside it: config.py (settings), runstate.py (run folder, config.json,
 checkpoints), data.py (splits, example order, each rank's batches), tasks.py (what differs per
 network), validation.py (metrics and sample grids), runlog.py (train.log, metrics.jsonl),
-signals.py (Ctrl-C), device.py (device, precision, DDP collectives).
+signals.py (Ctrl-C, SIGTERM), device.py (device, precision, DDP collectives).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import torch
 
 from .config import TrainConfig, resolve
-from .data import image_size_of, open_datasets, train_loader
+from .data import image_size_of, open_datasets, train_loader, worker_batches
 from .device import Device, setup_device
 from .runlog import RunLog, TrainMeter
 from .runstate import RunState
@@ -48,8 +48,12 @@ class Trainer:
         self.runlog = RunLog(cfg.out, dev.is_main)
 
     def run(self) -> dict:
+        """Set up, train, save. From here on SIGINT/SIGTERM ask for a stop (signals.py): the loop
+        finishes its step (under DDP the ranks agree on it), the checkpoint is saved under the same
+        handler, so a repeated SIGTERM cannot cut it short, and KeyboardInterrupt reports the stop."""
         try:
-            return self._run()
+            with StopRequest() as self.stop:
+                return self._run()
         finally:
             self.runlog.close()
 
@@ -77,9 +81,10 @@ class Trainer:
         cfg, dev, task, optimizer, model = self.cfg, self.dev, self.task, self.optimizer, self.train_model
         loader = train_loader(train_ds, cfg, dev, seen)
         meter = TrainMeter(seen)
-        with StopRequest() as stop, self._progress_bar(seen) as bar:
+        stop = self.stop
+        with self._progress_bar(seen) as bar, worker_batches(loader) as batches:
             model.train()
-            for batch in loader:
+            for batch in batches:
                 loss, parts = task.step(model, batch, dev, seen)
                 optimizer.zero_grad(set_to_none=True)
                 dev.backward_step(loss, optimizer)
@@ -126,7 +131,7 @@ class Trainer:
         if dev.is_main:
             self.runlog.open_metrics(resuming=state.resume is not None)
             log.info("%s: %d parameters, %s, %s, %d train / %s validation examples, batch %d, budget %d",
-                     cfg.kind, sum(p.numel() for p in self.model.parameters()), dev.device, dev.precision,
+                     cfg.kind, sum(p.numel() for p in self.model.parameters()), dev.device, dev.precision_label,
                      len(train_ds), len(val_ds) if val_ds is not None else 0, cfg.batch_size, cfg.examples)
         self.validate = Validator(self.task, val_ds, cfg, dev, self.runlog, state.out / "samples")
         return train_ds, seen, step
