@@ -8,7 +8,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 #: pages linked before they exist (none now: a name here is a link allowed to dangle)
-PENDING: set[str] = {"docs/gpu.md"}     # the GPU check's page, written on the i24 branch
+PENDING: set[str] = set()
 
 
 def _pages() -> list[Path]:
