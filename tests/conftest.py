@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: how long a browser test waits for the page (ms): generous, so a loaded 2-core machine never misses it
+#: (playwright's own default is 30 s); a page that is broken still fails, only later
+BROWSER_WAIT_MS = 600_000
 SHARED_MODELS = Path(os.environ.get("THACTL_TEST_MODELS", REPO.parent / "shared" / "models"))
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import BROWSER_WAIT_MS
 from PIL import Image
 
 from app.config import ServeConfig
@@ -391,15 +393,17 @@ def test_a_page_on_another_origin_cannot_change_the_server(app, evil_site):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
+            page.set_default_timeout(BROWSER_WAIT_MS)
             answers: list[tuple[str, int]] = []
             page.on("response", lambda r: answers.append((r.url, r.status))
                     if r.url.startswith(app.origin) else None)
             page.goto(evil_site)
-            page.wait_for_function("document.title === 'done'", timeout=60_000)
+            page.wait_for_function("document.title === 'done'", timeout=BROWSER_WAIT_MS)
             assert len(answers) == 16 and all(s in (403, 415) for _, s in answers), answers
             assert app.overrides() == before and app.drawing() == "head.png"
             # the app's own page still works: choosing a drawing there changes it
             own = browser.new_page()
+            own.set_default_timeout(BROWSER_WAIT_MS)
             own.goto(app.origin + "/puppet/")
             own.wait_for_selector("#drawings option[value='file:other.png']", state="attached")
             with own.expect_response(lambda r: "/api/puppet/drawing" in r.url) as resp:

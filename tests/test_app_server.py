@@ -52,7 +52,7 @@ def server():
 
 
 def _request(srv, method, path, body=b""):
-    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=600)
     conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
     r = conn.getresponse()
     return r.status, r.read()

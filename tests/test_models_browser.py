@@ -14,7 +14,7 @@ import pytest
 from app.config import ServeConfig
 from app.server import make_server
 from cli import main
-from conftest import real_model_verdict
+from conftest import BROWSER_WAIT_MS, real_model_verdict
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,9 +45,10 @@ def app(shared_models, tmp_path_factory):
     with sync_api.sync_playwright() as pw:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.set_default_timeout(BROWSER_WAIT_MS)
         page.goto(f"http://127.0.0.1:{srv.server_address[1]}/models/")
         page.wait_for_function("document.getElementById('scan-text').textContent.startsWith('scan done')",
-                               timeout=600_000)
+                               timeout=BROWSER_WAIT_MS)
         yield page, root, srv
         browser.close()
     srv.shutdown()
@@ -124,7 +125,8 @@ def test_opening_a_model_and_moving_a_slider_changes_the_image(app):
     assert sum(before) > 0
     page.focus("#s-head_y")
     page.keyboard.press("End")                      # head_y slider to +1
-    page.wait_for_function(f"+document.getElementById('live').dataset.renders > {n}")
+    # the image of that pose (an earlier render still in flight also counts as a render)
+    page.wait_for_function("(document.getElementById('live').dataset.pose || '').split(',')[1] === '1'")
     page.wait_for_function("document.getElementById('live').complete")
     after = _pixels(page)
     assert page.input_value("#s-head_y") == "1"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import BROWSER_WAIT_MS
 from PIL import Image
 
 from app.config import ServeConfig
@@ -245,6 +247,7 @@ def ui(playwright, weights, drawings):
 
 def _open(browser, url):
     page = browser.new_page()
+    page.set_default_timeout(BROWSER_WAIT_MS)
     page.goto(url)
     page.wait_for_selector("#drawings option[value='file:head.png']", state="attached")
     return page
@@ -357,6 +360,7 @@ def browser_page(playwright, weights, drawings, tmp_path):
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
     try:
         page = browser.new_page()
+        page.set_default_timeout(BROWSER_WAIT_MS)
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/puppet/")
         yield page
     finally:
@@ -393,10 +397,10 @@ def test_sliders_repose_and_webcam_follows_the_roll(browser_page):
             sent[body["seq"]] = _decode_index(rgb)
     page.on("request", on_request)
     page.click("#webcam")
-    page.wait_for_function("window.puppetLog.length > 0", timeout=60_000)
+    page.wait_for_function("window.puppetLog.length > 0", timeout=BROWSER_WAIT_MS)
     calibrated_seq = _calibrate_on_a_neutral_frame(page, sent)
     checked: dict[float, list[float]] = {}
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + BROWSER_WAIT_MS / 1000
     while time.monotonic() < deadline and not all(len(checked.get(r, [])) >= 2 for _, r in SEGMENTS[1:]):
         page.wait_for_timeout(1000)
         checked = {}
@@ -418,7 +422,7 @@ def _calibrate_on_a_neutral_frame(page, sent: dict[int, int]) -> int:
         if latest is not None and 2 <= latest % N_FRAMES <= 9:
             done = page.evaluate("window.puppetLog.filter(e => e.calibrated).length")
             page.click("#calibrate")
-            page.wait_for_function(f"window.puppetLog.filter(e => e.calibrated).length > {done}", timeout=30_000)
+            page.wait_for_function(f"window.puppetLog.filter(e => e.calibrated).length > {done}", timeout=BROWSER_WAIT_MS)
             seq = page.evaluate("window.puppetLog.filter(e => e.calibrated).pop().seq")
             if 0 < sent[seq] % N_FRAMES < 15:
                 return seq

@@ -166,7 +166,8 @@ async function requestRender() {
   state.busy = true;
   const path = state.path;
   try {
-    const pose = state.pose ? "&pose=" + state.pose.join(",") : "";   // none: the rest pose
+    const sent = state.pose ? state.pose.join(",") : "";                // none: the rest pose
+    const pose = sent ? "&pose=" + sent : "";
     const r = await fetch(API + "render?path=" + encodeURIComponent(path) + pose);
     if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
     const blob = await r.blob();
@@ -175,6 +176,7 @@ async function requestRender() {
       $("live").src = URL.createObjectURL(blob);
       if (old.startsWith("blob:")) URL.revokeObjectURL(old);
       $("render-ms").textContent = `render ${r.headers.get("X-Render-Ms")} ms`;
+      $("live").dataset.pose = sent;                   // what the image shows (tests wait for it)
       $("live").dataset.renders = String(+($("live").dataset.renders || 0) + 1);
     }
   } catch (e) {
