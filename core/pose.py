@@ -63,14 +63,21 @@ def pose_problem(pose, tolerance: float = RANGE_TOLERANCE, batch: bool = False) 
     if p.shape[-1:] != (POSE_SIZE,) or p.ndim != (2 if batch else 1):
         return f"a pose must be {shape} ({' '.join(POSE_NAMES)}), got shape {p.shape}"
     bad = out_of_range(p, tolerance)            # True for NaN and infinities too
+    return first_bad_value(p, bad, POSE_NAMES, POSE_LOW, POSE_HIGH, batch)
+
+
+def first_bad_value(p: np.ndarray, bad: np.ndarray, names, low, high, batch: bool) -> str | None:
+    """One line naming the first True of `bad` in the poses `p` (the same shape): "NAME = VALUE is
+    outside [LOW, HIGH]" or "... is not a finite number", with "pose K: " in front for a batch;
+    None when nothing is bad. The wording of every pose check (this module's and pose schemas')."""
     if not bad.any():
         return None
     where = tuple(int(i) for i in np.argwhere(bad)[0])
     i, value = where[-1], float(p[where])
     prefix = f"pose {where[0]}: " if batch else ""
     if not np.isfinite(value):
-        return f"{prefix}{POSE_NAMES[i]} = {value} is not a finite number"
-    return f"{prefix}{POSE_NAMES[i]} = {value:g} is outside [{POSE_LOW[i]:g}, {POSE_HIGH[i]:g}]"
+        return f"{prefix}{names[i]} = {value} is not a finite number"
+    return f"{prefix}{names[i]} = {value:g} is outside [{low[i]:g}, {high[i]:g}]"
 
 
 def pose_facts() -> dict:

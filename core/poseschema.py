@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ThactlError
+from core.pose import first_bad_value
 
 SCHEMA_FORMAT = "thactl-pose-schema"
 SCHEMA_VERSION = 1
@@ -150,15 +151,7 @@ class PoseSchema:
         if p.shape[-1:] != (self.size,) or p.ndim != (2 if batch else 1):
             return f"a {self.name} pose must be {shape}, got shape {p.shape}"
         lo, hi = self.low.astype(np.float64) - tolerance, self.high.astype(np.float64) + tolerance
-        bad = ~((p >= lo) & (p <= hi))
-        if not bad.any():
-            return None
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        i, value = where[-1], float(p[where])
-        prefix = f"pose {where[0]}: " if batch else ""
-        if not np.isfinite(value):
-            return f"{prefix}{self.names[i]} = {value} is not a finite number"
-        return f"{prefix}{self.names[i]} = {value:g} is outside [{self.low[i]:g}, {self.high[i]:g}]"
+        return first_bad_value(p, ~((p >= lo) & (p <= hi)), self.names, self.low, self.high, batch)
 
     # ------------------------------------------------------------ mirror
     def mirror_order(self) -> list[int]:

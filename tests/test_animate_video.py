@@ -11,7 +11,7 @@ from PIL import Image
 
 import cli
 from faces import astronaut_face, blank_frame, rolled_frame, write_mp4
-from tiny_networks import S, write_tiny_weights
+from tiny_networks import S, write_tiny_weights, write_disc_drawing
 
 pytest.importorskip("mediapipe", reason='face tracking needs the [track] extra: pip install -e ".[track]"')
 
@@ -29,11 +29,7 @@ def clip(tmp_path_factory) -> Path:
 
 
 def _drawing(path: Path, size: int = S) -> Path:
-    yy, xx = np.mgrid[0:size, 0:size]
-    img = np.zeros((size, size, 4), np.uint8)
-    img[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2] = (230, 180, 160, 255)
-    Image.fromarray(img, "RGBA").save(path)
-    return path
+    return write_disc_drawing(path, size)
 
 
 def test_video_motion_keeps_frame_count_rate_and_tracked_poses(weights, clip, tmp_path, capsys):

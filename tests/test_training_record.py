@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import cli
 from models.io import UNTRAINED_BELOW, TrainingRecord, save_weights, training_record
-from tiny_networks import S, write_tiny_weights
+from tiny_networks import S, write_tiny_weights, write_disc_drawing
 
 ARCH = ["--base-channels", 4, "--num-downsample", 1, "--num-res-blocks", 1]
 
@@ -22,12 +20,8 @@ def _train(*args) -> int:
                                       "--val-examples", 4, "--samples", 2, *ARCH]])
 
 
-def _drawing(path: Path, s: int = S) -> Path:
-    yy, xx = np.mgrid[0:s, 0:s]
-    img = np.zeros((s, s, 4), np.uint8)
-    img[(yy - s / 2) ** 2 + (xx - s / 2) ** 2 < (s / 4) ** 2] = (230, 180, 160, 255)
-    Image.fromarray(img, "RGBA").save(path)
-    return path
+def _drawing(path: Path, size: int = S) -> Path:
+    return write_disc_drawing(path, size)
 
 
 def _recorded(folder: Path, examples: int | None) -> Path:

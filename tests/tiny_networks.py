@@ -23,3 +23,16 @@ def write_tiny_weights(folder: Path, seed: int, flow_std: float | None = None) -
     for net in (FaceMorpher(**TINY), rotator, Combiner(**TINY)):
         save_weights(net, folder / f"{net.kind}.safetensors")
     return folder
+
+
+def write_disc_drawing(path: Path, size: int) -> Path:
+    """An RGBA PNG of `size` px: a skin-coloured disc of half the image's width on transparency (an
+    input drawing for pose / animate tests)."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = np.zeros((size, size, 4), np.uint8)
+    img[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2] = (230, 180, 160, 255)
+    Image.fromarray(img, "RGBA").save(path)
+    return path
