@@ -11,7 +11,6 @@ base64 JPEG/PNG, calibrate, gain, mirror}. Requests name their tab in the X-Pupp
 from __future__ import annotations
 
 import base64
-import io
 from pathlib import Path
 
 import numpy as np

@@ -38,7 +38,7 @@ from renderer.errors import ContextError, RenderError, RendererError
 from renderer.framing import Frame
 from renderer.model import MATERIAL_MORPH_WIDTH, MaterialFlag, MMDModel, SphereMode
 from renderer.model import MaterialMorphColumn as MC
-from renderer.textures import TextureSet, builtin_toon
+from renderer.textures import TextureSet
 
 log = logging.getLogger("thactl.renderer")
 
