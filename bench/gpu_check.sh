@@ -305,7 +305,7 @@ gl_probe() {
     "$PY" - <<'PY'
 import os, sys
 import moderngl
-from renderer.errors import first_line
+from core.errors import first_line
 SOFTWARE = ("llvmpipe", "softpipe", "swrast", "software")
 wanted = os.environ.pop("GLCONTEXT_DEVICE_INDEX", None)   # glcontext lets it override device_index
 found = []
