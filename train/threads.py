@@ -35,7 +35,7 @@ def default_threads(cores: int | None = None, load: float | None = None, local_p
     if local_processes is None:
         local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     share = max(1, cores // local_processes)
-    return max(1, min(share, share - round(load / local_processes)))
+    return max(1, share - round(load / local_processes))
 
 
 def set_threads(requested: int | None = None) -> int:
