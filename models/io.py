@@ -9,6 +9,9 @@ The training record (`TrainingRecord`, `training_record`) says whether weights w
 "examples_trained" (decimal: examples thactl trained them on, counting the run they started from)
 and "released_weights" (e.g. "THA1": they are, or started from, published trained weights).
 THA1's .pt files and their imports count as released; a file with neither entry has no record.
+
+"pose_schema" (JSON, `read_pose_schema`): the pose schema of the data the network was trained on
+(core.poseschema, docs/pose-schemas.md); absent for THA1's six numbers.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from core.atomicfile import atomic_path
 from core.errors import first_line
 
 KINDS = ("morpher", "rotator", "combiner")
-EXAMPLES_KEY, RELEASED_KEY = "examples_trained", "released_weights"
+EXAMPLES_KEY, RELEASED_KEY, SCHEMA_KEY = "examples_trained", "released_weights", "pose_schema"
 UNTRAINED_BELOW = 1000  # fewer examples than this (and not released weights): the output is noise
 
 
@@ -187,3 +190,27 @@ def training_record(path: str | Path, kind: str | None = None) -> TrainingRecord
     if not is_safetensors(path):
         return TrainingRecord(released="THA1")
     return TrainingRecord.from_metadata(_header(path))
+
+
+def schema_metadata(schema) -> dict[str, str]:
+    """The metadata entry recording a pose schema (none for THA1's six numbers)."""
+    if schema is None or schema.is_tha1:
+        return {}
+    return {SCHEMA_KEY: json.dumps(schema.to_json(), ensure_ascii=False, sort_keys=True)}
+
+
+def read_pose_schema(path: str | Path, kind: str | None = None):
+    """The pose schema a weight file was trained with (core.poseschema.PoseSchema), None for THA1's
+    six numbers (THA1's files, and thactl's without the entry); WeightsError names a bad entry."""
+    from core.poseschema import SchemaError, parse_schema
+
+    path = resolve_weights_path(path, kind)
+    if not is_safetensors(path):
+        return None
+    raw = _header(path).get(SCHEMA_KEY)
+    if raw is None:
+        return None
+    try:
+        return parse_schema(json.loads(raw), f"{path} (pose_schema)")
+    except (json.JSONDecodeError, SchemaError) as e:
+        raise WeightsError(f"{path}: unusable pose_schema entry ({first_line(e)})") from None

@@ -1,4 +1,8 @@
-"""THE poser chain: morpher(pose[3:6]) -> rotator(pose[0:3]) -> Pumarola | Zhou | combiner(pose[0:3]).
+"""THE poser chain: morpher(face part) -> rotator(rotation part) -> Pumarola | Zhou | combiner(rotation part).
+
+The pose's parts come from its schema (core.poseschema): THA1's six numbers (no schema) split into
+rotation pose[0:3] and face pose[3:6]; a schema's `face` parameters feed the morpher and its `rotation`
+ones the rotator and the combiner, in schema order (docs/pose-schemas.md).
 
 One path vocabulary everywhere (inference, ONNX export, evaluation, tests):
   "full"      both rotator outputs merged and retouched by the combiner (needs a combiner)
@@ -32,17 +36,27 @@ def final_image(path: str, pumarola: torch.Tensor, zhou: torch.Tensor, rotation:
     return combiner(pumarola, zhou, rotation)[0]
 
 
-class Poser(nn.Module):
-    """image (B, 4, H, W) in [-1, 1] + pose (B, 6) in SPEC order -> (final, morphed, pumarola, zhou).
+def pose_parts(schema=None) -> tuple[list[int], list[int]]:
+    """(face indices, rotation indices) of a pose: THA1's ([3, 4, 5], [0, 1, 2]) without a schema."""
+    if schema is None:
+        return [3, 4, 5], [0, 1, 2]
+    return schema.indices("face"), schema.indices("rotation")
 
-    `path` picks the final image (PATHS); default "full" with a combiner, else "pumarola".
+
+class Poser(nn.Module):
+    """image (B, 4, H, W) in [-1, 1] + pose (B, P) -> (final, morphed, pumarola, zhou).
+
+    `schema` (a core.poseschema.PoseSchema; None: THA1's six numbers in SPEC order, P = 6) says which
+    pose values feed the morpher and which the rotator and combiner. `path` picks the final image (PATHS); default "full" with a combiner, else "pumarola".
     Without networks all three are built at THA1's defaults (randomly initialised), or with
     the architecture keywords given; pass trained modules to use weights.
     """
 
     def __init__(self, morpher: FaceMorpher | None = None, rotator: TwoAlgoFaceRotator | None = None,
-                 combiner: Combiner | None = None, *, path: str | None = None, **arch):
+                 combiner: Combiner | None = None, *, path: str | None = None, schema=None, **arch):
         super().__init__()
+        self.schema = schema
+        self.face_index, self.rotation_index = pose_parts(schema)
         if morpher is None and rotator is None and combiner is None:
             morpher, rotator, combiner = FaceMorpher(**arch), TwoAlgoFaceRotator(**arch), Combiner(**arch)
         if morpher is None or rotator is None:
@@ -59,10 +73,18 @@ class Poser(nn.Module):
         pumarola, zhou = self.rotator(morphed, rotation)[:2]
         return final_image(self.path, pumarola, zhou, rotation, self.combiner), pumarola, zhou
 
+    @property
+    def pose_size(self) -> int:
+        return len(self.face_index) + len(self.rotation_index)
+
+    def split(self, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P) poses -> (face part for the morpher, rotation part for the rotator and combiner)."""
+        if pose.dim() != 2 or pose.shape[1] != self.pose_size:
+            raise ValueError(f"pose must be (B, {self.pose_size}), got {tuple(pose.shape)}")
+        return pose[:, self.face_index], pose[:, self.rotation_index]
+
     def forward(self, image: torch.Tensor, pose: torch.Tensor):
-        if pose.dim() != 2 or pose.shape[1] != 6:
-            raise ValueError(f"pose must be (B, 6), got {tuple(pose.shape)}")
-        rotation, expression = pose[:, 0:3], pose[:, 3:6]
+        expression, rotation = self.split(pose)
         morphed = self.morpher(image, expression)[0]
         final, pumarola, zhou = self.pose_morphed(morphed, rotation)
         return final, morphed, pumarola, zhou

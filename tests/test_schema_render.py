@@ -77,7 +77,35 @@ def test_tiny_morpher_and_rotator_train_on_tha3_data(tha3_data, tmp_path):
     metrics = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
     assert any(np.isfinite(m.get("loss", np.nan)) for m in metrics)
     assert run_cli("train", "rotator", "--data", tha3_data, "--out", tmp_path / "r", *tiny) == 0
-    assert load_weights(tmp_path / "r", "rotator").config["pose_size"] == 6
+    rotator = load_weights(tmp_path / "r", "rotator")
+    assert rotator.config["pose_size"] == 6
+
+
+def test_weights_record_their_schema_and_the_poser_splits_by_it(tha3_data, tmp_path):
+    import torch
+
+    from models.io import load_weights, read_pose_schema
+    from models.poser import Poser
+
+    tiny = ["--base-channels", 8, "--num-downsample", 2, "--num-res-blocks", 1, "--batch-size", 4,
+            "--examples", 8, "--val-every", 8, "--val-examples", 4, "--quiet"]
+    for kind in ("morpher", "rotator"):
+        assert run_cli("train", kind, "--data", tha3_data, "--out", tmp_path / kind, *tiny) == 0
+    schema = read_pose_schema(tmp_path / "morpher", "morpher")
+    assert schema is not None and schema.names == load_schema("tha3").names
+    assert read_pose_schema(tmp_path / "rotator", "rotator").to_json() == schema.to_json()
+    morpher, rotator = load_weights(tmp_path / "morpher", "morpher"), load_weights(tmp_path / "rotator", "rotator")
+    poser = Poser(morpher, rotator, schema=schema).eval()
+    pose = torch.from_numpy(schema.rest)[None].repeat(2, 1)
+    pose[1, schema.index("head_y")] = 1.0
+    face, rotation = poser.split(pose)
+    assert face.shape == (2, 39) and rotation.shape == (2, 6)
+    assert float(rotation[1, schema.indices("rotation").index(schema.index("head_y"))]) == 1.0
+    with torch.no_grad():
+        final = poser(torch.zeros(2, 4, 64, 64), pose)[0]
+    assert final.shape == (2, 4, 64, 64)
+    with pytest.raises(ValueError, match=r"\(B, 45\)"):
+        poser(torch.zeros(1, 4, 64, 64), torch.zeros(1, 6))
 
 
 def test_preview_sheet_and_coverage_under_tha3(shared_models, tmp_path, capsys):

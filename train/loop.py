@@ -141,6 +141,7 @@ class Trainer:
         cfg, dev = self.cfg, self.dev
         torch.manual_seed(cfg.seed)
         self.task = make_task(cfg)
+        self.state.schema = self.task.schema
         torch.manual_seed(cfg.seed)
         model = self.task.build_model()
         self.task.to(dev)

@@ -134,6 +134,7 @@ class RunState:
         self.resume = self._load_checkpoint()
         self.init_state = None
         self.start_training = TrainingRecord(examples=0)  # of the weights this run started from
+        self.schema = None  # the data's pose schema (core.poseschema), recorded in the weight file
         self.seen = 0
         if self.resume is None:
             init_config = None
@@ -218,8 +219,9 @@ class RunState:
     def export(self, model: nn.Module) -> None:
         """OUT/<kind>.safetensors with the training record at the last checkpoint's examples seen."""
         if self.dev.is_main:
-            from models.io import save_weights
-            save_weights(model, self.weights_path, extra_metadata=self.start_training.after(self.seen).metadata())
+            from models.io import save_weights, schema_metadata
+            meta = self.start_training.after(self.seen).metadata() | schema_metadata(self.schema)
+            save_weights(model, self.weights_path, extra_metadata=meta)
 
     def summary(self, seen: int, step: int) -> dict:
         return {"examples": seen, "steps": step, "out": str(self.out), "weights": str(self.weights_path)}

@@ -61,6 +61,7 @@ class Task:
         self.main_output = self.main_output or self.output_names[0]
         self.arch = dict(arch)
         self.mirror = None
+        self.schema = schema        # recorded in the weight file (models.io.schema_metadata)
         if schema is not None:      # a pose schema's data: its inputs by position (docs/pose-schemas.md)
             self.pose_slice = schema.indices(self.schema_input)
             self.arch["pose_size"] = len(self.pose_slice)
