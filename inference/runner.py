@@ -1,8 +1,9 @@
 """PoserRunner: trained networks + one input drawing -> posed images, fast.
 
 Runs batches of poses through models.poser under `torch.inference_mode`, in fp16 autocast on
-CUDA, and skips the morpher when the expression (left_eye, right_eye, mouth) has been seen
-before for the current image.
+CUDA, and skips the morpher when the face part of the pose (THA1: left_eye, right_eye, mouth) has
+been seen before for the current image. Poses follow the networks' pose schema (`runner.schema`, read
+from the weight files: models.io.read_pose_schema; THA1's six numbers when they record none).
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.poseschema import load_schema
 from dataset.imageconv import tensor_to_uint8, uint8_to_tensor
 from models.poser import PATHS, Poser, default_path
 
 from .errors import ImageInputError, InferenceError, WeightsInputError
-from .weights import load_networks, pick_device, resolve_weights
+from .weights import load_networks, pick_device, resolve_weights, weights_schema
 
 
 class PoserRunner:
@@ -25,11 +27,12 @@ class PoserRunner:
 
     path: "full" (combiner output; needs a combiner), "pumarola" or "zhou"; default full when a
     combiner is loaded, else pumarola. half: fp16 autocast (default: on for CUDA, off on CPU).
+    schema: the pose schema the networks were trained with (core.poseschema.PoseSchema); None: THA1's.
     """
 
     def __init__(self, morpher: nn.Module, rotator: nn.Module, combiner: nn.Module | None = None,
                  path: str | None = None, device: str | torch.device | None = None,
-                 half: bool | None = None, batch_size: int = 8, cache_size: int = 64):
+                 half: bool | None = None, batch_size: int = 8, cache_size: int = 64, schema=None):
         self.device = pick_device(device) if not isinstance(device, torch.device) else device
         path = path or default_path(combiner is not None)
         if path not in PATHS:
@@ -37,7 +40,15 @@ class PoserRunner:
         if path == "full" and combiner is None:
             raise WeightsInputError("path full needs a combiner (combiner.safetensors in --weights or --combiner)")
         self.poser = Poser(morpher.to(self.device).eval(), rotator.to(self.device).eval(),
-                           combiner.to(self.device).eval() if combiner is not None else None, path=path).eval()
+                           combiner.to(self.device).eval() if combiner is not None else None, path=path,
+                           schema=schema).eval()
+        self.schema = schema if schema is not None else load_schema("tha1")
+        sizes = {"morpher": len(self.poser.face_index), "rotator": len(self.poser.rotation_index)}
+        for kind, net in (("morpher", morpher), ("rotator", rotator), ("combiner", combiner)):
+            want = sizes["morpher" if kind == "morpher" else "rotator"]
+            if net is not None and int(net.config.get("pose_size", 3)) != want:
+                raise WeightsInputError(f"the {kind} takes {net.config.get('pose_size', 3)} pose values, the "
+                                        f"{self.schema.name} schema gives it {want}: weights of different schemas")
         self.half = (self.device.type == "cuda") if half is None else bool(half)
         if self.half and self.device.type != "cuda":
             raise InferenceError("half precision is only used on CUDA")
@@ -63,7 +74,9 @@ class PoserRunner:
         if path in ("pumarola", "zhou"):
             paths.pop("combiner", None)
         nets = load_networks(paths, dev)
-        runner = cls(nets["morpher"], nets["rotator"], nets.get("combiner"), path=path, device=dev, **kw)
+        schema = weights_schema(paths)
+        runner = cls(nets["morpher"], nets["rotator"], nets.get("combiner"), path=path, device=dev,
+                     schema=schema, **kw)
         runner.weight_files = paths
         return runner
 
@@ -81,8 +94,12 @@ class PoserRunner:
             return torch.autocast("cuda", dtype=torch.float16)
         return torch.autocast(self.device.type, enabled=False)
 
+    @property
+    def pose_size(self) -> int:
+        return self.schema.size
+
     def _morph(self, expr: torch.Tensor) -> torch.Tensor:
-        """(B, 3) expressions -> (B, 4, S, S) morphed images, computing only unseen expressions."""
+        """(B, F) face parts of poses -> (B, 4, S, S) morphed images, computing only unseen expressions."""
         rounded = np.round(expr.detach().float().cpu().numpy().astype(np.float64), 6)
         keys = [r.tobytes() for r in rounded]
         todo = [i for i, k in enumerate(keys) if k not in self._morphed]
@@ -105,17 +122,20 @@ class PoserRunner:
 
     @torch.inference_mode()
     def run_tensor(self, poses: torch.Tensor) -> torch.Tensor:
-        """(B, 6) poses -> (B, 4, S, S) float32 THA tensors for the current image."""
+        """(B, P) poses (P: the schema's size) -> (B, 4, S, S) float32 THA tensors for the current image."""
         if self._image is None:
             raise InferenceError("no input image: call set_image first")
-        poses = poses.to(self.device, torch.float32)
+        face, rotation = self.poser.split(poses.to(self.device, torch.float32))
         with self._autocast():
-            out = self.poser.pose_morphed(self._morph(poses[:, 3:6]), poses[:, 0:3])[0]
+            out = self.poser.pose_morphed(self._morph(face), rotation)[0]
         return out.float()
 
     def run(self, poses: np.ndarray, progress=None) -> np.ndarray:
-        """(N, 6) poses -> (N, S, S, 4) uint8 sRGB images, batch by batch; times the networks."""
-        poses = np.asarray(poses, np.float32).reshape(-1, 6)
+        """(N, P) poses -> (N, S, S, 4) uint8 sRGB images, batch by batch; times the networks."""
+        poses = np.asarray(poses, np.float32)
+        if poses.ndim != 2 or poses.shape[1] != self.pose_size:
+            raise InferenceError(f"poses must be (N, {self.pose_size}) for the {self.schema.name} schema, "
+                                 f"got {poses.shape}")
         frames = []
         for start in range(0, len(poses), self.batch_size):
             p = torch.from_numpy(poses[start:start + self.batch_size])

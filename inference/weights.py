@@ -3,6 +3,7 @@ them as eval-mode networks that agree on the image size, whether they look train
 and precision to run with."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -63,6 +64,20 @@ def load_networks(paths: dict[str, Path], device: str | torch.device = "cpu") ->
         raise WeightsInputError("networks disagree on image size: "
                                 + ", ".join(f"{k} {s}" for k, s in sizes.items()))
     return nets
+
+
+def weights_schema(paths: dict[str, Path]):
+    """The pose schema the weight files were trained with (None: THA1's six numbers); all must agree."""
+    from models.io import WeightsError, read_pose_schema
+
+    try:
+        schemas = {k: read_pose_schema(p, k) for k, p in paths.items()}
+    except WeightsError as e:
+        raise WeightsInputError(str(e)) from None
+    if len({json.dumps(s.to_json() if s else None, sort_keys=True) for s in schemas.values()}) > 1:
+        names = ", ".join(f"{k} {s.name if s else 'tha1'}" for k, s in schemas.items())
+        raise WeightsInputError(f"weight files of different pose schemas: {names}")
+    return next(iter(schemas.values()), None)
 
 
 def untrained_warning(paths: dict[str, Path]) -> str | None:

@@ -133,3 +133,34 @@ def test_a_bad_schema_is_one_line(tmp_path, capsys):
     assert run_cli("render", "--out", tmp_path / "o", "--schema", bad, "-q") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown kind 'spin'" in err[0] and str(bad) in err[0]
+
+
+def test_the_runner_follows_the_weights_schema(tha3_data, tmp_path):
+    from inference.errors import InferenceError, WeightsInputError
+    from inference.runner import PoserRunner
+
+    tiny = ["--base-channels", 8, "--num-downsample", 2, "--num-res-blocks", 1, "--batch-size", 4,
+            "--examples", 8, "--val-every", 8, "--val-examples", 4, "--quiet"]
+    for kind in ("morpher", "rotator"):
+        assert run_cli("train", kind, "--data", tha3_data, "--out", tmp_path / kind, *tiny) == 0
+    runner = PoserRunner.from_weights(None, morpher=tmp_path / "morpher", rotator=tmp_path / "rotator",
+                                      path="pumarola", device="cpu")
+    schema = load_schema("tha3")
+    assert runner.schema.names == schema.names and runner.pose_size == 45
+    runner.set_image(np.zeros((64, 64, 4), np.uint8))
+    poses = np.repeat(schema.rest[None], 3, 0)
+    poses[1, schema.index("eye_wink_left")] = 1.0
+    poses[2, schema.index("head_y")] = 1.0
+    assert runner.run(poses).shape == (3, 64, 64, 4)
+    assert runner.morpher_runs == 2          # rows 0 and 2 share their face part
+    with pytest.raises(InferenceError, match=r"\(N, 45\)"):
+        runner.run(np.zeros((1, 6), np.float32))
+    # a THA1 rotator beside a tha3 morpher is refused in one line
+    from models.io import save_weights
+    from models.rotator import TwoAlgoFaceRotator
+
+    save_weights(TwoAlgoFaceRotator(image_size=64, base_channels=8, num_downsample=2, num_res_blocks=1),
+                 tmp_path / "tha1_rotator.safetensors")
+    with pytest.raises(WeightsInputError, match="different pose schemas"):
+        PoserRunner.from_weights(None, morpher=tmp_path / "morpher", rotator=tmp_path / "tha1_rotator.safetensors",
+                                 path="pumarola", device="cpu")
