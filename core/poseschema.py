@@ -35,6 +35,11 @@ SIDES = ("left", "right")
 AXES = ("x", "y", "z")
 LAWS = ("uniform", "abs")          # uniform on the range; density ∝ |v| on [-1, 1] (THA1's head law)
 RANGE_TOLERANCE = 1e-6
+# where THA1's six numbers (a tracked face, a THA1 motion file) go in a schema: the first of each
+# entry's names that the schema has (a schema without any of them leaves that number out)
+FROM_THA1 = {"head_x": ("head_x",), "head_y": ("head_y",), "neck_z": ("neck_z",),
+             "left_eye": ("left_eye", "eye_wink_left"), "right_eye": ("right_eye", "eye_wink_right"),
+             "mouth": ("mouth", "mouth_aaa")}
 
 
 class SchemaError(ThactlError):
@@ -164,6 +169,26 @@ class PoseSchema:
 
     def mirror_sign(self) -> np.ndarray:
         return np.array([-1.0 if p.mirror == "negate" else 1.0 for p in self.parameters], np.float32)
+
+    def tha1_positions(self) -> dict[str, int]:
+        """{THA1 name: this schema's position} for each of THA1's six numbers it can take (FROM_THA1)."""
+        found = {}
+        for tha1_name, names in FROM_THA1.items():
+            hit = next((n for n in names if n in self.names), None)
+            if hit is not None:
+                found[tha1_name] = self.names.index(hit)
+        return found
+
+    def from_tha1(self, poses6) -> np.ndarray:
+        """THA1-order poses (N, 6) -> this schema's (N, P): the rest pose with THA1's numbers placed by
+        FROM_THA1 (a tracked face or a THA1 motion drives a tha3 poser's head, wink and aaa)."""
+        poses6 = np.asarray(poses6, np.float32).reshape(-1, 6)
+        out = np.tile(self.rest, (len(poses6), 1))
+        positions = self.tha1_positions()
+        for i, tha1_name in enumerate(FROM_THA1):
+            if tha1_name in positions:
+                out[:, positions[tha1_name]] = poses6[:, i]
+        return out
 
     # ------------------------------------------------------------ sampling
     def sample(self, rng: np.random.Generator, n: int = 1) -> np.ndarray:

@@ -117,3 +117,17 @@ def test_schema_pose_check():
     pose[s.index("head_x")] = 1.5
     assert s.problem(pose) == "head_x = 1.5 is outside [-1, 1]"
     assert "45 numbers" in s.problem(np.zeros(6))
+
+
+def test_tha1_numbers_land_on_the_schema_names():
+    tha1, tha3 = load_schema("tha1"), load_schema("tha3")
+    six = np.array([[0.5, -0.25, 0.1, 1.0, 0.0, 0.75]], np.float32)
+    assert np.array_equal(tha1.from_tha1(six), six)
+    out = tha3.from_tha1(six)
+    assert out.shape == (1, 45)
+    for name, v in [("head_x", 0.5), ("head_y", -0.25), ("neck_z", 0.1), ("eye_wink_left", 1.0),
+                    ("eye_wink_right", 0.0), ("mouth_aaa", 0.75)]:
+        assert out[0, tha3.index(name)] == np.float32(v)
+    others = [i for i, n in enumerate(tha3.names) if n not in
+              ("head_x", "head_y", "neck_z", "eye_wink_left", "eye_wink_right", "mouth_aaa")]
+    assert np.array_equal(out[0, others], tha3.rest[others])
