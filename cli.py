@@ -785,7 +785,10 @@ def import_tha1_cmd(folder, out, force):
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--allow-remote", is_flag=True,
               help="Allow --host to be a non-local address (anyone who reaches it can use the app).")
-def serve_cmd(models, overrides, drawings, weights, device, precision, host, port, allow_remote):
+@click.option("--schema", default="tha1", show_default=True, metavar="NAME|FILE",
+              help="Model page: the pose schema (tha1, tha3 or a schema file) whose parameters it lists, "
+                   "with how each was found, a slider and a morph choice each.")
+def serve_cmd(models, overrides, drawings, weights, device, precision, host, port, allow_remote, schema):
     """Run the browser app on localhost: model QA and editor, live poser, webcam puppet.
     Give --models (the model page), --weights (the puppet page) or both.
 
@@ -793,10 +796,12 @@ def serve_cmd(models, overrides, drawings, weights, device, precision, host, por
     Examples:
       thactl serve --models ./pmx                   # then open http://127.0.0.1:8765/
       thactl serve --weights ./weights --drawings ./drawings
+      thactl serve --models ./pmx --schema tha3     # 45 parameters per model
     """
     from pathlib import Path
 
     from app.config import ServeConfig
+    from core.poseschema import BUILTIN, load_schema
     from app.server import is_local, make_server
 
     if not is_local(host) and not allow_remote:
@@ -807,12 +812,14 @@ def serve_cmd(models, overrides, drawings, weights, device, precision, host, por
     if models is None and weights is None:
         raise click.ClickException("nothing to serve: give --models FOLDER (the model page) and/or "
                                    "--weights FOLDER (the puppet page)")
+    load_schema(schema)                 # a bad schema is refused before the server starts
     if not is_local(host):
         _warn(f"listening on {host}: anyone who can reach this machine can use the app and its files")
     cfg = ServeConfig(host=host, port=port, models=Path(models).resolve() if models else None,
                       overrides=Path(overrides).resolve() if overrides else None,
                       drawings=Path(drawings).resolve() if drawings else None,
-                      weights=Path(weights).resolve() if weights else None, device=device, precision=precision)
+                      weights=Path(weights).resolve() if weights else None, device=device, precision=precision,
+                      schema=schema if schema in BUILTIN else str(Path(schema).resolve()))
     server = make_server(cfg)
     url_host = f"[{host}]" if ":" in host else host
     click.echo(f"thactl serve: http://{url_host}:{server.server_address[1]}/ (Ctrl-C stops)")
