@@ -260,7 +260,7 @@ class _ChildState:
             missing = {b.name for b in a.schema_rig(self.schema).bindings if not b.found}
             labels = [label + (" (missing)" if label.split(" ")[0] in missing else "") for label in labels]
         imgs = [scene.render(a.mesh(p, self.schema), a.frame) for _, p in cells]
-        return {"png": _png(contact_sheet(imgs, labels))}
+        return {"png": _png(contact_sheet(imgs, labels, columns=4 if self.schema is None else 8))}
 
     def thumb(self, path: str) -> dict:
         from core.pose import REST_POSE

@@ -116,6 +116,13 @@ def test_a_slider_renders_the_schema_pose(tha3):
     assert changed(alone("mouth_aaa", 1)) > 20
     assert changed(alone("head_y", 1)) > 200
     assert changed(alone("mouth_raised_corner_left", 1)) == 0       # missing on this model: at rest
+    # the contact sheet is preview --schema --sheet's: rest and 45 cells, 8 to a row (6 rows)
+    from PIL import Image
+
+    status, data, _ = request(srv, "GET", "/api/models/sheet?path=" + quote(MODEL))
+    assert status == 200
+    w, h = Image.open(io.BytesIO(data)).size
+    assert w >= 8 * 128 and 6 * 128 <= h < 7 * 160
     # a pose that is not the schema's is one line naming it
     status, data, _ = request(srv, "GET", "/api/models/render?path=" + quote(MODEL) + "&pose=0,0,0,0,0,0")
     err = json.loads(data)["error"]
