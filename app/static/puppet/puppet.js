@@ -143,8 +143,11 @@ function drive(pose) {
 }
 
 // newest pose wins: at most one /pose request in flight
+// the sliders show the pose asked for last (also the base of the next change), not the last one
+// rendered: a slow network never moves a slider back while it is being dragged
 function requestPose(pose) {
-  state.pose = pose.slice();            // what the user asked for last: the base of the next change
+  state.pose = pose.slice();
+  showPose(pose);
   state.wanted = pose;
   if (!state.posing) sendPose();
 }
@@ -159,7 +162,6 @@ async function sendPose() {
     const ms = parseFloat(resp.headers.get("X-Net-Ms"));
     state.frameUrl = showBlob("output", await resp.blob(), state.frameUrl);
     if (ms > 0) $("net-fps").textContent = (1000 / ms).toFixed(1);
-    showPose(pose);
     setError("pose", "");
   } catch (e) {
     setError("pose", e.message);
