@@ -1,6 +1,7 @@
 """The live puppet page (`thactl serve --weights W [--drawings D]`): choose a drawing (upload, or a
-file inside --drawings), pose it with one slider per parameter of the weights' pose schema (THA1: six), play motion presets, save PNG/GIF, and drive it
-from the webcam (frames are tracked here, on the server). Each browser tab has its own drawing
+file inside --drawings), pose it with one slider per parameter of the weights' pose schema (THA1:
+six), play motion presets, save PNG/GIF, and drive it from the webcam (frames are tracked here, on
+the server). Each browser tab has its own drawing
 and webcam calibration (app.puppet); without --weights, /puppet/ says what to give.
 
 URLs: /puppet/ (the page), /puppet/static/NAME, and under /api/puppet: GET info (with the networks'

@@ -219,7 +219,7 @@ def _after(page, action) -> np.ndarray:
 
 
 def test_the_page_shows_the_schemas_sliders_and_moving_one_reposes(page):
-    in_groups = [THA3.names[i] for g in slider_groups(THA3) for i in g["indices"]]    # the iris group holds 24-25, 37-38
+    in_groups = [THA3.names[i] for g in slider_groups(THA3) for i in g["indices"]]   # iris: 24-25, 37-38
     names = page.eval_on_selector_all("#sliders input[type=range]", "els => els.map(e => e.id.slice(2))")
     labels = page.eval_on_selector_all("#sliders label > span:first-child", "els => els.map(e => e.textContent)")
     assert names == labels == in_groups and sorted(names) == sorted(THA3.names) and len(names) == 45
