@@ -162,6 +162,7 @@ def test_animate_csv_by_name_and_bad_columns(weights, drawing, tmp_path, capsys)
     want = np.repeat(THA3.rest[None], 2, 0)
     want[0, THA3.index("head_y")], want[1, THA3.index("eye_wink_left")] = 0.5, 1.0
     np.testing.assert_array_equal(used, want)
+    capsys.readouterr()
     m.write_text("head_y,eye_wink_lft\n0.5,0\n")
     assert run_cli("animate", drawing, "--weights", weights, "--device", "cpu", "-o", tmp_path / "b.gif",
                    "--motion", m) == 1
