@@ -544,7 +544,8 @@ def _echo_parameters(schema) -> None:
     click.echo(f"{schema.name}: {schema.size} pose parameters (NAME [LOW, HIGH] rest VALUE, network input)")
     width = max(len(n) for n in schema.names)
     for i, p in enumerate(schema.parameters):
-        click.echo(f"{i:>3} {p.name:<{width}}  [{p.low:g}, {p.high:g}]  rest {p.rest:g}  {p.input}")
+        bounds = f"[{p.low:g}, {p.high:g}]"
+        click.echo(f"{i:>3} {p.name:<{width}}  {bounds:<8} rest {p.rest:g}  {p.input}")
 
 
 @thactl.command("pose")
