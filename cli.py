@@ -286,7 +286,10 @@ def models_check_cmd(ctx, folder, overrides, workers, json_path, quiet, schema, 
               help="Read every shard fully: complete, readable, counts match, no duplicates.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which random examples to show.")
 def inspect_cmd(path, sheet, examples, verify, seed) -> None:
-    """Summarise a data folder or one shard: counts, models, pose statistics, rejections."""
+    """Summarise a data folder or one shard: counts, models, pose statistics, rejections.
+
+    Data of a pose schema (render --schema) gets a table per parameter: min / mean / max, share at
+    rest, share active in its group, share of examples whose model can show it."""
     from dataset.shardinfo import inspect_path
 
     from dataset.errors import DatasetError
