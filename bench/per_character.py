@@ -72,39 +72,13 @@ def semantic_morpher(morpher: torch.nn.Module, schema=None) -> torch.nn.Module |
     return Tha1FaceProbe(morpher, schema) if probe_names(schema) else None
 
 
-class _FedPart(torch.nn.Module):
-    """A network whose last argument (the pose slice train.evaluate hands it) is replaced by its own
-    part of the batch being scored (`parts[which]`, set by evaluate_poser's batch loop)."""
-
-    def __init__(self, net: torch.nn.Module, parts: dict, which: str):
-        super().__init__()
-        self.net, self.parts, self.which = net, parts, which
-
-    def forward(self, *args):
-        return self.net(*args[:-1], self.parts[self.which].to(args[0].device))
-
-
 def evaluate_poser(loader, nets: dict, schema=None, configs=("FU",)):
     """train.evaluate.evaluate of morpher -> rotator -> combiner over `loader`, the pose split by the
-    data's `schema`. THA1 (None): train.evaluate.evaluate itself. A schema: train.evaluate slices THA1's
-    pose[:, 0:3] / [:, 3:6], so each network is fed its own part of the batch being scored
-    (models.poser.Poser.split) whatever slice it is handed; the rows and scores are train.evaluate's.
-    (Once train.evaluate splits by a schema itself, this becomes a plain call with the schema.)"""
-    from models.poser import Poser
+    data's `schema` (None: THA1's six numbers)."""
     from train import evaluate as ev
 
-    if schema is None:
-        return ev.evaluate(loader, nets["morpher"], nets["rotator"], nets["combiner"], configs=list(configs))
-    poser = Poser(nets["morpher"], nets["rotator"], nets["combiner"], schema=schema)
-    parts: dict = {}
-
-    def batches():
-        for batch in loader:
-            parts["face"], parts["rotation"] = poser.split(batch["pose"])
-            yield batch
-
-    return ev.evaluate(batches(), _FedPart(nets["morpher"], parts, "face"), _FedPart(nets["rotator"], parts, "rotation"),
-                       _FedPart(nets["combiner"], parts, "rotation"), configs=list(configs))
+    return ev.evaluate(loader, nets["morpher"], nets["rotator"], nets["combiner"], configs=list(configs),
+                       schema=schema)
 
 
 def expression_change(pose, schema=None) -> float:
