@@ -158,6 +158,8 @@ def parse_args(argv=None):
     ap.add_argument("--label", default="", help="prefix of every result line (e.g. 'bf16 compile')")
     ap.add_argument("--perceptual", action="store_true", help="also time the rotator with the perceptual loss")
     ap.add_argument("--nets", default="morpher,rotator,combiner")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: thactl train's rule, train/threads.py)")
     ap.add_argument("--tha1-morpher", action="store_true",
                     help="time THA1's morpher (encoder-decoder, no FiLM) instead of thactl train's default")
     a = ap.parse_args(argv)
@@ -172,6 +174,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     a = parse_args(argv)
+    from train.threads import set_threads
+
+    threads = set_threads(a.threads)
     morpher_options = {} if a.tha1_morpher else dict(MORPHER_TRAIN_DEFAULTS)
     dev = setup_device(a.device, a.precision, None, tf32=a.tf32)
     b = a.batch or (25 if dev.type == "cuda" else 2)
@@ -179,7 +184,7 @@ def main(argv=None) -> None:
     s = a.size
     compiled = f"torch.compile ({a.compile_backend})" if a.compile else "eager"
     print(f"device {dev.device} ({torch.cuda.get_device_name() if dev.type == 'cuda' else os.cpu_count()} "
-          f"{'GPU' if dev.type == 'cuda' else 'CPU threads'}), torch {torch.__version__}, precision "
+          f"{'GPU' if dev.type == 'cuda' else f'CPU cores, {threads} torch threads'}), torch {torch.__version__}, precision "
           f"{dev.precision_label}, TF32 {'on' if dev.tf32 else 'off'}, {compiled}, layouts {','.join(a.layouts)}, "
           f"{s}x{s}, batch {b}, {steps} timed steps after {a.warmup} warm-up; morpher options "
           f"{morpher_options or 'THA1'}", flush=True)
