@@ -286,7 +286,10 @@ def models_check_cmd(ctx, folder, overrides, workers, json_path, quiet, schema, 
               help="Read every shard fully: complete, readable, counts match, no duplicates.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which random examples to show.")
 def inspect_cmd(path, sheet, examples, verify, seed) -> None:
-    """Summarise a data folder or one shard: counts, models, pose statistics, rejections."""
+    """Summarise a data folder or one shard: counts, models, pose statistics, rejections.
+
+    Data of a pose schema (render --schema) gets a table per parameter: min / mean / max, share at
+    rest, share active in its group, share of examples whose model can show it."""
     from dataset.shardinfo import inspect_path
 
     from dataset.errors import DatasetError
@@ -484,7 +487,8 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
     from dataset.torchdata import ShardDataset
     from train import evaluate as ev
     from train.runstate import recorded_loss
-    from inference.weights import load_networks, pick_device, resolve_weights
+    from inference.weights import load_networks, pick_device, resolve_weights, weights_schema
+    from train.tasks import data_schema
 
     if out is not None and Path(out).exists() and not Path(out).is_dir():  # was a traceback after the run
         raise ev.TrainError(f"{out}: --out must be a folder (eval-<split>.json/.csv go in it), this is a file")
@@ -493,6 +497,8 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
     configs = ev.select_configs(path, "combiner" in paths)
     nets = load_networks(paths, dev)
     ds = ShardDataset(data, split=split)
+    schema = data_schema(ds.files)          # the schema of the shards scored
+    ev.check_schemas(schema, weights_schema(paths), data)
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise ev.TrainError(f"{data}: no {split} examples")
@@ -510,7 +516,7 @@ def eval_cmd(data, split, weights, morpher_src, rotator_src, combiner_src, path,
     with tqdm(total=n, unit="ex", desc=f"eval {split}", dynamic_ncols=True) as bar:
         result = ev.evaluate(loader, nets["morpher"], nets["rotator"], nets.get("combiner"), configs=configs,
                              stages=stages, device=dev, progress=bar.update, tha1_variant=variants,
-                             split=split, sources={k: str(v) for k, v in paths.items()})
+                             split=split, sources={k: str(v) for k, v in paths.items()}, schema=schema)
     click.echo(result.format_table())
     if out is None:
         first = morpher_src or rotator_src or combiner_src or weights
@@ -528,35 +534,79 @@ def _pose_values(values) -> "list[float]":
     return list(values)
 
 
+def _weights_pose_schema(weights, morpher_src, rotator_src, combiner_src):
+    """The pose schema the weight files record (THA1's when none), without loading the networks."""
+    from core.poseschema import load_schema
+    from inference.weights import resolve_weights, weights_schema
+
+    return weights_schema(resolve_weights(weights, morpher_src, rotator_src, combiner_src)) or load_schema("tha1")
+
+
+def _echo_parameters(schema) -> None:
+    """`pose --list-parameters`: one line per parameter of the weights' schema (range, rest, input)."""
+    click.echo(f"{schema.name}: {schema.size} pose parameters (NAME [LOW, HIGH] rest VALUE, network input)")
+    width = max(len(n) for n in schema.names)
+    for i, p in enumerate(schema.parameters):
+        bounds = f"[{p.low:g}, {p.high:g}]"
+        click.echo(f"{i:>3} {p.name:<{width}}  {bounds:<8} rest {p.rest:g}  {p.input}")
+
+
 @thactl.command("pose")
-@click.argument("image", type=click.Path())
+@click.argument("image", type=click.Path(), required=False)
 @_weights_options
-@click.option("--pose", "pose", nargs=6, type=float, required=True, metavar="HX HY NZ LE RE M",
-              help="head_x head_y neck_z in [-1,1], left_eye right_eye mouth in [0,1].")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output RGBA PNG.")
+@click.option("--pose", "pose", nargs=6, type=float, default=None, metavar="HX HY NZ LE RE M",
+              help="THA1's six numbers: head_x head_y neck_z in [-1,1], left_eye right_eye mouth in [0,1]. "
+                   "For weights of another pose schema they are mapped by the schema (tha3: head_x, head_y, "
+                   "neck_z, eye_wink_left, eye_wink_right, mouth_aaa), the rest at rest.")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Set one parameter of the weights' schema by name (repeatable; after --pose, so it wins; "
+                   "parameters not set stay at rest). See --list-parameters.")
+@click.option("--list-parameters", is_flag=True,
+              help="Print the weights' pose parameters (name, range, rest) and exit; needs only --weights.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output RGBA PNG.")
 @click.option("--fit", is_flag=True, help="Pad the image to a square (centred) and resize it to the networks' size.")
 @_output_path_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @_precision_option
-def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, output, fit, path, device, precision):
-    """Pose one drawing: IMAGE (RGBA, transparent background, head in the middle box) -> out.png."""
-    import numpy as np
+def pose_cmd(image, weights, morpher_src, rotator_src, combiner_src, pose, settings, list_parameters, output, fit,
+             path, device, precision):
+    """Pose one drawing: IMAGE (RGBA, transparent background, head in the middle box) -> out.png.
 
+    \b
+    Examples:
+      thactl pose drawing.png --weights DIR --pose 0 0.5 0 0 0 1 -o out.png
+      thactl pose drawing.png --weights DIR3 --set eye_wink_left=1 --set head_y=0.4 -o wink.png
+      thactl pose --weights DIR3 --list-parameters
+    """
     from pathlib import Path
 
     from inference.drawing import load_input_image, save_rgba_png
+    from inference.errors import InferenceError
+    from inference.motion import pose_from_settings
     from train.errors import TrainError
 
+    if list_parameters:
+        _echo_parameters(_weights_pose_schema(weights, morpher_src, rotator_src, combiner_src))
+        return
+    if image is None:
+        raise click.UsageError("Missing argument 'IMAGE'.")
+    if output is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
     if Path(output).suffix.lower() != ".png":  # the result is RGBA: JPEG or no extension crashed in Pillow
         raise TrainError(f"{output}: output must end in .png (the posed image is RGBA)")
-    values = _pose_values(pose)
+    values = _pose_values(pose) if pose is not None else None
+    if values is None and not settings:
+        raise InferenceError("give the pose: --pose HX HY NZ LE RE M (THA1's six numbers) and/or "
+                             "--set NAME=VALUE (names: thactl pose --weights DIR --list-parameters)")
+    the_pose = pose_from_settings(_weights_pose_schema(weights, morpher_src, rotator_src, combiner_src),
+                                  values, settings)    # a bad name or value: said before loading networks
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, device, batch_size=1,
                      half=_half(precision), warn_untrained=True)
     img, warnings = load_input_image(image, runner.image_size, fit=fit)
     for w in warnings:
         _warn(f"{image}: {w}")
     runner.set_image(img)
-    out = runner.run(np.array([values], np.float32))[0]
+    out = runner.run(the_pose[None])[0]
     save_rgba_png(out, output)
     click.echo(f"wrote {output} ({out.shape[1]}x{out.shape[0]} RGBA, {runner.path} path, {runner.device})")
 
@@ -618,7 +668,9 @@ def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="out.gif or out.mp4 (mp4 needs imageio-ffmpeg).")
 @click.option("--motion", default="sweep", show_default=True,
-              help="sweep (each pose parameter in turn), blink, talk, or a CSV file with 6 numbers per row.")
+              help="sweep (each parameter of the weights' pose schema in turn), blink, talk, or a CSV file: "
+                   "a header row naming columns by parameter (the others at rest), or rows of all the "
+                   "schema's numbers in order, or THA1's six (mapped by the schema).")
 @click.option("--video", type=click.Path(), default=None,
               help="Take the motion from the face in this video or image folder (needs the [track] extra); "
                    "the tracking options below apply.")
@@ -626,7 +678,8 @@ def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth
 @click.option("--fps", type=click.FloatRange(1, 120), default=None,
               help="Frames per second (default: 20; with --video the video's own rate).")
 @click.option("--seconds", type=click.FloatRange(0.1, 600), default=None,
-              help="Length of a built-in motion (default: sweep 7.2 s, blink 3 s, talk 4 s).")
+              help="Length of a built-in motion (default: sweep 1.2 s per parameter, 7.2 s for THA1's six; "
+                   "blink 3 s, talk 4 s).")
 @click.option("--background", default="white", show_default=True,
               help="Colour the frames are composited over (white, black, #rrggbb, r,g,b); "
                    "'transparent' keeps 1-bit GIF transparency.")
@@ -635,7 +688,8 @@ def _track_poses(source_path, fps, neutral, neutral_angles, gain, mirror, smooth
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @_precision_option
-@click.option("--save-poses", type=click.Path(dir_okay=False), default=None, help="Also write the poses used as CSV.")
+@click.option("--save-poses", type=click.Path(dir_okay=False), default=None,
+              help="Also write the poses used as CSV (a header of the schema's names).")
 @_tracking_options
 def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, motion, video, side_by_side, fps,
                 seconds, background, fit, path, batch_size, device, precision, save_poses, **tracking):
@@ -651,7 +705,7 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
 
     from inference.animation import parse_color, write_animation
     from inference.drawing import load_input_image
-    from inference.motion import get_motion, write_csv
+    from inference.motion import from_tha1, get_motion, write_csv
     from train.errors import TrainError
 
     from pathlib import Path
@@ -677,10 +731,10 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
         _warn(f"{image}: {w}")
     if video:
         source, _, tracked = _track_poses(video, fps, **tracking)
-        poses, fps = tracked.poses, source.fps
+        poses, fps = from_tha1(tracked.poses, runner.schema), source.fps   # tracking gives THA1's six
     else:
         fps = fps or 20.0
-        poses = get_motion(motion, fps=fps, seconds=seconds)
+        poses = get_motion(motion, fps=fps, seconds=seconds, schema=runner.schema)
     runner.set_image(img)
     with tqdm(total=len(poses), unit="frame", desc="animate", dynamic_ncols=True) as bar:
         frames = runner.run(poses, progress=bar.update)
@@ -690,7 +744,7 @@ def animate_cmd(image, weights, morpher_src, rotator_src, combiner_src, output, 
         frames = beside(source, frames)
     write_animation(frames, output, fps=fps, background=bg)
     if save_poses:
-        write_csv(save_poses, poses)
+        write_csv(save_poses, poses, runner.schema)
     click.echo(f"wrote {output}: {len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
     click.echo(f"networks: {runner.fps:.1f} frames/s on {runner.device}"
                f"{' (fp16)' if runner.half else ''}, batch {runner.batch_size}; "
@@ -737,7 +791,8 @@ def track_cmd(source, output, fps, preview, **tracking):
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check with onnxruntime (when installed) that outputs match torch within 1e-3.")
 def export_cmd(weights, morpher_src, rotator_src, combiner_src, onnx_out, path, opset, verify):
-    """Export the poser (image (B,4,S,S), pose (B,6)) -> image (B,4,S,S) to ONNX."""
+    """Export the poser (image (B,4,S,S), pose (B,P)) -> image (B,4,S,S) to ONNX; P is the size of the
+    weights' pose schema (THA1: 6), whose names another schema's export records in the metadata."""
     from inference.export import export_onnx
 
     runner = _runner(weights, morpher_src, rotator_src, combiner_src, path, "cpu")
@@ -785,7 +840,10 @@ def import_tha1_cmd(folder, out, force):
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--allow-remote", is_flag=True,
               help="Allow --host to be a non-local address (anyone who reaches it can use the app).")
-def serve_cmd(models, overrides, drawings, weights, device, precision, host, port, allow_remote):
+@click.option("--schema", default="tha1", show_default=True, metavar="NAME|FILE",
+              help="Model page: the pose schema (tha1, tha3 or a schema file) whose parameters it lists, "
+                   "with how each was found, a slider and a morph choice each.")
+def serve_cmd(models, overrides, drawings, weights, device, precision, host, port, allow_remote, schema):
     """Run the browser app on localhost: model QA and editor, live poser, webcam puppet.
     Give --models (the model page), --weights (the puppet page) or both.
 
@@ -793,10 +851,12 @@ def serve_cmd(models, overrides, drawings, weights, device, precision, host, por
     Examples:
       thactl serve --models ./pmx                   # then open http://127.0.0.1:8765/
       thactl serve --weights ./weights --drawings ./drawings
+      thactl serve --models ./pmx --schema tha3     # 45 parameters per model
     """
     from pathlib import Path
 
     from app.config import ServeConfig
+    from core.poseschema import BUILTIN, load_schema
     from app.server import is_local, make_server
 
     if not is_local(host) and not allow_remote:
@@ -807,12 +867,14 @@ def serve_cmd(models, overrides, drawings, weights, device, precision, host, por
     if models is None and weights is None:
         raise click.ClickException("nothing to serve: give --models FOLDER (the model page) and/or "
                                    "--weights FOLDER (the puppet page)")
+    load_schema(schema)                 # a bad schema is refused before the server starts
     if not is_local(host):
         _warn(f"listening on {host}: anyone who can reach this machine can use the app and its files")
     cfg = ServeConfig(host=host, port=port, models=Path(models).resolve() if models else None,
                       overrides=Path(overrides).resolve() if overrides else None,
                       drawings=Path(drawings).resolve() if drawings else None,
-                      weights=Path(weights).resolve() if weights else None, device=device, precision=precision)
+                      weights=Path(weights).resolve() if weights else None, device=device, precision=precision,
+                      schema=schema if schema in BUILTIN else str(Path(schema).resolve()))
     server = make_server(cfg)
     url_host = f"[{host}]" if ":" in host else host
     click.echo(f"thactl serve: http://{url_host}:{server.server_address[1]}/ (Ctrl-C stops)")

@@ -1,6 +1,8 @@
 """The model page's view of the collection: a background scan with `thactl models check`'s code
 (dataset.collection.check_collection in worker processes), the results as they arrive, and the
-filtered, paged listing the page shows.
+filtered, paged listing the page shows. Given a pose schema, the scan then finds each loadable model's
+parameters (dataset.schemacheck.schema_coverage: geometry only, no rendering) and the listing gives
+its coverage {"found": n, "size": P}.
 """
 from __future__ import annotations
 
@@ -66,9 +68,11 @@ def default_scan_workers() -> int:
 
 
 class CollectionView:
-    def __init__(self, models: Path, overrides: Path | None, workers: int | None = None):
+    def __init__(self, models: Path, overrides: Path | None, workers: int | None = None, schema=None):
         self.cfg = CheckSettings(Path(models), overrides, workers=workers or default_scan_workers(),
                                  processes=True)
+        self.schema = schema                # a core.poseschema.PoseSchema, or None (tha1: no coverage)
+        self.coverage: dict[str, dict] = {}     # rel_path -> {"found": n, "size": P}
         self._lock = threading.Lock()
         self.sources: dict = {}             # rel_path -> ModelSource (discovery order)
         self.checks: dict[str, ModelCheck] = {}
@@ -102,12 +106,28 @@ class CollectionView:
             for c in check_collection(self.cfg, found, on_todo=todo):
                 with self._lock:
                     self.checks[c.rel_path] = c
+            if self.schema is not None:
+                self._cover(found)
             with self._lock:
                 self.state = "done"
         except Exception as e:  # noqa: BLE001 - shown on the page; the server keeps serving
             log.warning("model scan failed: %s", e)
             with self._lock:
                 self.state, self.error = "failed", first_line(e)
+
+    def _cover(self, found: list) -> None:
+        from dataset.schemacheck import schema_coverage
+
+        with self._lock:
+            self.state = "finding parameters"
+        for rec in schema_coverage(found, self.schema, self.cfg.overrides, self.cfg.models):
+            if "bindings" in rec:
+                self.set_coverage(rec["path"], [b["how"] for b in rec["bindings"]])
+
+    def set_coverage(self, rel: str, hows: list[str]) -> None:
+        """Record a model's coverage from how each schema parameter was found (renderer.schema_rig)."""
+        with self._lock:
+            self.coverage[rel] = {"found": sum(h != "missing" for h in hows), "size": len(hows)}
 
     def update(self, c: ModelCheck) -> None:
         with self._lock:
@@ -138,6 +158,7 @@ class CollectionView:
         with self._lock:
             rels = list(self.sources)
             checks = dict(self.checks)
+            coverage = dict(self.coverage)
         keep = []
         for rel in rels:
             c = checks.get(rel)
@@ -149,10 +170,10 @@ class CollectionView:
         items = []
         for rel in keep[offset:offset + limit]:
             c = checks.get(rel)
-            if c is None:
-                items.append({"path": rel, "status": "pending"})
-                continue
-            items.append(record(c))
+            item = {"path": rel, "status": "pending"} if c is None else record(c)
+            if self.schema is not None:
+                item["coverage"] = coverage.get(rel)
+            items.append(item)
         return {"total": len(keep), "offset": offset, "limit": limit, "items": items}
 
 

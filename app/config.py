@@ -15,4 +15,5 @@ class ServeConfig:
     weights: Path | None = None         # puppet page: network weights (folder)
     device: str = "auto"
     precision: str = "auto"             # puppet page: auto | fp32 | fp16, as `thactl pose --precision`
+    schema: str = "tha1"                # model page: the pose schema its parameters and sliders follow
     max_body: int = 16 * 1024 * 1024    # bytes; larger requests get 413

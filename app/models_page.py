@@ -3,7 +3,14 @@ thumbnails, background scan progress), a model view (live render with six pose s
 sheet, camera box lines) and the override editor.
 
 URLs: /models/ (the page), /models/static/NAME (its script and style), and under /api/models/:
-status, list, model, render, sheet, thumb (GET) and override (POST). A model is named by its
+status, list, model, render, sheet, thumb, schema, parameters (GET) and override (POST).
+
+Under a pose schema other than tha1 (`thactl serve --schema tha3`): `schema` gives the schema's
+parameters (names, bounds, rest, kinds; {"schema": null} under tha1, where the page is as it always
+was), `parameters?path=` how each was found on the model (renderer.schema_rig: name / geometry /
+split / override / missing), `render` takes the schema's P numbers and poses through its rig, the
+list gives each model's coverage (found/P), and an override may map parameters to morphs
+(`"parameters": {name: morph | null}`, app.override_store). A model is named by its
 path relative to the models folder as the scan found it; any other path (absolute, "..", a
 backslash, a NUL, or a model the scan did not find) is refused before touching the disk; writes
 must be JSON from the page's own origin (app.guard checks that for every request). Besides
@@ -59,12 +66,15 @@ class ModelsPage:
             from core.atomicfile import write_json
 
             write_json(self.overrides, {})     # what render and preview then read
-        self.view = CollectionView(self.root, self.overrides, scan_workers)
-        self.worker = RenderWorker(self.root, self.overrides)          # live view, sheet, edits
+        self.schema = page_schema(cfg.schema)
+        self.view = CollectionView(self.root, self.overrides, scan_workers, schema=self.schema)
+        self.worker = RenderWorker(self.root, self.overrides,          # live view, sheet, edits
+                                   schema=cfg.schema if self.schema is not None else None)
         self.thumb_worker = RenderWorker(self.root, self.overrides)    # list thumbnails
         self.routes = {("GET", "status"): self.status, ("GET", "list"): self.listing,
                        ("GET", "model"): self.model, ("GET", "render"): self.render,
                        ("GET", "sheet"): self.sheet, ("GET", "thumb"): self.thumb,
+                       ("GET", "schema"): self.schema_facts, ("GET", "parameters"): self.parameters,
                        ("POST", "override"): self.save}
 
     def close(self) -> None:
@@ -138,7 +148,7 @@ class ModelsPage:
 
     def render(self, req: Request) -> Response:
         _, src = self._source(req)
-        pose = _pose(req.query.get("pose"))
+        pose = _pose(req.query.get("pose"), self.schema)
         out = self._call("render", path=str(src.path), pose=pose)
         resp = Response.png(out["png"])
         resp.headers["X-Frame"] = ",".join(f"{v:.6g}" for v in out["frame"])
@@ -167,6 +177,26 @@ class ModelsPage:
             pass
         return _cacheable(Response.png(data))
 
+    # -- the pose schema
+    def schema_facts(self, req: Request) -> Response:
+        """The schema's sliders (PoseSchema.facts plus each parameter's kind); {"schema": null}
+        under tha1."""
+        if self.schema is None:
+            return Response.json({"schema": None})
+        facts = self.schema.facts()
+        facts["kind"] = [p.kind for p in self.schema.parameters]
+        return Response.json(facts)
+
+    def parameters(self, req: Request) -> Response:
+        """How each schema parameter was found on one model; the list's coverage follows it."""
+        if self.schema is None:
+            raise HttpError(404, "no pose schema: start `thactl serve --models DIR --schema NAME`")
+        rel, src = self._source(req)
+        out = self._call("parameters", path=str(src.path))
+        self.view.set_coverage(rel, [b["how"] for b in out["parameters"]])
+        out["path"] = rel
+        return Response.json(out)
+
     # -- editing
     def save(self, req: Request) -> Response:
         from .override_store import save_override
@@ -175,11 +205,17 @@ class ModelsPage:
         if not isinstance(body, dict):
             raise HttpError(400, "expected a JSON object {path, set}")
         rel, src = self._source_of(body.get("path"))
-        result = save_override(self.root, self.overrides, rel, src.path, body.get("set"),
-                               in_zip=self._in_zip(src))
+        edits = body.get("set")
+        morphs = self._morph_names(src) if isinstance(edits, dict) and "parameters" in edits else None
+        result = save_override(self.root, self.overrides, rel, src.path, edits,
+                               in_zip=self._in_zip(src), schema=self.schema, morphs=morphs)
         result["check"] = record(self.revalidate(rel, src))
         result["file"] = Path(result["file"]).name if self.overrides is None else result["file"]
         return Response.json(result)
+
+    def _morph_names(self, src) -> list[str]:
+        """The model's morph names (what a parameter may be mapped to)."""
+        return [m["name"] for m in self._call("info", path=str(src.path))["morphs"]]
 
     def revalidate(self, rel: str, src):
         """Validate one model again after an edit (render's validation, render's cache key)."""
@@ -195,6 +231,14 @@ class ModelsPage:
         check = ModelCheck.from_json(rec)
         self.view.update(check)
         return check
+
+
+def page_schema(spec: str):
+    """The pose schema the page follows, or None for tha1 (the page as it always was)."""
+    from core.poseschema import load_schema
+
+    schema = load_schema(spec)
+    return None if schema.is_tha1 else schema
 
 
 
@@ -216,17 +260,19 @@ def _int(req: Request, name: str, default: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, v))
 
 
-def _pose(text: str | None) -> list[float]:
-    """The `pose` parameter (six comma-separated numbers; the rest pose when absent), checked."""
+def _pose(text: str | None, schema=None) -> list[float]:
+    """The `pose` parameter, checked: THA1's six comma-separated numbers (core.pose.pose_problem),
+    or with a pose schema its P numbers (PoseSchema.problem); the rest pose when absent."""
     from core.pose import REST_POSE, pose_problem
 
+    rest, problem_of = (REST_POSE, pose_problem) if schema is None else (schema.rest, schema.problem)
     if text is None:
-        return REST_POSE.tolist()
+        return rest.tolist()
     try:
         vals: list[float] | str = [float(v) for v in text.split(",")]
     except ValueError:
         vals = text
-    problem = pose_problem(vals)
+    problem = problem_of(vals)
     if problem:
         raise HttpError(400, f"pose: {problem}")
     return vals

@@ -2,6 +2,11 @@
 calibration, and one face tracker for webcam frames. One instance per server; every method is
 safe to call from several threads.
 
+Poses follow the networks' pose schema (`runner.schema`, core.poseschema): a pose is the schema's
+P numbers in order, checked by `schema.problem`; what gives THA1's six numbers (motion presets, the
+webcam's tracked face) is placed in the schema by `schema.from_tha1`. `slider_groups` says how the
+page groups the schema's sliders.
+
 Tabs: the page makes up an id per page load and sends it with every request; a request without
 one is the command-line tab "". The last MAX_TABS tabs used keep their state (least recently
 used first out); a forgotten tab is told to choose its drawing again.
@@ -21,6 +26,9 @@ from .http import HttpError
 
 MAX_TABS = 32
 TAB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# the page's slider groups by name prefix, in this order of preference for a name
+GROUP_PREFIXES = (("eyebrow", ("eyebrow_",)), ("eye", ("eye_",)), ("iris", ("iris_",)), ("mouth", ("mouth_",)),
+                  ("head", ("head_", "neck_")), ("body & breathing", ("body_", "breathing")))
 NO_DRAWING = (f"no drawing chosen in this tab yet (the server keeps the drawings of the last {MAX_TABS} "
               "tabs used): choose or upload one")
 
@@ -40,6 +48,24 @@ class TabState:
     image: np.ndarray | None = None         # (S, S, 4) uint8, as the networks take it
     calibration: object = None              # tracking.calibration.LiveCalibration, made on first use
     warnings: list[str] = field(default_factory=list)
+
+
+def slider_groups(schema) -> list[dict]:
+    """How the page groups the sliders of `schema`: [{"name": str, "indices": [positions]}], groups in
+    order of their first parameter, positions in schema order. THA1's six: one group named "" (the page
+    shows it without a heading, as it always did); a schema whose every name starts with one of
+    GROUP_PREFIXES (tha3): by prefix; any other schema: one group per `input` kind (face, rotation)."""
+    if schema.is_tha1:
+        return [{"name": "", "indices": list(range(schema.size))}]
+    def prefix_group(name: str) -> str | None:
+        return next((g for g, starts in GROUP_PREFIXES if name.startswith(starts)), None)
+    keys = [prefix_group(n) for n in schema.names]
+    if None in keys:
+        keys = [p.input for p in schema.parameters]
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return [{"name": name, "indices": indices} for name, indices in groups.items()]
 
 
 def check_tab_id(value: str | None) -> str:
@@ -120,14 +146,36 @@ class Puppet:
             self._runner_image = state.image
         return self.runner.run(poses)
 
-    def pose_png(self, tab_id: str, pose) -> tuple[bytes, float]:
-        """The tab's drawing posed by `pose` (6 numbers) as PNG bytes, and the networks' time in ms."""
-        from core.pose import pose_problem
+    @property
+    def schema(self):
+        """The networks' pose schema (core.poseschema.PoseSchema; THA1's when the weights record none)."""
+        return self.runner.schema
 
-        problem = pose_problem(pose)
+    def check_pose(self, pose, what: str = "pose") -> np.ndarray:
+        """`pose` (the schema's P numbers, in order) as float32; HttpError(400) naming the bad value."""
+        problem = self.schema.problem(pose)
         if problem:
-            raise HttpError(400, f"pose: {problem}")
-        p = np.asarray(pose, np.float32)
+            raise HttpError(400, f"{what}: {problem}")
+        return np.asarray(pose, np.float32)
+
+    def driven(self) -> list[int]:
+        """The schema's positions that THA1's six numbers (presets, the webcam) set (FROM_THA1)."""
+        return sorted(self.schema.tha1_positions().values())
+
+    def from_tha1(self, poses6: np.ndarray, base=None) -> np.ndarray:
+        """THA1-order poses (N, 6) -> the schema's (N, P) (schema.from_tha1); the positions THA1's numbers
+        do not set take `base` (a checked pose of the schema) when given, else their rest values."""
+        poses = self.schema.from_tha1(poses6)
+        if base is not None:
+            driven = set(self.driven())
+            still = [i for i in range(self.schema.size) if i not in driven]
+            poses[:, still] = self.check_pose(base)[still]
+        return poses
+
+    def pose_png(self, tab_id: str, pose) -> tuple[bytes, float]:
+        """The tab's drawing posed by `pose` (the schema's P numbers) as PNG bytes, and the networks'
+        time in ms."""
+        p = self.check_pose(pose)
         state = self.tab(tab_id)
         with self._net_lock:
             t0 = time.perf_counter()
@@ -149,7 +197,8 @@ class Puppet:
 
     def track(self, tab_id: str, rgb: np.ndarray, calibrate: bool, mapping) -> TrackReply:
         """One webcam frame -> the pose of the face in it, against the tab's neutral face
-        (calibrate: this frame becomes neutral; until then the tab's first face seen is)."""
+        (calibrate: this frame becomes neutral; until then the tab's first face seen is). The pose is
+        the schema's (from_tha1: the head, eyes and mouth tracked, the rest at rest)."""
         from tracking.calibration import LiveCalibration
         from tracking.errors import TrackError
         from tracking.facemesh import FaceTracker
@@ -171,7 +220,7 @@ class Puppet:
             if state.calibration is None:
                 state.calibration = LiveCalibration()
             angles = state.calibration.angles(lm, calibrate)
-        pose = to_poses(angles[None], face_measures(lm)[None], mapping)[0]
+        pose = self.from_tha1(to_poses(angles[None], face_measures(lm)[None], mapping))[0]
         return TrackReply(True, [round(float(v), 5) for v in pose], [round(float(a), 3) for a in angles], ms)
 
 

@@ -1,12 +1,15 @@
 """The live puppet page (`thactl serve --weights W [--drawings D]`): choose a drawing (upload, or a
-file inside --drawings), pose it with six sliders, play motion presets, save PNG/GIF, and drive it
-from the webcam (frames are tracked here, on the server). Each browser tab has its own drawing
+file inside --drawings), pose it with one slider per parameter of the weights' pose schema (THA1:
+six), play motion presets, save PNG/GIF, and drive it from the webcam (frames are tracked here, on
+the server). Each browser tab has its own drawing
 and webcam calibration (app.puppet); without --weights, /puppet/ says what to give.
 
-URLs: /puppet/ (the page), /puppet/static/NAME, and under /api/puppet: GET info, POST drawing
-(?name=REL inside --drawings, or a PNG body with ?upload=NAME), GET input (the tab's drawing as the
-networks take it), POST pose {pose}, GET motion?name=, POST gif {motion, fps}, POST track {image:
-base64 JPEG/PNG, calibrate, gain, mirror}. Requests name their tab in the X-Puppet-Tab header.
+URLs: /puppet/ (the page), /puppet/static/NAME, and under /api/puppet: GET info (with the networks'
+pose schema: its facts and the page's slider groups), POST drawing (?name=REL inside --drawings, or a
+PNG body with ?upload=NAME), GET input (the tab's drawing as the networks take it), POST pose {pose},
+GET motion?name=, POST gif {motion, fps, pose}, POST track {image: base64 JPEG/PNG, calibrate, gain,
+mirror}. Requests name their tab in the X-Puppet-Tab header. A pose is a list of the schema's P
+numbers in its order (THA1: six); presets and the webcam give poses of the schema (app.puppet).
 """
 from __future__ import annotations
 
@@ -83,13 +86,16 @@ class PuppetPage:
     def info(self, req: Request) -> Response:
         from inference.motion import BUILTIN
 
+        from .puppet import slider_groups
+
         p = self.puppet
         tab = p.tab(_tab(req))
         return Response.json({"image_size": p.image_size, "device": str(p.runner.device), "path": p.runner.path,
                               "weights": self.cfg.weights.name, "drawing": tab.drawing_name, "warnings": tab.warnings,
                               "drawings": self.drawing_names(), "presets": list(BUILTIN),
                               "precision": "fp16" if p.runner.half else "fp32",
-                              "weights_warning": p.weights_warning})
+                              "weights_warning": p.weights_warning, "schema": p.schema.facts(),
+                              "groups": slider_groups(p.schema), "driven": p.driven()})
 
     def drawing_names(self) -> list[str]:
         root = self.cfg.drawings
@@ -135,12 +141,15 @@ class PuppetPage:
         return resp
 
     def motion(self, req: Request) -> Response:
-        return Response.json({"poses": _preset(req.query.get("name", ""), _fps(req.query.get("fps", 20))).tolist()})
+        poses = self.puppet.from_tha1(_preset(req.query.get("name", ""), _fps(req.query.get("fps", 20))))
+        return Response.json({"poses": poses.tolist()})
 
     def gif(self, req: Request) -> Response:
+        """The preset as a GIF; `pose` (optional): the values of the parameters the preset does not set."""
         body = _body(req)
         fps = _fps(body.get("fps", 20))
-        data = self.puppet.animation_gif(_tab(req), _preset(str(body.get("motion", "")), fps), fps)
+        poses = self.puppet.from_tha1(_preset(str(body.get("motion", "")), fps), body.get("pose"))
+        data = self.puppet.animation_gif(_tab(req), poses, fps)
         return Response(200, data, "image/gif", {"Content-Disposition": 'attachment; filename="puppet.gif"'})
 
     def track(self, req: Request) -> Response:

@@ -7,6 +7,10 @@ pipe and waits for the answer under a lock. When the child dies (a crash, the OO
 exceeds its time limit, the request fails with WorkerCrashed and the next request starts a fresh
 child. The child keeps the last model it assembled (load, override, face rig, poser, camera box,
 GPU scene) so that a slider change only poses and renders.
+
+Given a pose schema (`schema`: a built-in name or a schema file, not tha1), the live render and the
+contact sheet pose through the schema's rig (renderer.schema_rig, as `thactl preview --schema`), and
+`parameters` says how each parameter was found on the model.
 """
 from __future__ import annotations
 
@@ -34,9 +38,11 @@ class WorkerCrashed(Exception):
 
 
 class RenderWorker:
-    def __init__(self, models_root: Path, overrides: Path | None, timeout: float = REQUEST_SECONDS):
+    def __init__(self, models_root: Path, overrides: Path | None, timeout: float = REQUEST_SECONDS,
+                 schema: str | None = None):
         self.models_root = str(models_root)
         self.overrides = str(overrides) if overrides else None
+        self.schema = schema
         self.timeout = timeout
         self._lock = threading.Lock()
         self._proc = None
@@ -45,7 +51,7 @@ class RenderWorker:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_main, args=(child, self.models_root, self.overrides),
+        self._proc = ctx.Process(target=_child_main, args=(child, self.models_root, self.overrides, self.schema),
                                  name="thactl-render", daemon=True)
         try:
             self._proc.start()
@@ -99,11 +105,11 @@ class RenderWorker:
 
 # ---------------------------------------------------------------- the child process
 
-def _child_main(conn, models_root: str, overrides: str | None) -> None:
+def _child_main(conn, models_root: str, overrides: str | None, schema: str | None = None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the server's business
-    state = _ChildState(models_root, overrides)
+    state = _ChildState(models_root, overrides, schema)
     while True:
         try:
             op, args = conn.recv()
@@ -130,6 +136,24 @@ class _Assembled:
         self.poser = assembled.poser
         self.frame = assembled.rest_frame(notes=self.notes)
         self.scenes: dict[int, Any] = {}
+        self._schema_rig = None
+
+    def schema_rig(self, schema):
+        """The pose schema's rig on this model (renderer.schema_rig), resolved once."""
+        if self._schema_rig is None:
+            from renderer.schema_rig import resolve_schema_rig
+
+            self._schema_rig = resolve_schema_rig(self.model, schema, self.override, self.rig)
+        return self._schema_rig
+
+    def mesh(self, pose, schema=None):
+        """The posed mesh of a checked pose: THA1's six numbers through the face rig, or, with a
+        schema, the schema's P numbers through its rig (a missing parameter stays at rest)."""
+        from renderer.preview import check_pose
+
+        if schema is None:
+            return self.poser.pose(check_pose(pose))
+        return self.schema_rig(schema).pose(self.poser, check_schema_pose(schema, pose))
 
     def scene(self, rc):
         if rc.size not in self.scenes:
@@ -155,10 +179,26 @@ def _fingerprint(path: str, overrides: str | None) -> tuple:
     return (path, *out)
 
 
+def check_schema_pose(schema, pose):
+    """A validated (P,) float32 pose of `schema`, or RenderError naming the bad value
+    (core.poseschema.PoseSchema.problem)."""
+    import numpy as np
+
+    from renderer.errors import RenderError
+
+    problem = schema.problem(pose)
+    if problem:
+        raise RenderError(f"bad pose: {problem}")
+    return np.asarray(pose, np.float32)
+
+
 class _ChildState:
-    def __init__(self, models_root: str, overrides: str | None):
+    def __init__(self, models_root: str, overrides: str | None, schema: str | None = None):
+        from core.poseschema import load_schema
+
         self.models_root = models_root
         self.overrides = overrides
+        self.schema = load_schema(schema) if schema else None
         self.current: tuple[tuple, _Assembled] | None = None
         self.contexts: dict[int, Any] = {}
         self.probe = None
@@ -195,25 +235,32 @@ class _ChildState:
             return self.info(args["path"])
         if op == "validate":
             return self.validate(args["path"], args["rel"], args["sha256"])
+        if op == "parameters":
+            return self.parameters(args["path"])
         raise ValueError(f"unknown request {op!r}")
 
     def render(self, path: str, pose) -> dict:
-        from renderer.preview import check_pose
-
         t = time.perf_counter()
         a = self.assembled(path)
-        img = a.scene(self.rc(LIVE_SIZE)).render(a.poser.pose(check_pose(pose)), a.frame)
+        img = a.scene(self.rc(LIVE_SIZE)).render(a.mesh(pose, self.schema), a.frame)
         return {"png": _png(img), "frame": list(a.frame.as_tuple()),
                 "ms": (time.perf_counter() - t) * 1000.0}
 
     def sheet(self, path: str) -> dict:
+        """`thactl preview --sheet`'s cells (with a schema: `preview --schema --sheet`'s, one per
+        parameter at its extreme, a missing one labelled so)."""
         from core.imagegrid import contact_sheet
-        from renderer.preview import SHEET_POSES, check_pose
+        from renderer.preview import SHEET_POSES, schema_sheet_poses
 
         a = self.assembled(path)
         scene = a.scene(self.rc(SHEET_SIZE))
-        imgs = [scene.render(a.poser.pose(check_pose(p)), a.frame) for _, p in SHEET_POSES]
-        return {"png": _png(contact_sheet(imgs, [label for label, _ in SHEET_POSES]))}
+        cells = SHEET_POSES if self.schema is None else schema_sheet_poses(self.schema)
+        labels = [label for label, _ in cells]
+        if self.schema is not None:
+            missing = {b.name for b in a.schema_rig(self.schema).bindings if not b.found}
+            labels = [label + (" (missing)" if label.split(" ")[0] in missing else "") for label in labels]
+        imgs = [scene.render(a.mesh(p, self.schema), a.frame) for _, p in cells]
+        return {"png": _png(contact_sheet(imgs, labels, columns=4 if self.schema is None else 8))}
 
     def thumb(self, path: str) -> dict:
         from core.pose import REST_POSE
@@ -242,6 +289,20 @@ class _ChildState:
                 "override": a.override, "notes": a.notes, "warnings": list(m.warnings),
                 "format": f"{m.format.value.upper()} {m.version:.1f}", "name": m.name,
                 "vertices": int(m.vertex_count), "triangles": int(m.triangle_count)}
+
+    def parameters(self, path: str) -> dict:
+        """How each parameter of the schema was found on the model (renderer.schema_rig's
+        bindings): {"schema", "parameters": [{name, kind, how, detail, morph, bones}]}."""
+        if self.schema is None:
+            raise ValueError("no pose schema: start `thactl serve` with --schema NAME")
+        a = self.assembled(path)
+        rig = a.schema_rig(self.schema)
+        out = []
+        for p, b in zip(self.schema.parameters, rig.bindings):
+            out.append({"name": b.name, "kind": p.kind, "how": b.how, "detail": b.detail,
+                        "morph": a.model.morphs[b.morph].name if b.morph is not None else None,
+                        "bones": [a.model.bones[bone].name for bone, _, _ in b.turns]})
+        return {"schema": self.schema.name, "parameters": out}
 
     def validate(self, path: str, rel: str, sha256: str) -> dict:
         """`thactl render`'s validation of one model, through its own worker entry point."""

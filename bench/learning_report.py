@@ -74,18 +74,18 @@ def draw_curves(metrics: dict[str, Path], out_png: Path) -> None:
 
 
 @torch.inference_mode()
-def sample_sheet(nets: dict, test, out_png: Path, count: int = 6, zoom: int = 4) -> None:
-    """Rows of held-out examples: rest | morphed target | morpher output | posed target | full poser."""
+def sample_sheet(nets: dict, test, out_png: Path, count: int = 6, zoom: int = 4, schema=None) -> None:
+    """Rows of held-out examples: rest | morphed target | morpher output | posed target | full poser,
+    the pose split by the data's `schema` (models.poser.Poser; None: THA1's six numbers)."""
     from dataset.imageconv import tensor_to_uint8
     from core.imagegrid import composite_over, enlarge, tile
+    from models.poser import Poser
 
     picks = np.linspace(0, len(test) - 1, count).round().astype(int)
     items = [test[int(i)] for i in picks]
     rest = torch.stack([it["rest_image"] for it in items])
     pose = torch.stack([it["pose"] for it in items])
-    morphed = nets["morpher"](rest, pose[:, 3:6])[0]
-    pu, zh = nets["rotator"](morphed, pose[:, 0:3])[:2]
-    final = nets["combiner"](pu, zh, pose[:, 0:3])[0]
+    final, morphed = Poser(nets["morpher"], nets["rotator"], nets["combiner"], path="full", schema=schema)(rest, pose)[:2]
     columns = [rest, torch.stack([it["morphed_image"] for it in items]), morphed,
                torch.stack([it["posed_image"] for it in items]), final]
     cells = []
@@ -107,8 +107,14 @@ def write_markdown(report: dict, table: str, out_md: Path) -> None:
     sec = report["seconds"]
     lines = ["# thactl learning check", "",
              f"models: {report['models']}; torch threads: {report['threads']}; "
-             f"load average at the end: {', '.join(f'{x:.1f}' for x in report['load_average_at_end'])}", "",
-             "## Wall time (s)", "",
+             f"load average at the end: {', '.join(f'{x:.1f}' for x in report['load_average_at_end'])}", ""]
+    if report.get("schema"):           # absent for THA1's six numbers
+        sch = report["schema"]
+        lines += [f"pose schema: {sch['name']} ({sch['parameters']} parameters); the eye and mouth probes: "
+                  + (", ".join(f"{k} = {v}" for k, v in sch["probes"].items()) or "none (no semantic checks)"), ""]
+    if report.get("small"):
+        lines += ["size: small (--small: the short configuration below; not the size the checks are meant for)", ""]
+    lines += ["## Wall time (s)", "",
              ", ".join(f"{k} {v:.0f}" for k, v in sec.items()), "",
              "## Checks (test split: characters never seen in training)", ""]
     lines += [f"- [{'PASS' if ok else 'FAIL'}] {name}" for name, ok in report["checks"].items()]

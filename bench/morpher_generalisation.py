@@ -71,9 +71,10 @@ def warmup_loss(net, task, batch, dev, seen: int) -> torch.Tensor:
 
 
 def load_split(data: str, split: str, limit: int | None = None, characters: int = 0,
-               seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """(rest, morphed, pose[3:6]) of a split, in memory; `limit` evenly spaced examples when given;
-    with `characters`, only the examples of that many of the split's model files (a seeded draw)."""
+               seed: int = 0, face=slice(3, 6)) -> tuple[torch.Tensor, ...]:
+    """(rest, morphed, pose[face]) of a split, in memory (`face`: THA1's 3:6, or a pose schema's face
+    indices); `limit` evenly spaced examples when given; with `characters`, only the examples of that
+    many of the split's model files (a seeded draw)."""
     ds = ShardDataset(data, split=split)
     idx = range(len(ds)) if limit is None else torch.linspace(0, len(ds) - 1, min(limit, len(ds))).long().tolist()
     if characters:
@@ -84,7 +85,7 @@ def load_split(data: str, split: str, limit: int | None = None, characters: int 
         print(f"{split}: {len(kept)} of {len(names)} model files: {', '.join(sorted(kept))}", flush=True)
         idx = [i for i, path in zip(idx, paths) if path in kept]
     items = [ds[i] for i in idx]
-    return tuple(torch.stack([it[k] for it in items]) if k != "pose" else torch.stack([it[k][3:6] for it in items])
+    return tuple(torch.stack([it[k] for it in items]) if k != "pose" else torch.stack([it[k][face] for it in items])
                  for k in ("rest_image", "morphed_image", "pose"))
 
 

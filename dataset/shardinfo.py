@@ -2,6 +2,12 @@
 
 Works on a data folder (OUT with manifest.json), a split folder, or one shard.
 Needs only h5py, numpy and Pillow (no OpenGL).
+
+THA1 data gets histograms against THA1's sampling law; a pose schema's data (docs/pose-schemas.md) a
+table per parameter (schema_stat_rows: min / mean / max, share at rest, share of examples in which a
+group member is active, share of examples whose model can show it) and one line per exclusive group
+(how many of its semantics are active, against the schema's law); the sheet's captions name the
+schema's parameters (pose_caption).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from dataset.poses import expected_fractions
 from dataset.shards import SPLITS, ShardReader, verify_shard
 from core.imagegrid import cell_origin, composite_over, enlarge, tile
 from core.pose import POSE_NAMES
+from core.poseschema import RANGE_TOLERANCE, PoseSchema
 
 BARS = " ▁▂▃▄▅▆▇█"
 NBINS = 10
@@ -30,10 +37,14 @@ def _spark(fr: np.ndarray, top: float) -> str:
     return "".join(BARS[min(len(BARS) - 1, int(round(f / top * (len(BARS) - 1))))] for f in fr)
 
 
-def pose_stat_lines(poses: np.ndarray) -> list[str]:
-    """Text histograms of each pose component against the intended distribution."""
+def pose_stat_lines(poses: np.ndarray, schema: PoseSchema | None = None,
+                    available: np.ndarray | None = None) -> list[str]:
+    """Text histograms of each pose component against the intended distribution (THA1's data), or
+    a pose schema's table per parameter (schema_stat_lines; `available` (N, P) as there)."""
     if len(poses) == 0:
         return ["pose statistics: no examples"]
+    if schema is not None:
+        return schema_stat_lines(poses, schema, available)
     if poses.shape[1] != len(POSE_NAMES):     # a pose schema's data (docs/pose-schemas.md)
         active = (poses != np.median(poses, axis=0)).mean(axis=0)
         return [f"pose statistics: {poses.shape[1]} parameters (a pose schema); share of examples away "
@@ -54,16 +65,109 @@ def pose_stat_lines(poses: np.ndarray) -> list[str]:
     return lines
 
 
+def at_rest(poses: np.ndarray, schema: PoseSchema) -> np.ndarray:
+    """(N, P) bool: where a value is its parameter's rest (within the schema's range tolerance)."""
+    return np.abs(poses - schema.rest) <= RANGE_TOLERANCE
+
+
+def schema_stat_rows(poses: np.ndarray, schema: PoseSchema, available: np.ndarray | None = None) -> list[dict]:
+    """One dict per parameter of `schema` over poses (N, P): name, input, group (or None), min, mean,
+    max, at_rest (share of examples at rest), group_share (share of examples in which this group member
+    is active; None outside a group) and available (share of examples whose model can show it, from
+    the shards' model_available rows per example, (N, P) bool; all 1 without it)."""
+    rest = at_rest(poses, schema)
+    avail = np.ones(poses.shape, bool) if available is None else np.asarray(available, bool)
+    rows = []
+    for i, p in enumerate(schema.parameters):
+        v = poses[:, i]
+        rows.append(dict(name=p.name, input=p.input, group=p.group, min=float(v.min()), mean=float(v.mean()),
+                         max=float(v.max()), at_rest=float(rest[:, i].mean()),
+                         group_share=None if p.group is None else float(1.0 - rest[:, i].mean()),
+                         available=float(avail[:, i].mean())))
+    return rows
+
+
+def group_active_shares(poses: np.ndarray, schema: PoseSchema) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{group: (observed, intended)}: the share of examples with k = 0, 1, 2, ... of the group's
+    semantics active (a semantic is active when one of its sides is away from rest), and what the
+    schema's law gives (rest_probability, then `choose`). Unavailable parameters are kept at rest in
+    the data, so a collection with gaps shows fewer active semantics than intended."""
+    rest = at_rest(poses, schema)
+    out = {}
+    for g in schema.groups.values():
+        members = [i for i, p in enumerate(schema.parameters) if p.group == g.name]
+        semantics = list(dict.fromkeys(schema.parameters[i].semantic for i in members))
+        active = np.zeros((len(poses), len(semantics)), bool)
+        for i in members:
+            active[:, semantics.index(schema.parameters[i].semantic)] |= ~rest[:, i]
+        k = active.sum(axis=1)
+        width = len(g.choose) + 1
+        observed = np.bincount(np.minimum(k, width - 1), minlength=width) / len(poses)
+        intended = np.array([g.rest_probability] + [(1.0 - g.rest_probability) * c for c in g.choose])
+        out[g.name] = (observed, intended)
+    return out
+
+
+def schema_stat_lines(poses: np.ndarray, schema: PoseSchema, available: np.ndarray | None = None) -> list[str]:
+    """The per-parameter table (schema_stat_rows) and one line per exclusive group, as text."""
+    width = max(len(n) for n in ("parameter",) + schema.names)
+    gwidth = max(len(g) for g in ("group", *schema.groups))
+    lines = [f"pose statistics over {len(poses)} examples, schema {schema.name} ({schema.size} parameters; "
+             "at rest: share of examples at the rest value; in group: share in which the member is active; "
+             "available: share whose model can show it):",
+             f"  {'#':>2}  {'parameter':<{width}} {'input':<8} {'group':<{gwidth}} {'min':>7} {'mean':>7} {'max':>7} "
+             f"{'at rest':>8} {'in group':>8} {'available':>9}"]
+    rows = schema_stat_rows(poses, schema, available)
+    for i, r in enumerate(rows):
+        share = "" if r["group_share"] is None else f"{r['group_share']:.1%}"
+        lines.append(f"  {i:>2}  {r['name']:<{width}} {r['input']:<8} {r['group'] or '':<{gwidth}} {r['min']:>+7.3f} "
+                     f"{r['mean']:>+7.3f} {r['max']:>+7.3f} {r['at_rest']:>8.1%} {share:>8} {r['available']:>9.1%}")
+    for name, (obs, want) in group_active_shares(poses, schema).items():
+        parts = ", ".join(f"{k} {o:.1%} ({w:.1%})" for k, (o, w) in enumerate(zip(obs, want)))
+        lines.append(f"  group {name}: examples with k semantics active, observed (intended): {parts}")
+    unavailable = [r["name"] for r in rows if r["available"] < 1.0]
+    if unavailable:
+        lines.append(f"  {len(unavailable)} parameters unavailable on some models (kept at rest there): "
+                     + ", ".join(unavailable))
+    return lines
+
+
+def pose_caption(pose: np.ndarray, schema: PoseSchema | None = None, width: int = 64) -> list[str]:
+    """A contact-sheet caption of one pose: THA1's six numbers on one line (schema None), or the schema's
+    rotation parameters and its face parameters away from rest as name=value, wrapped to `width` characters."""
+    if schema is None:
+        p = pose
+        return [f"hx {p[0]:+.2f} hy {p[1]:+.2f} nz {p[2]:+.2f}  le {p[3]:.2f} re {p[4]:.2f} m {p[5]:.2f}"]
+    rest = at_rest(np.asarray(pose, np.float32)[None], schema)[0]
+    words = [f"{n}={pose[i]:+.2f}" for i, n in enumerate(schema.names)
+             if schema.parameters[i].input == "rotation"]
+    face = [f"{n}={pose[i]:.2f}" for i, n in enumerate(schema.names)
+            if schema.parameters[i].input == "face" and not rest[i]]
+    lines: list[str] = []
+    for part in (words, face or ["face at rest"]):
+        line = ""
+        for w in part:
+            if line and len(line) + 2 + len(w) > width:
+                lines.append(line)
+                line = ""
+            line = f"{line}  {w}" if line else w
+        lines.append(line)
+    return lines
+
+
 # ------------------------------------------------------------------------------ sheet
 
-def contact_sheet(rows: list[dict], out_path: str | Path) -> Path:
-    """rows: dicts with rest_image, morphed_image, posed_image (uint8 RGBA), pose, title."""
+def contact_sheet(rows: list[dict], out_path: str | Path, schema: PoseSchema | None = None) -> Path:
+    """rows: dicts with rest_image, morphed_image, posed_image (uint8 RGBA), pose, title; the pose
+    captions name the schema's parameters (pose_caption; None: THA1's six numbers)."""
     from PIL import Image, ImageDraw, ImageFont
 
     s0 = rows[0]["rest_image"].shape[0]
     zoom = -(-128 // s0) if s0 < 128 else 1  # small images are enlarged (nearest) so the captions fit
     s = s0 * zoom
-    label_h = 30
+    chars = max(40, (3 * s + 8) // 6)         # the default font is 6 px a character
+    captions = [pose_caption(r["pose"], schema, chars) for r in rows]
+    label_h = 30 if schema is None else 13 * (max(map(len, captions)) + 1) + 4
     pad = 4
     layout = dict(pad=pad, gap_below=label_h, top=16)
     cells = [enlarge(composite_over(r[key], (128, 128, 128)), zoom)
@@ -76,11 +180,12 @@ def contact_sheet(rows: list[dict], out_path: str | Path) -> Path:
               fill=(230, 230, 230), font=font)
     for i, r in enumerate(rows):
         _, y = cell_origin(3 * i, 3, s, **layout)
-        p = r["pose"]
-        text1 = (f"hx {p[0]:+.2f} hy {p[1]:+.2f} nz {p[2]:+.2f}  le {p[3]:.2f} re {p[4]:.2f} "
-                 f"m {p[5]:.2f}  amb {r.get('ambient', float('nan')):.2f}")
-        draw.text((pad, y + s + 2), text1, fill=(255, 255, 255), font=font)
-        draw.text((pad, y + s + 15), str(r.get("title", ""))[: w // 6], fill=(180, 180, 180), font=font)
+        caption = captions[i]
+        caption[0] += f"  amb {r.get('ambient', float('nan')):.2f}" if schema is None else ""
+        for k, text in enumerate(caption):
+            draw.text((pad, y + s + 2 + 13 * k), text, fill=(255, 255, 255), font=font)
+        draw.text((pad, y + s + 2 + 13 * len(caption)), str(r.get("title", ""))[: w // 6], fill=(180, 180, 180),
+                  font=font)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -145,12 +250,13 @@ def inspect_path(path: str | Path, sheet: str | Path | None = None, examples: in
     if man is not None:
         _echo_models(man, verify, problems, echo, list_limit)
     if stats.poses:
-        for line in pose_stat_lines(np.concatenate(stats.poses)):
+        available = np.concatenate(stats.available) if stats.schema is not None else None
+        for line in pose_stat_lines(np.concatenate(stats.poses), stats.schema, available):
             echo(line)
     if verify:
         problems += _verify(man, stats.readers)
         echo(f"verify: {len(stats.readers)} shards read fully")
-    _echo_sheet(stats.readers, sheet, examples, seed, echo)
+    _echo_sheet(stats.readers, sheet, examples, seed, echo, stats.schema)
     if problems:
         echo(f"PROBLEMS ({len(problems)}):")
         for p in problems:
@@ -168,6 +274,16 @@ class _ShardStats:
     poses: list[np.ndarray] = field(default_factory=list)
     readers: list[tuple[str, Path, int]] = field(default_factory=list)   # (split, shard, examples)
     single: dict | None = None                 # details when there is exactly one shard
+    schema: PoseSchema | None = None           # the shards' pose schema (None: THA1's six numbers)
+    available: list[np.ndarray] = field(default_factory=list)  # per example (N, P): its model can show it
+
+
+def _schema_json(schema: PoseSchema | None) -> dict | None:
+    return None if schema is None else schema.to_json()
+
+
+def _schema_name(schema: PoseSchema | None) -> str:
+    return "tha1" if schema is None else schema.name
 
 
 def _read_shards(shards: list[tuple[str | None, Path]], problems: list[str]) -> _ShardStats:
@@ -189,7 +305,13 @@ def _read_shards(shards: list[tuple[str | None, Path]], problems: list[str]) -> 
                 for mp_ in set(r.model_path):
                     if seen_models.setdefault(mp_, s) != s:
                         problems.append(f"model {mp_} appears in both {seen_models[mp_]} and {s}")
+                if stats.poses and _schema_json(r.schema) != _schema_json(stats.schema):
+                    problems.append(f"{sp}: pose schema {_schema_name(r.schema)} differs from the other "
+                                    f"shards' ({_schema_name(stats.schema)}); its poses are left out")
+                    continue
+                stats.schema = r.schema
                 stats.poses.append(r.pose)
+                stats.available.append(r.model_available[r.model_index])
                 stats.readers.append((s, sp, r.num_examples))
                 if len(shards) == 1:
                     stats.single = dict(split=r.split, size=r.image_size, seed=r.seed, models=r.num_models,
@@ -254,13 +376,13 @@ def _echo_models(man: dict, verify: bool, problems: list[str], echo: Callable[[s
 
 
 def _echo_sheet(readers: list[tuple[str, Path, int]], sheet, examples: int, seed: int,
-                echo: Callable[[str], None]) -> None:
+                echo: Callable[[str], None], schema: PoseSchema | None = None) -> None:
     if sheet is None:
         echo("contact sheet: add --sheet out.png to write one (rest | morphed | posed, pose printed)")
         return
     rows = _sample_rows(readers, examples, seed)
     if rows:
-        contact_sheet(rows, sheet)
+        contact_sheet(rows, sheet, schema)
         echo(f"contact sheet: {sheet} ({len(rows)} examples)")
     else:
         echo("contact sheet: no readable examples")

@@ -2,10 +2,12 @@
 error (headless Debian chromium through playwright; 256-colour PNGs under docs/).
 
     python docs/screenshot_puppet_page.py [WEIGHTS] [MODEL]
+    python docs/screenshot_puppet_page.py tha3 [WEIGHTS] [MODEL]     # puppet-tha3.png only
 
 WEIGHTS: a weights folder (default: seeded, untrained full-size networks in a temporary folder,
-so the posed output is what untrained networks give). MODEL: the MMD model whose rest-pose render
-is the drawing (default ../shared/models/animasa_miku_pmx_j3/index.pmx).
+so the posed output is what untrained networks give; with `tha3`, networks of the tha3 pose
+schema). MODEL: the MMD model whose rest-pose render is the drawing (default
+../shared/models/animasa_miku_pmx_j3/index.pmx).
 """
 from __future__ import annotations
 
@@ -22,15 +24,25 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 MODEL = HERE.parent.parent / "shared" / "models" / "animasa_miku_pmx_j3" / "index.pmx"
 
 
-def untrained_weights(folder: Path) -> Path:
+def untrained_weights(folder: Path, schema: str | None = None) -> Path:
+    """Seeded untrained full-size networks; for `schema` (a pose schema name) with its pose sizes,
+    recorded in the files as `thactl train` records it."""
     import torch
 
+    from core.poseschema import load_schema
     from models import Combiner, FaceMorpher, TwoAlgoFaceRotator
-    from models.io import save_weights
+    from models.io import save_weights, schema_metadata
 
     torch.manual_seed(0)
-    for net in (FaceMorpher(), TwoAlgoFaceRotator(), Combiner()):
-        save_weights(net, folder / f"{net.kind}.safetensors")
+    if schema is None:
+        nets, meta = (FaceMorpher(), TwoAlgoFaceRotator(), Combiner()), {}
+    else:
+        s = load_schema(schema)
+        face, rotation = len(s.indices("face")), len(s.indices("rotation"))
+        nets = (FaceMorpher(pose_size=face), TwoAlgoFaceRotator(pose_size=rotation), Combiner(pose_size=rotation))
+        meta = schema_metadata(s)
+    for net in nets:
+        save_weights(net, folder / f"{net.kind}.safetensors", meta)
     return folder
 
 
@@ -92,5 +104,48 @@ def main(weights: str | None = None, model: str | None = None) -> None:
         srv.server_close()
 
 
+def main_tha3(weights: str | None = None, model: str | None = None) -> None:
+    """puppet-tha3.png: the page with tha3 networks, a wink set and the eyebrow group folded."""
+    from playwright.sync_api import sync_playwright
+
+    from app.config import ServeConfig
+    from app.server import make_server
+
+    tmp = Path(tempfile.mkdtemp(prefix="thactl-shot-"))
+    (tmp / "weights").mkdir()
+    (tmp / "drawings").mkdir()
+    weights_dir = Path(weights) if weights else untrained_weights(tmp / "weights", "tha3")
+    drawing(Path(model) if model else MODEL, tmp / "drawings")
+    srv = make_server(ServeConfig(port=0, weights=weights_dir.resolve(), drawings=tmp / "drawings", device="cpu"))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1180, "height": 720})
+            page.set_default_timeout(120_000)
+            page.goto(f"http://127.0.0.1:{srv.server_address[1]}/puppet/")
+            page.wait_for_selector("#drawings option[value='file:miku.png']", state="attached")
+            with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
+                page.select_option("#drawings", "file:miku.png")
+            with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
+                page.eval_on_selector("#s-eye_wink_left",
+                                      "el => { el.value = 1; el.dispatchEvent(new Event('input')); }")
+            page.wait_for_function("document.getElementById('output').complete")
+            page.click("details[data-group='eyebrow'] > summary")
+            out = HERE / "puppet-tha3.png"
+            from PIL import Image
+
+            shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
+            shot.convert("RGB").quantize(256).save(out, optimize=True)
+            print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
+            browser.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1:2] == ["tha3"]:
+        main_tha3(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

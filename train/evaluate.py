@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset.imageconv import linear_to_srgb, srgb_to_linear
-from models.poser import final_image
+from models.poser import final_image, pose_parts
 
 from .errors import TrainError
 
@@ -193,7 +193,8 @@ class RegionMeter:
 def morpher_region_ratio(morpher, rest: torch.Tensor, morphed: torch.Tensor, pose3: torch.Tensor,
                          batch: int = 100) -> float:
     """The morpher's changed-region L1 over the identity's (1.0 = copies its input), pooled over the
-    examples: rest and morphed (N, 4, H, W) THA images, pose3 (N, 3) = pose[3:6]."""
+    examples: rest and morphed (N, 4, H, W) THA images, pose3 (N, F): the face part of the pose (THA1's
+    pose[3:6]; a schema's `face` parameters)."""
     model, ident = RegionMeter(), RegionMeter()
     for i in range(0, len(rest), batch):
         x, t, p = rest[i:i + batch], morphed[i:i + batch], pose3[i:i + batch]
@@ -374,15 +375,42 @@ def row_names(configs, stages: bool, have_combiner: bool) -> list[str]:
     return names + list(configs)
 
 
+def _index(positions: list[int]):
+    """Pose positions as an index: a slice when they are consecutive (THA1's 0:3 and 3:6), else the list."""
+    if positions == list(range(positions[0], positions[-1] + 1)):
+        return slice(positions[0], positions[-1] + 1)
+    return positions
+
+
+def split_pose(pose: torch.Tensor, schema=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, P) poses -> (rotation part, face part) by the pose schema (models.poser.pose_parts; None: THA1)."""
+    face, rotation = pose_parts(schema)
+    return pose[:, _index(rotation)], pose[:, _index(face)]
+
+
+def check_schemas(data_schema, weights_schema, data: str) -> None:
+    """The data and the weights must follow one pose schema (None: THA1's six); else one TrainError line."""
+    def describe(schema) -> str:
+        return "tha1 (6 parameters)" if schema is None else f"{schema.name} ({schema.size} parameters)"
+
+    same = (data_schema is None and weights_schema is None) or (
+        data_schema is not None and weights_schema is not None
+        and data_schema.to_json() == weights_schema.to_json())
+    if not same:
+        raise TrainError(f"{data}: the data's pose schema is {describe(data_schema)}, the weights were trained "
+                         f"on {describe(weights_schema)}: evaluate weights on data of their own schema")
+
+
 def score_batch(rows: dict[str, Meter], regions: dict[str, RegionMeter], rest, morphed_t, posed_t, pose,
-                morpher, rotator, combiner, configs, stages: bool) -> None:
+                morpher, rotator, combiner, configs, stages: bool, schema=None) -> None:
     """Add one batch's per-image scores to every row of `rows`, and its changed-region sums (the region
-    where the row's target differs from its input) to `regions` (the one place eval rows are scored)."""
+    where the row's target differs from its input) to `regions` (the one place eval rows are scored).
+    `pose` (B, P) is split by `schema` (None: THA1's six numbers)."""
     def score(name: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         rows[name].add(score_images(pred, target))
         regions[name].add(region_error_sums(pred, target, mask))
 
-    rot, expr = pose[:, 0:3], pose[:, 3:6]
+    rot, expr = split_pose(pose, schema)
     morphed = morpher(rest, expr)[0]
     posed_mask = changed_region(rest, posed_t)
     if stages:
@@ -406,13 +434,14 @@ def score_batch(rows: dict[str, Meter], regions: dict[str, RegionMeter], rest, m
 def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stages: bool = True,
              device: str | torch.device = "cpu", limit: int | None = None, progress=None,
              tha1_variant: dict[str, str] | None = None, split: str = "test",
-             sources: dict[str, str] | None = None) -> EvalResult:
+             sources: dict[str, str] | None = None, schema=None) -> EvalResult:
     """Score the poser over `loader` (batches of ShardDataset items).
 
     Full-chain rows (input = rest image, target = posed image, pose from the shard) for each
     config in `configs`; with `stages`, also the morpher alone (rest -> morphed) and the rotator
     (each path) and rotator+combiner on the TRUE morphed image (morphed -> posed), and two
-    baselines that predict the rest image unchanged (what a network must beat).
+    baselines that predict the rest image unchanged (what a network must beat). `schema`: the pose
+    schema of the data and the networks (None: THA1's six numbers).
     """
     device = torch.device(device)
     for m in (morpher, rotator, combiner):
@@ -432,7 +461,8 @@ def evaluate(loader, morpher, rotator, combiner=None, configs=("PU", "ZH"), stag
             rest, morphed_t, posed_t, pose = rest[:k], morphed_t[:k], posed_t[:k], pose[:k]
         if rest.shape[0] == 0:
             break
-        score_batch(rows, regions, rest, morphed_t, posed_t, pose, morpher, rotator, combiner, configs, stages)
+        score_batch(rows, regions, rest, morphed_t, posed_t, pose, morpher, rotator, combiner, configs, stages,
+                    schema)
         seen += rest.shape[0]
         if progress is not None:
             progress(rest.shape[0])

@@ -1,8 +1,12 @@
 // The model page: collection list (filters, paging, scan progress), model view (live render,
 // pose sliders, camera box lines), override editor. All text goes in through textContent.
+// Under a pose schema (serve --schema tha3): the parameter table (how each was found, a slider and a
+// morph choice each) and each model's coverage in the list.
 "use strict";
 const API = "/api/models/";
-let POSE = null;   // the pose facts {names, low, high, rest} from the server (GET /api/pose)
+let POSE = null;   // the pose facts {names, low, high, rest} (GET /api/pose, or the schema's)
+let SCHEMA = null; // the page's pose schema {schema, names, low, high, rest, kind}; null: THA1's six
+const NONE = "\u0000none";   // the morph select's value for "none" (no morph is called that)
 const SIZE = 256, SHOWN = 384, TOP_ROW = 64, CHIN_ROW = 192;   // chin line: bottom edge of row 191
 const PAGE = 50;
 const $ = (id) => document.getElementById(id);
@@ -81,6 +85,11 @@ function itemRow(it) {
     badges.append(" ", badge);
   }
   if (it.overridden) badges.append(" ", el("span", "status overridden", "override"));
+  if (it.coverage) {
+    const cov = el("span", "coverage", `${it.coverage.found}/${it.coverage.size}`);
+    cov.title = `${SCHEMA ? SCHEMA.schema : "schema"} parameters found`;
+    badges.append(" ", cov);
+  }
   if (it.format) badges.append(` ${it.format} · ${it.vertices} v`);
   text.append(badges);
   if (it.reason) text.append(el("div", "reason", it.reason));
@@ -96,16 +105,17 @@ async function openModel(path) {
   for (const r of document.querySelectorAll(".item")) r.classList.toggle("selected", r.dataset.path === path);
   $("view").hidden = false;
   $("title").textContent = path;
-  $("save-result").textContent = "";
+  $("save-result").textContent = ""; $("params-result").textContent = "";
   $("summary").textContent = "loading…";
   state.info = null;                      // no save with the previous model's edits meanwhile
-  $("save").disabled = true;
+  $("save").disabled = true; $("save-params").disabled = true;
   try {
     const info = await getJSON(API + "model?path=" + encodeURIComponent(path));
     if (path !== state.path) return;      // another model was opened meanwhile
     state.info = info; state.frame = info.frame;
     $("view").classList.remove("broken");
     showInfo(info);
+    if (SCHEMA) { state.pose = SCHEMA.rest.slice(); loadParams(path); }
     requestRender();
     $("sheet").src = API + "sheet?path=" + encodeURIComponent(path) + "&t=" + Date.now();
   } catch (e) {
@@ -187,6 +197,76 @@ async function requestRender() {
   }
 }
 
+// ---------------------------------------------------------------- the pose schema's parameters
+async function loadParams(path) {
+  $("params").replaceChildren(el("div", "", "finding parameters…"));
+  try {
+    const data = await getJSON(API + "parameters?path=" + encodeURIComponent(path));
+    if (path !== state.path || !state.info) return;
+    $("params").replaceChildren(...data.parameters.map(paramRow));
+    const found = data.parameters.filter((p) => p.how !== "missing").length;
+    $("params-title").textContent = `Parameters: ${found}/${data.parameters.length} found (${data.schema})`;
+    $("save-params").disabled = !state.info.editable;
+    $("params").dataset.loaded = String(+($("params").dataset.loaded || 0) + 1);   // tests wait for it
+  } catch (e) {
+    if (path === state.path) $("params").replaceChildren(el("div", "reason", "parameters: " + e.message));
+  }
+}
+
+function paramRow(p, i) {
+  const row = el("div", "param"); row.dataset.name = p.name; row.dataset.how = p.how;
+  const input = el("input"); input.type = "range"; input.id = "p-" + p.name;
+  input.min = SCHEMA.low[i]; input.max = SCHEMA.high[i]; input.step = 0.01; input.value = SCHEMA.rest[i];
+  input.disabled = p.how === "missing";
+  const out = el("span", "value", String(SCHEMA.rest[i]));
+  input.addEventListener("input", () => showParameter(i, +input.value));
+  row.append(el("span", "name", p.name), el("span", "how " + p.how, p.how), input, out, morphChoice(p));
+  row.append(el("div", "detail", p.detail));
+  return row;
+}
+
+// a morph parameter: the model's morphs, "none" and automatic; a bone parameter: its bones
+function morphChoice(p) {
+  if (p.kind !== "morph") return el("span", "bones", p.bones.join(", ") || "no bones");
+  const sel = el("select"); sel.id = "pm-" + p.name;
+  const auto = el("option", "", p.how === "override" ? "(automatic)" : `(automatic: ${p.morph || "none"})`);
+  auto.value = "";
+  const none = el("option", "", "none"); none.value = NONE;
+  sel.append(auto, none, ...state.info.morphs.map((m) => {
+    const o = el("option", "", m.name + (m.name_en ? ` / ${m.name_en}` : "")); o.value = m.name; return o;
+  }));
+  sel.value = mappedValue(p.name);
+  return sel;
+}
+
+// what the override maps a parameter to, as a select value ("" when it maps nothing)
+function mappedValue(name) {
+  const table = state.info.override.parameters || {};
+  return name in table ? (table[name] === null ? NONE : table[name]) : "";
+}
+
+// the pose with parameter i at v and every other one at rest, rendered
+function showParameter(i, v) {
+  state.pose = SCHEMA.rest.slice(); state.pose[i] = v;
+  SCHEMA.names.forEach((name, j) => {
+    const input = $("p-" + name);
+    if (!input) return;
+    if (j !== i) input.value = SCHEMA.rest[j];
+    input.parentElement.querySelector(".value").textContent = String(j === i ? v : SCHEMA.rest[j]);
+  });
+  requestRender();
+}
+
+// the parameter rows' changed morph choices: {name: morph | null (none) | "" (automatic)}
+function paramEdits() {
+  const set = {};
+  for (const sel of document.querySelectorAll("#params select")) {
+    const name = sel.id.slice(3);
+    if (sel.value !== mappedValue(name)) set[name] = sel.value === NONE ? null : sel.value;
+  }
+  return set;
+}
+
 // ---------------------------------------------------------------- camera box lines
 // image row r (0 = top, SIZE = bottom) <-> model y: y = cy + half * (1 - 2 r / SIZE)
 const rowToY = (r) => state.frame[1] + state.frame[2] * (1 - 2 * r / SIZE);
@@ -227,14 +307,16 @@ function edits() {
   }
   const ex = $("exclude").checked ? ($("exclude-reason").value.trim() || "excluded by hand") : null;
   if ((ex || null) !== (ov.exclude || null)) set.exclude = ex;
+  if (SCHEMA && Object.keys(paramEdits()).length) set.parameters = paramEdits();
   return set;
 }
 
-async function save() {
+async function save(resultId = "save-result") {
   if (!state.info) return;
   const set = edits();
-  if (!Object.keys(set).length) { $("save-result").textContent = "nothing changed"; return; }
-  $("save-result").textContent = "saving and re-validating…";
+  const result = $(resultId);
+  if (!Object.keys(set).length) { result.textContent = "nothing changed"; return; }
+  result.textContent = "saving and re-validating…";
   try {
     const res = await getJSON(API + "override", { method: "POST", headers: { "Content-Type": "application/json" },
                                                   body: JSON.stringify({ path: state.path, set }) });
@@ -243,19 +325,27 @@ async function save() {
     lines.push(`wrote ${res.file}`, c.ok ? "check: usable" : "check: rejected: " + c.reason);
     const path = state.path;
     await openModel(path);
-    $("save-result").textContent = lines.join("\n");
+    result.textContent = lines.join("\n");
     await refreshStatus().catch(() => loadList());   // the header's counts and the list
-    $("save-result").dataset.saved = String(+($("save-result").dataset.saved || 0) + 1);
-  } catch (e) { $("save-result").textContent = "not saved: " + e.message; }
+    result.dataset.saved = String(+(result.dataset.saved || 0) + 1);
+  } catch (e) { result.textContent = "not saved: " + e.message; }
 }
 
 // ---------------------------------------------------------------- wiring
-getJSON("/api/pose").then((facts) => { POSE = facts; state.pose = facts.rest.slice(); buildSliders(); })
-  .catch((e) => { $("scan-text").textContent = "error: " + e.message; });
+getJSON(API + "schema").then(async (schema) => {
+  if (schema.schema) {                    // the schema's parameters: one slider per row of the table
+    SCHEMA = POSE = schema; state.pose = schema.rest.slice(); $("params-box").hidden = false;
+    if (state.path && state.info) loadParams(state.path);
+    return;
+  }
+  const facts = await getJSON("/api/pose");
+  POSE = facts; state.pose = facts.rest.slice(); buildSliders();
+}).catch((e) => { $("scan-text").textContent = "error: " + e.message; });
 dragLine($("top-line"), $("top"));
 dragLine($("chin-line"), $("chin"));
 for (const id of ["top", "chin"]) $(id).addEventListener("input", placeLines);
-$("save").addEventListener("click", save);
+$("save").addEventListener("click", () => save());
+$("save-params").addEventListener("click", () => save("params-result"));
 for (const id of ["status", "reason"]) $(id).addEventListener("change", () => { state.offset = 0; loadList(); });
 $("q").addEventListener("input", () => { state.offset = 0; loadList(); });
 $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); loadList(); });

@@ -2,14 +2,19 @@
 // sends frames to /api/puppet/track and poses the drawing with what comes back. One request of
 // each kind is in flight at a time; newer input replaces older input that was not sent yet.
 // Every request names this page load's tab (X-Puppet-Tab), so each tab has its own drawing.
+// The sliders are the weights' pose schema (GET /api/puppet/info: names, ranges, rest values, and
+// groups); presets and the webcam set the parameters the server says they drive ("driven") and
+// leave the others as the sliders have them.
 // Errors are kept per source (drawing, pose, webcam, ...): a source's message stays until that
 // source succeeds again or the user closes it. All text goes in through textContent.
 "use strict";
-let POSE = null;   // the pose facts {names, low, high, rest} from the server (GET /api/pose)
+let POSE = null;   // the pose schema's facts {schema, names, low, high, rest, input} (GET /api/puppet/info)
+let GROUPS = [];   // the sliders' groups [{name, indices}]; one group named "" is shown without a heading
+let DRIVEN = [];   // the positions that presets and the webcam set
 const SOURCES = { info: "server", drawing: "drawing", pose: "pose", motion: "motion", gif: "GIF", track: "webcam" };
 const $ = (id) => document.getElementById(id);
 const TAB = newTabId();
-const state = { pose: null, wanted: null, posing: false, frameUrl: null, inputUrl: null, ready: false,
+const state = { pose: null, sliders: [], wanted: null, posing: false, frameUrl: null, inputUrl: null, ready: false,
                 camera: null, seq: 0, calibrate: false, log: [], errors: new Map(), drawing: "",
                 uploads: new Map(), playing: false };
 window.puppetLog = state.log;      // what the page showed, for tests and debugging
@@ -68,33 +73,81 @@ const postJSON = (path, obj) => api(path, { method: "POST", headers: { "Content-
 
 // ---------------------------------------------------------------- pose
 function buildSliders() {
-  POSE.names.forEach((name, i) => {
-    const label = el("label");
-    const input = el("input");
-    Object.assign(input, { type: "range", id: "s-" + name, min: POSE.low[i], max: POSE.high[i], step: 0.01,
-                           value: POSE.rest[i] });
-    const out = el("output", "", POSE.rest[i].toFixed(2));
-    out.id = "v-" + name;
-    label.append(el("span", "", name), input, out);
-    $("sliders").append(label);
-    input.addEventListener("input", () => {
-      state.pose[i] = parseFloat(input.value);
-      out.textContent = state.pose[i].toFixed(2);
-      requestPose(state.pose.slice());
+  const grouped = !(GROUPS.length === 1 && GROUPS[0].name === "");
+  $("sliders").classList.toggle("grouped", grouped);
+  for (const group of GROUPS) {
+    const labels = group.indices.map(slider);
+    if (!grouped) { $("sliders").append(...labels); continue; }
+    const box = el("details", "group");
+    box.open = true;
+    box.dataset.group = group.name;
+    const summary = el("summary", "", group.name);
+    const moved = el("span", "moved");
+    const rest = el("button", "group-rest", "rest");
+    rest.title = "set this group's parameters to their rest values";
+    rest.addEventListener("click", (ev) => {
+      ev.preventDefault();                  // a button in the summary must not fold the group
+      const pose = state.pose.slice();
+      for (const i of group.indices) pose[i] = POSE.rest[i];
+      requestPose(pose);
     });
+    summary.append(el("span", "count", ` (${group.indices.length})`), moved, rest);
+    box.append(summary, ...labels);
+    group.moved = moved;
+    $("sliders").append(box);
+  }
+}
+
+// one parameter's slider: its name, the range input and the value
+function slider(i) {
+  const name = POSE.names[i];
+  const label = el("label");
+  const input = el("input");
+  Object.assign(input, { type: "range", id: "s-" + name, min: POSE.low[i], max: POSE.high[i], step: 0.01,
+                         value: POSE.rest[i] });
+  const out = el("output", "", POSE.rest[i].toFixed(2));
+  out.id = "v-" + name;
+  const title = el("span", "", name);
+  title.title = `${name}: ${POSE.low[i]} to ${POSE.high[i]}, rest ${POSE.rest[i]}`;
+  label.append(title, input, out);
+  state.sliders[i] = { input, out };
+  input.addEventListener("input", () => {
+    state.pose[i] = parseFloat(input.value);
+    out.textContent = state.pose[i].toFixed(2);
+    requestPose(state.pose.slice());
   });
+  return label;
 }
 
 function showPose(pose) {
-  POSE.names.forEach((name, i) => {
-    $("s-" + name).value = pose[i];
-    $("v-" + name).textContent = pose[i].toFixed(2);
+  state.sliders.forEach(({ input, out }, i) => {
+    input.value = pose[i];
+    out.textContent = pose[i].toFixed(2);
   });
-  $("pose-values").textContent = pose.map((v) => v.toFixed(3)).join(" ");
+  const moved = (i) => Math.abs(pose[i] - POSE.rest[i]) > 1e-6;
+  for (const group of GROUPS) {
+    const n = group.indices.filter(moved).length;
+    if (group.moved) group.moved.textContent = n ? ` · ${n} moved` : "";
+  }
+  // six numbers fit on a line; a larger schema's pose is shown as its values away from rest, by name
+  $("pose-values").textContent = $("sliders").classList.contains("grouped")
+    ? (POSE.names.flatMap((name, i) => (moved(i) ? [`${name} ${pose[i].toFixed(3)}`] : [])).join(", ") || "(rest)")
+    : pose.map((v) => v.toFixed(3)).join(" ");
+}
+
+// a pose from a preset or the webcam: the parameters it drives, the others as they are
+function drive(pose) {
+  const out = state.pose.slice();
+  for (const i of DRIVEN) out[i] = pose[i];
+  return out;
 }
 
 // newest pose wins: at most one /pose request in flight
+// the sliders show the pose asked for last (also the base of the next change), not the last one
+// rendered: a slow network never moves a slider back while it is being dragged
 function requestPose(pose) {
+  state.pose = pose.slice();
+  showPose(pose);
   state.wanted = pose;
   if (!state.posing) sendPose();
 }
@@ -109,8 +162,6 @@ async function sendPose() {
     const ms = parseFloat(resp.headers.get("X-Net-Ms"));
     state.frameUrl = showBlob("output", await resp.blob(), state.frameUrl);
     if (ms > 0) $("net-fps").textContent = (1000 / ms).toFixed(1);
-    state.pose = pose.slice();
-    showPose(pose);
     setError("pose", "");
   } catch (e) {
     setError("pose", e.message);
@@ -130,8 +181,16 @@ function showBlob(id, blob, oldUrl) {
 // ---------------------------------------------------------------- the drawing
 async function loadInfo() {
   const info = await (await api("info")).json();
+  POSE = info.schema;
+  GROUPS = info.groups;
+  DRIVEN = info.driven;
+  state.pose = POSE.rest.slice();
+  buildSliders();
+  showPose(state.pose);
+  const grouped = $("sliders").classList.contains("grouped");
   $("weights-info").textContent =
-    `weights ${info.weights}/ · ${info.path} path · ${info.device} · ${info.image_size}×${info.image_size} px`;
+    `weights ${info.weights}/ · ${info.path} path · ${info.device} · ${info.image_size}×${info.image_size} px` +
+    (grouped ? ` · ${POSE.schema} pose (${POSE.names.length} parameters)` : "");
   document.body.classList.toggle("small-net", info.image_size < 256);
   showWeightsWarning(info.weights_warning);
   for (const name of info.drawings) $("folder-drawings").append(new Option(name, "file:" + name));
@@ -212,7 +271,7 @@ async function playPreset() {
     const poses = (await (await api(`motion?name=${encodeURIComponent($("preset").value)}&fps=${fps}`)).json()).poses;
     setError("motion", "");
     for (const pose of poses) {
-      requestPose(pose);
+      requestPose(drive(pose));
       await new Promise((r) => setTimeout(r, 1000 / fps));
     }
   } catch (e) { setError("motion", e.message); }
@@ -230,7 +289,7 @@ function save(url, filename) {
 async function saveGif() {
   $("save-gif").disabled = true;
   try {
-    const blob = await (await postJSON("gif", { motion: $("preset").value, fps: 20 })).blob();
+    const blob = await (await postJSON("gif", { motion: $("preset").value, fps: 20, pose: state.pose })).blob();
     save(URL.createObjectURL(blob), "puppet-" + $("preset").value + ".gif");
     setError("gif", "");
   } catch (e) { setError("gif", e.message); }
@@ -277,7 +336,7 @@ async function trackLoop() {
       else if (calibrate) state.calibrate = true;          // no face in that frame: try the next
       if (reply.face) {
         state.log.push({ seq: reply.seq, pose: reply.pose, calibrated: reply.calibrated });
-        requestPose(reply.pose);
+        requestPose(drive(reply.pose));
       }
     } catch (e) {
       setError("track", e.message);
@@ -300,10 +359,4 @@ $("save-png").addEventListener("click", () => state.frameUrl && save(state.frame
 $("save-gif").addEventListener("click", saveGif);
 $("webcam").addEventListener("click", startWebcam);
 $("calibrate").addEventListener("click", () => { state.calibrate = true; });
-fetch("/api/pose").then((r) => r.json()).then((facts) => {     // the pose facts first, then the page
-  POSE = facts;
-  state.pose = facts.rest.slice();
-  buildSliders();
-  showPose(state.pose);
-  return loadInfo();
-}).catch((e) => setError("info", e.message));
+loadInfo().catch((e) => setError("info", e.message));     // the schema's sliders first, then the page
