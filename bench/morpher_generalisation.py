@@ -71,10 +71,11 @@ def warmup_loss(net, task, batch, dev, seen: int) -> torch.Tensor:
 
 
 def load_split(data: str, split: str, limit: int | None = None, characters: int = 0,
-               seed: int = 0, face=slice(3, 6)) -> tuple[torch.Tensor, ...]:
+               seed: int = 0, face=slice(3, 6), window: int = 0) -> tuple[torch.Tensor, ...]:
     """(rest, morphed, pose[face]) of a split, in memory (`face`: THA1's 3:6, or a pose schema's face
     indices); `limit` evenly spaced examples when given; with `characters`, only the examples of that
-    many of the split's model files (a seeded draw)."""
+    many of the split's model files (a seeded draw); with `window`, only that square at the middle of
+    each image is kept (centre_crop), so large images fit in memory."""
     ds = ShardDataset(data, split=split)
     idx = range(len(ds)) if limit is None else torch.linspace(0, len(ds) - 1, min(limit, len(ds))).long().tolist()
     if characters:
@@ -84,9 +85,9 @@ def load_split(data: str, split: str, limit: int | None = None, characters: int 
         kept = set(names[:characters])
         print(f"{split}: {len(kept)} of {len(names)} model files: {', '.join(sorted(kept))}", flush=True)
         idx = [i for i, path in zip(idx, paths) if path in kept]
-    items = [ds[i] for i in idx]
-    return tuple(torch.stack([it[k] for it in items]) if k != "pose" else torch.stack([it[k][face] for it in items])
-                 for k in ("rest_image", "morphed_image", "pose"))
+    items = [{k: centre_crop(it[k], window) for k in ("rest_image", "morphed_image")} | {"pose": it["pose"][face]}
+             for it in map(ds.__getitem__, idx)]
+    return tuple(torch.stack([it[k] for it in items]) for k in ("rest_image", "morphed_image", "pose"))
 
 
 @torch.inference_mode()
@@ -133,7 +134,8 @@ def main() -> None:
 
     a.threads = set_threads(a.threads)
     torch.manual_seed(a.seed)
-    train = load_split(a.data, "train", characters=a.characters, seed=a.seed)
+    window = a.crop + 2 * a.crop_jitter if a.crop else 0
+    train = load_split(a.data, "train", characters=a.characters, seed=a.seed, window=window)
     probes = {"train": tuple(x[:400] for x in train), "validation": load_split(a.data, "validation", 400),
               "test": load_split(a.data, "test", 400)}
     probes = {k: tuple(centre_crop(x, a.crop) if x.dim() == 4 else x for x in v) for k, v in probes.items()}
