@@ -85,7 +85,7 @@ class Puppet:
         from inference.weights import half_of, untrained_warning
 
         self.runner = PoserRunner.from_weights(weights, device=device, batch_size=8, half=half_of(precision))
-        self.weights_warning = untrained_warning(self.runner.weight_files)  # None when they look trained
+        self.weights_warning = untrained_warning(self.runner.weight_files, names_only=True)  # None when they look trained
         self.max_tabs = max_tabs
         self._tabs: OrderedDict[str, TabState] = OrderedDict()
         self._tabs_lock = threading.Lock()

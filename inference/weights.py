@@ -80,8 +80,9 @@ def weights_schema(paths: dict[str, Path]):
     return next(iter(schemas.values()), None)
 
 
-def untrained_warning(paths: dict[str, Path]) -> str | None:
-    """One line naming the weight files that look untrained (models.io.TrainingRecord), or None."""
+def untrained_warning(paths: dict[str, Path], names_only: bool = False) -> str | None:
+    """One line naming the weight files that look untrained (models.io.TrainingRecord), or None;
+    `names_only`: file names without their folders (a page shows no server paths)."""
     from models.io import UNTRAINED_BELOW, WeightsError, training_record
 
     doubtful: dict[str, list[str]] = {}  # description -> files
@@ -91,7 +92,7 @@ def untrained_warning(paths: dict[str, Path]) -> str | None:
         except WeightsError:  # unreadable: loading says so
             continue
         if record.looks_untrained:
-            doubtful.setdefault(record.describe(), []).append(str(p))
+            doubtful.setdefault(record.describe(), []).append(Path(p).name if names_only else str(p))
     if not doubtful:
         return None
     which = "; ".join(f"{why}: {', '.join(files)}" for why, files in doubtful.items())

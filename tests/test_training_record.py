@@ -136,6 +136,7 @@ def _info(weights: Path, **cfg) -> dict:
 def test_the_puppet_api_says_when_weights_look_untrained(tmp_path):
     untrained = _info(_recorded(tmp_path / "u", 0))
     assert "weights look untrained" in untrained["weights_warning"] and "\n" not in untrained["weights_warning"]
+    assert "morpher.safetensors" in untrained["weights_warning"] and str(tmp_path) not in untrained["weights_warning"]
     assert _info(_recorded(tmp_path / "t", UNTRAINED_BELOW))["weights_warning"] is None
 
 
