@@ -4,8 +4,9 @@ input it feeds.
 
 `load_schema(spec)` takes a built-in name (`tha1`, the default, and `tha3`: core/schemas/*.json) or
 the path of a JSON file and returns a checked `PoseSchema`; anything wrong is a `SchemaError` with one
-line naming the file and the problem. `PoseSchema.sample(rng, n)` is the sampling law of the schema
-(independent values, or exclusive groups as THA2 sampled its eyebrow, eye and mouth morphs);
+line naming the file and the problem. `PoseSchema.sample(rng, n, available)` is the sampling law of
+the schema (independent values, or exclusive groups as THA2 sampled its eyebrow, eye and mouth morphs;
+drawn among what a model can show when given its availability);
 `PoseSchema.problem(pose)` is the pose check of the schema (as core.pose.pose_problem is THA1's).
 
 The built-in `tha1` schema describes core/pose.py's six numbers; data for it is made by THA1's own rig
@@ -191,16 +192,33 @@ class PoseSchema:
         return out
 
     # ------------------------------------------------------------ sampling
-    def sample(self, rng: np.random.Generator, n: int = 1) -> np.ndarray:
+    def sample(self, rng: np.random.Generator, n: int = 1, available=None) -> np.ndarray:
         """`n` poses (n, P) float32 drawn by the schema's law: independent parameters first (in order),
-        then each exclusive group (in order of first appearance); see docs/pose-schemas.md."""
+        then each exclusive group (in order of first appearance); see docs/pose-schemas.md.
+
+        `available` ((P,) bools, or None: all) is what the model to be posed can show: an unavailable
+        parameter is at rest, and each group's semantics are chosen among those with an available side
+        (k capped at their number; none: the group is at rest). The generator is used the same way
+        whatever the mask, so without a mask (or with an all-True one) the draws are those of the law
+        alone, and a masked pose differs from the unmasked one only where the mask matters."""
+        mask = self._available_mask(available)
         out = np.tile(self.rest.astype(np.float64), (int(n), 1))
         for i, p in enumerate(self.parameters):
             if p.group is None:
                 out[:, i] = _independent(rng, p, int(n))
         for g in self.groups.values():
-            _sample_group(rng, self, g, out)
+            _sample_group(rng, self, g, out, mask)
+        out[:, ~mask] = self.rest.astype(np.float64)[~mask]
         return np.clip(out, self.low, self.high).astype(np.float32)
+
+    def _available_mask(self, available) -> np.ndarray:
+        """(P,) bool from `available` (None: all True); a wrong shape is a SchemaError naming it."""
+        if available is None:
+            return np.ones(self.size, bool)
+        mask = np.asarray(available)
+        if mask.shape != (self.size,):
+            raise SchemaError(f"{self.source}: availability must be {self.size} booleans, got shape {mask.shape}")
+        return mask.astype(bool)
 
 
 def _independent(rng: np.random.Generator, p: Parameter, n: int) -> np.ndarray:
@@ -215,18 +233,25 @@ def _independent(rng: np.random.Generator, p: Parameter, n: int) -> np.ndarray:
     return np.where(at_rest, p.rest, v)
 
 
-def _sample_group(rng: np.random.Generator, schema: PoseSchema, g: Group, out: np.ndarray) -> None:
+def _sample_group(rng: np.random.Generator, schema: PoseSchema, g: Group, out: np.ndarray,
+                  available: np.ndarray) -> None:
     """One exclusive group, in place: rest with g.rest_probability, else k semantics (k drawn from
-    g.choose) chosen uniformly; on each side the chosen semantics get the first k components of a
-    uniform Dirichlet draw over k + 1 (so they sum to less than 1); a semantic without sides takes
-    the smaller of its two draws (so neither side's sum passes 1)."""
+    g.choose, capped at the number of semantics with an available side) chosen uniformly among those;
+    on each side the chosen semantics get the first k components of a uniform Dirichlet draw over
+    k + 1 (so they sum to less than 1); a semantic without sides takes the smaller of its two draws
+    (so neither side's sum passes 1). Unavailable members are left to the caller (set to rest)."""
     members = [i for i, p in enumerate(schema.parameters) if p.group == g.name]
     semantics = list(dict.fromkeys(schema.parameters[i].semantic for i in members))
     n, s = out.shape[0], len(semantics)
+    can = np.zeros(s, bool)                                  # semantics with an available side
+    for i in members:
+        can[semantics.index(schema.parameters[i].semantic)] |= bool(available[i])
     at_rest = rng.random(n) < g.rest_probability
     k = 1 + np.searchsorted(np.cumsum(g.choose), rng.random(n), side="right")
-    k = np.minimum(k, s)
+    k = np.minimum(k, int(can.sum()))
     order = np.argsort(rng.random((n, s)), axis=1)           # a random order of the semantics
+    # the available ones first, keeping their random order (unchanged when all are available)
+    order = np.take_along_axis(order, np.argsort(~can[order], axis=1, kind="stable"), axis=1)
     kmax = len(g.choose)
     draws = {side: rng.dirichlet(np.ones(kmax + 1), size=n) for side in SIDES}
     weight = {side: np.zeros((n, s)) for side in SIDES}

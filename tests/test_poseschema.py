@@ -131,3 +131,97 @@ def test_tha1_numbers_land_on_the_schema_names():
     others = [i for i, n in enumerate(tha3.names) if n not in
               ("head_x", "head_y", "neck_z", "eye_wink_left", "eye_wink_right", "mouth_aaa")]
     assert np.array_equal(out[0, others], tha3.rest[others])
+
+
+# ---------------------------------------------------------------- sampling among what a model can show
+
+#: tha3 without what a model like the default Miku v2 lacks, and more: every eyebrow (a group with no
+#: available semantic), both mouth corners' raised sides and the left lowered one (one side left),
+#: delta, the lower eyelid, the right side of surprised, the left iris_small, and head_x
+UNAVAILABLE = ["eyebrow_troubled_left", "eyebrow_troubled_right", "eyebrow_angry_left", "eyebrow_angry_right",
+               "eyebrow_lowered_left", "eyebrow_lowered_right", "eyebrow_raised_left", "eyebrow_raised_right",
+               "eyebrow_happy_left", "eyebrow_happy_right", "eyebrow_serious_left", "eyebrow_serious_right",
+               "mouth_raised_corner_left", "mouth_raised_corner_right", "mouth_lowered_corner_left",
+               "mouth_delta", "eye_raised_lower_eyelid_left", "eye_raised_lower_eyelid_right",
+               "eye_surprised_right", "iris_small_left", "head_x"]
+
+
+def binomial_tolerance(p: float, n: int, z: float = 5.0) -> float:
+    """How far an observed share of n independent draws may be from p: z binomial standard deviations
+    (z = 5: a correct law fails with probability below 1e-6)."""
+    return z * (p * (1.0 - p) / n) ** 0.5
+
+
+def _masked(n: int = 20_000, seed: int = 11):
+    s = load_schema("tha3")
+    mask = np.ones(s.size, bool)
+    mask[[s.index(name) for name in UNAVAILABLE]] = False
+    return s, mask, s.sample(np.random.default_rng(seed), n, available=mask)
+
+
+def test_sampling_without_a_mask_or_with_an_all_true_one_is_the_law_alone():
+    import hashlib
+
+    s = load_schema("tha3")
+    a = s.sample(np.random.default_rng([3, 0, 0, 7]), 64)
+    b = s.sample(np.random.default_rng([3, 0, 0, 7]), 64, available=None)
+    c = s.sample(np.random.default_rng([3, 0, 0, 7]), 64, available=np.ones(45, bool))
+    assert a.tobytes() == b.tobytes() == c.tobytes()
+    # the bytes the law gave before availability existed (numpy 2.4's generators), so data drawn
+    # without a mask stays what it was
+    assert hashlib.sha256(a.tobytes()).hexdigest() == \
+        "c955a9177e7c7e9932c833f233a0e5dec4bc41a1ae567b12508a7dbd50b8da9d"
+
+
+def test_unavailable_parameters_are_always_at_rest_and_the_rest_is_drawn_alike():
+    s, mask, p = _masked()
+    assert s.problem(p, batch=True) is None
+    assert (p[:, ~mask] == s.rest[~mask]).all()
+    plain = s.sample(np.random.default_rng(11), len(p))
+    independent = [i for i, q in enumerate(s.parameters) if q.group is None and mask[i]]
+    assert np.array_equal(p[:, independent], plain[:, independent])   # the generator is used alike
+    assert (p[:, s.index("iris_small_right")] != 0).mean() > 0.5
+
+
+def test_groups_are_drawn_among_the_available_semantics():
+    from dataset.shardinfo import group_active_shares
+
+    s, mask, p = _masked()
+    n = len(p)
+    shares = group_active_shares(p, s)
+    observed, _ = shares["eyebrow"]
+    assert observed[0] == 1.0                                       # nothing available: at rest
+    for group in ("eye", "mouth"):                                  # 5 and 7 semantics left: choose holds
+        observed, intended = shares[group]
+        assert observed[0] == 0.0
+        for k in (1, 2):
+            assert abs(observed[k] - intended[k]) <= binomial_tolerance(intended[k], n), (group, k)
+        members = [i for i, q in enumerate(s.parameters) if q.group == group]
+        for side in ("left", "right"):                              # still below 1 on a side
+            cols = [i for i in members if s.parameters[i].side in (side, None)]
+            assert p[:, cols].sum(axis=1).max() <= 1.0 + 1e-6
+    # each available semantic is chosen uniformly: E[k] / semantics = (0.25 + 2 * 0.75) / 5 for eye
+    for name in ("eye_wink_left", "eye_happy_wink_left", "eye_surprised_left", "eye_relaxed_left",
+                 "eye_unimpressed_left"):
+        share = float((p[:, s.index(name)] > 0).mean())
+        assert abs(share - 0.35) <= binomial_tolerance(0.35, n), name
+    # a semantic with one available side is chosen as often as the others and moves that side only
+    share = float((p[:, s.index("mouth_lowered_corner_right")] > 0).mean())
+    assert abs(share - 1.75 / 7) <= binomial_tolerance(1.75 / 7, n)
+
+
+def test_a_group_with_one_available_semantic_always_shows_it():
+    s = load_schema("tha3")
+    mask = np.ones(s.size, bool)
+    eye = [i for i, q in enumerate(s.parameters) if q.group == "eye"]
+    mask[eye] = False
+    mask[s.index("eye_wink_right")] = True
+    p = s.sample(np.random.default_rng(5), 2000, available=mask)
+    assert (p[:, s.index("eye_wink_right")] > 0).all()              # k capped at 1: never at rest
+    assert (p[:, [i for i in eye if i != s.index("eye_wink_right")]] == 0).all()
+
+
+def test_a_wrong_availability_mask_is_one_line():
+    s = load_schema("tha3")
+    with pytest.raises(SchemaError, match=r"tha3: availability must be 45 booleans, got shape \(6,\)"):
+        s.sample(np.random.default_rng(0), 1, available=np.ones(6, bool))
