@@ -201,7 +201,7 @@ def _render_shards(runner: Runner, out: Path, plans: dict[str, SplitPlan],
                 task = dict(path=str(c_path[c.rel_path]), frame=c.frame, ambient=grp.ambient,
                             poses=grp.poses)
                 if schema_json is not None:
-                    task["schema"] = schema_json
+                    task.update(schema=schema_json, draw=grp.draw)   # the worker draws the poses
                 yield task
 
     writer: ShardWriter | None = None
@@ -223,7 +223,7 @@ def _render_shards(runner: Runner, out: Path, plans: dict[str, SplitPlan],
                 row = writer.add_model(c.rel_path, c.sha256, c.frame, res["rest"], res["available"])
             for p, mo, po in zip(res.get("poses", grp.poses), res["morphed"], res["posed"]):
                 writer.add_example(row, p, mo, po, grp.ambient)
-            bar.update(len(grp.poses))
+            bar.update(grp.count)
             if grp.last_of_shard:
                 writer.finish()
                 done.add(sh.rel)

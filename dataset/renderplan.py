@@ -2,7 +2,10 @@
 are accepted, their splits (by source, a mesh group kept together, or a split file), each split's
 example count and shards, and inside a shard the model rows (`shard_groups`) with their poses and
 ambient light.  Every example's pose and every row's ambient follow from the seed and the example's
-position alone (`pose_for`, `ambient_for`; see dataset.generate's docstring for the whole law).
+position alone (`pose_for`, `ambient_for`; see dataset.generate's docstring for the whole law); under
+a pose schema also from what the example's model can show, which only the render worker knows (its
+probe), so a schema row carries how to draw its poses (`Group.draw`) and the worker draws them
+(`schema_poses`).
 """
 from __future__ import annotations
 
@@ -54,9 +57,15 @@ class Group:
     shard: int
     model: int                    # index into the split's model list
     first: int                    # first example index (over the split)
-    poses: np.ndarray             # (g, 6) float32
+    poses: np.ndarray | None      # (g, 6) float32; None for a pose schema's row (see draw)
     ambient: float
     last_of_shard: bool = False
+    draw: dict | None = None      # a schema's row: {seed, split, first, count} for schema_poses
+
+    @property
+    def count(self) -> int:
+        """The row's number of examples."""
+        return len(self.poses) if self.poses is not None else int(self.draw["count"])
 
 
 @dataclass
@@ -82,13 +91,22 @@ class SplitPlan:
         return (np.asarray(j, dtype=np.int64) * len(self.models)) // self.count
 
 
-def pose_for(seed: int, split: str, j: int, one_eye: bool, schema=None) -> np.ndarray:
-    """Example j's pose: THA1's law, or with a pose schema (core.poseschema) the schema's law, from a
-    generator seeded with (seed, split, 0, j) alone."""
+def pose_for(seed: int, split: str, j: int, one_eye: bool, schema=None, available=None) -> np.ndarray:
+    """Example j's pose: THA1's law, or with a pose schema (core.poseschema) the schema's law among
+    what the model can show (`available`, (P,) bools; None: all), from a generator seeded with
+    (seed, split, 0, j) alone."""
     rng = np.random.default_rng([int(seed), SPLIT_IDS[split], 0, int(j)])
     if schema is not None:
-        return schema.sample(rng, 1)[0]
+        return schema.sample(rng, 1, available)[0]
     return sample_poses(rng, 1, one_eye_morphs=one_eye)[0]
+
+
+def schema_poses(draw: dict, schema, available) -> np.ndarray:
+    """(count, P) float32: the poses of a schema row (`Group.draw`: examples first .. first + count - 1
+    of a split) for a model that can show `available` ((P,) bools): each pose_for its example alone,
+    so a re-run or a resumed run draws the same poses."""
+    js = range(int(draw["first"]), int(draw["first"]) + int(draw["count"]))
+    return np.stack([pose_for(draw["seed"], draw["split"], j, False, schema, available) for j in js])
 
 
 def ambient_for(seed: int, split: str, first: int, lo: float, hi: float) -> float:
@@ -109,10 +127,14 @@ def shard_groups(sp: SplitPlan, shard: ShardPlan, seed: int, group_size: int,
         end = start
         while end < len(js) and owners[end] == m and end - start < group_size:
             end += 1
-        one_eye = sp.models[m].one_eye_morphs
-        poses = np.stack([pose_for(seed, sp.split, int(j), one_eye, schema) for j in js[start:end]])
-        groups.append(Group(sp.split, shard.index, m, int(js[start]), poses,
-                            ambient_for(seed, sp.split, int(js[start]), *ambient)))
+        amb = ambient_for(seed, sp.split, int(js[start]), *ambient)
+        if schema is None:
+            one_eye = sp.models[m].one_eye_morphs
+            poses = np.stack([pose_for(seed, sp.split, int(j), one_eye) for j in js[start:end]])
+            groups.append(Group(sp.split, shard.index, m, int(js[start]), poses, amb))
+        else:   # drawn by the worker, which knows what the model can show (schema_poses)
+            draw = dict(seed=int(seed), split=sp.split, first=int(js[start]), count=int(end - start))
+            groups.append(Group(sp.split, shard.index, m, int(js[start]), None, amb, draw=draw))
         start = end
     if groups:
         groups[-1].last_of_shard = True

@@ -137,10 +137,13 @@ def _schema_state(path: str, schema_json: dict, frame):
 
 
 def schema_render_task(task: dict) -> dict:
-    """One model row of a pose schema's data: the rest image is the schema's rest pose, `morphed` the
-    example's face parameters (rotation inputs at rest), `posed` the whole pose; parameters the
-    model cannot show (renderer.schema_rig.probe_available) are set to rest first, so the poses
-    returned (`poses`) are true of the images; `available` (P,) is the model's record."""
+    """One model row of a pose schema's data ({path, frame, ambient, schema, draw}): the poses are
+    drawn here, by dataset.renderplan.schema_poses from the row's `draw` and what the model can show
+    (renderer.schema_rig.probe_available; the schema's law among those, unavailable parameters at
+    rest), so the poses returned (`poses`) are true of the images; the rest image is the schema's rest
+    pose, `morphed` the example's face parameters (rotation inputs at rest), `posed` the whole pose;
+    `available` (P,) is the model's record."""
+    from dataset.renderplan import schema_poses
     from renderer.framing import Frame
 
     poser, scene = _model_state(task["path"])
@@ -149,7 +152,7 @@ def schema_render_task(task: dict) -> dict:
     rest_pose = rig.schema.rest
     rotation = rig.schema.indices("rotation")
     amb = task["ambient"]
-    poses = np.where(available, np.asarray(task["poses"], np.float32), rest_pose).astype(np.float32)
+    poses = schema_poses(task["draw"], rig.schema, available)
     rest = compress_image(scene.render(rig.pose(poser, rest_pose), frame, ambient=amb))
     morphed, posed = [], []
     for p in poses:

@@ -164,3 +164,81 @@ def test_the_runner_follows_the_weights_schema(tha3_data, tmp_path):
     with pytest.raises(WeightsInputError, match="different pose schemas"):
         PoserRunner.from_weights(None, morpher=tmp_path / "morpher", rotator=tmp_path / "tha1_rotator.safetensors",
                                  path="pumarola", device="cpu")
+
+
+# ---------------------------------------------------------------- groups drawn among what the model can show
+
+AVAIL_COUNT = 320
+
+
+def binomial_tolerance(p: float, n: int, z: float = 5.0) -> float:
+    """How far an observed share of n independent draws may be from p: z binomial standard deviations
+    (z = 5: a correct law fails with probability below 1e-6)."""
+    return z * (p * (1.0 - p) / n) ** 0.5
+
+
+def _render_v2(models: Path, out: Path) -> None:
+    assert run_cli("render", "--models", models, "--out", out, "--count", AVAIL_COUNT, "--val-count", 0,
+                   "--test-count", 0, "--size", 32, "--workers", 1, "--schema", "tha3", "-q",
+                   "--shard-size", 128, "--seed", 5) == 0
+
+
+@pytest.fixture(scope="module")
+def v2_models(shared_models, tmp_path_factory):
+    """A folder with miku_v2 alone (it lacks the mouth corners and the lower eyelid)."""
+    src = shared_models / MODEL.parent
+    models = tmp_path_factory.mktemp("v2")
+    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / MODEL.name]:
+        shutil.copy(f, models / f.name)
+    return models
+
+
+@pytest.fixture(scope="module")
+def v2_data(v2_models, tmp_path_factory):
+    """320 training examples of miku_v2 at 32 px under tha3, in 3 shards."""
+    out = tmp_path_factory.mktemp("v2d") / "d"
+    _render_v2(v2_models, out)
+    return out
+
+
+def _poses_and_available(out: Path):
+    poses, avail = [], []
+    for path in sorted((out / "train").glob("shard-*.h5")):
+        with ShardReader(path) as r:
+            poses.append(r.pose)
+            avail.append(r.model_available[r.model_index])
+    return np.concatenate(poses), np.concatenate(avail)
+
+
+def test_render_draws_the_groups_among_what_the_model_can_show(v2_data):
+    from dataset.renderplan import pose_for
+    from dataset.shardinfo import group_active_shares
+
+    schema = load_schema("tha3")
+    poses, avail = _poses_and_available(v2_data)
+    n = len(poses)
+    assert n == AVAIL_COUNT and (avail == avail[0]).all()
+    mask = avail[0]
+    assert not mask[schema.index("mouth_raised_corner_left")] and not mask[schema.index("eye_raised_lower_eyelid_right")]
+    # every stored pose is example j's own draw given the model's record, and true of its images
+    for j in range(n):
+        assert np.array_equal(poses[j], pose_for(5, "train", j, False, schema, mask)), j
+    assert (poses[:, ~mask] == schema.rest[~mask]).all()
+    shares = group_active_shares(poses, schema)
+    for group in ("eye", "mouth"):          # THA2's law: never at rest; 1 semantic 25 %, 2 semantics 75 %
+        observed, intended = shares[group]
+        assert observed[0] == 0.0, group
+        for k in (1, 2):
+            assert abs(observed[k] - intended[k]) <= binomial_tolerance(intended[k], n), (group, k, observed)
+
+
+def test_a_schema_render_is_the_same_twice_and_after_a_resume(v2_models, v2_data, tmp_path):
+    again = tmp_path / "again"
+    _render_v2(v2_models, again)
+    shards = sorted(p.name for p in (v2_data / "train").glob("shard-*.h5"))
+    assert shards == sorted(p.name for p in (again / "train").glob("shard-*.h5")) and len(shards) == 3
+    for name in shards:
+        assert (v2_data / "train" / name).read_bytes() == (again / "train" / name).read_bytes(), name
+    (again / "train" / shards[1]).unlink()              # a resumed run renders the missing shard alike
+    _render_v2(v2_models, again)
+    assert (v2_data / "train" / shards[1]).read_bytes() == (again / "train" / shards[1]).read_bytes()
