@@ -219,7 +219,7 @@ def test_render_draws_the_groups_among_what_the_model_can_show(v2_data):
     n = len(poses)
     assert n == AVAIL_COUNT and (avail == avail[0]).all()
     mask = avail[0]
-    assert not mask[schema.index("mouth_raised_corner_left")] and not mask[schema.index("eye_raised_lower_eyelid_right")]
+    assert not mask[[schema.index("mouth_raised_corner_left"), schema.index("eye_raised_lower_eyelid_right")]].any()
     # every stored pose is example j's own draw given the model's record, and true of its images
     for j in range(n):
         assert np.array_equal(poses[j], pose_for(5, "train", j, False, schema, mask)), j
