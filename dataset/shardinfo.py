@@ -90,8 +90,9 @@ def schema_stat_rows(poses: np.ndarray, schema: PoseSchema, available: np.ndarra
 def group_active_shares(poses: np.ndarray, schema: PoseSchema) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{group: (observed, intended)}: the share of examples with k = 0, 1, 2, ... of the group's
     semantics active (a semantic is active when one of its sides is away from rest), and what the
-    schema's law gives (rest_probability, then `choose`). Unavailable parameters are kept at rest in
-    the data, so a collection with gaps shows fewer active semantics than intended."""
+    schema's law gives (rest_probability, then `choose`). Render draws a group among the semantics
+    each model can show (k capped by their number), so models that show few of a group's semantics
+    pull the observed shares toward fewer active ones."""
     rest = at_rest(poses, schema)
     out = {}
     for g in schema.groups.values():
