@@ -67,3 +67,25 @@ def _private_cache_home(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+def render_tha3_mikus(shared_models: Path, tmp_path_factory, count: int, val_count: int, size: int) -> Path:
+    """A tiny tha3 data folder: `count` training examples of mmd_default_pmd/miku_v2.pmd (which lacks
+    口角上げ / 口角下げ / 下瞼上げ) and `val_count` validation examples of miku.pmd, at `size` px, rendered
+    by `thactl render --schema tha3` in this process; returns the folder."""
+    import json
+    import shutil
+
+    from cli import main as cli_main
+
+    src = shared_models / "mmd_default_pmd"
+    models = tmp_path_factory.mktemp("tha3-models")
+    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / "miku_v2.pmd", src / "miku.pmd"]:
+        shutil.copy(f, models / f.name)
+    split = models / "split.json"
+    split.write_text(json.dumps({"train": ["miku_v2.pmd"], "validation": ["miku.pmd"], "test": []}))
+    out = tmp_path_factory.mktemp("tha3-data") / "d3"
+    args = ["render", "--models", models, "--out", out, "--count", count, "--val-count", val_count,
+            "--test-count", 0, "--size", size, "--workers", 1, "--schema", "tha3", "-q", "--split-file", split]
+    assert cli_main([str(a) for a in args]) == 0
+    return out

@@ -3,21 +3,18 @@ mean / max, share at rest, share active in its group, share of examples whose mo
 group lines, and contact-sheet captions named by the schema."""
 from __future__ import annotations
 
-import json
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cli import main as cli_main
+from conftest import render_tha3_mikus
 from core.poseschema import load_schema
 from dataset.shardinfo import pose_caption, schema_stat_rows
 from dataset.shards import ShardReader
 
-MODEL = Path("mmd_default_pmd") / "miku_v2.pmd"
 ROW = re.compile(r"^\s+(\d+)\s+(\S+)\s+(face|rotation)\s+(\S*)\s+([-+]\d\.\d+)\s+([-+]\d\.\d+)\s+([-+]\d\.\d+)\s+"
                  r"(\d+\.\d)%\s+(?:(\d+\.\d)%\s+)?(\d+\.\d)%$")
 
@@ -25,17 +22,7 @@ ROW = re.compile(r"^\s+(\d+)\s+(\S+)\s+(face|rotation)\s+(\S*)\s+([-+]\d\.\d+)\s
 @pytest.fixture(scope="module")
 def tha3_data(shared_models, tmp_path_factory):
     """16 training examples of miku_v2 (no mouth-corner morphs) and 8 validation examples of miku, 32 px."""
-    src = shared_models / MODEL.parent
-    models = tmp_path_factory.mktemp("m")
-    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / MODEL.name, src / "miku.pmd"]:
-        shutil.copy(f, models / f.name)
-    split = models.parent / "split.json"
-    split.write_text(json.dumps({"train": [MODEL.name], "validation": ["miku.pmd"], "test": []}))
-    out = tmp_path_factory.mktemp("d") / "d3"
-    assert cli_main(["render", "--models", str(models), "--out", str(out), "--count", "16", "--val-count", "8",
-                     "--test-count", "0", "--size", "32", "--workers", "1", "--schema", "tha3", "-q",
-                     "--split-file", str(split)]) == 0
-    return out
+    return render_tha3_mikus(shared_models, tmp_path_factory, count=16, val_count=8, size=32)
 
 
 def test_inspect_prints_a_row_per_schema_parameter(tha3_data, capsys):

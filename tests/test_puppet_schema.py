@@ -21,11 +21,10 @@ from app.config import ServeConfig
 from app.puppet import slider_groups
 from app.server import make_server
 from cli import main as cli_main
-from conftest import BROWSER_WAIT_MS
+from conftest import BROWSER_WAIT_MS, render_tha3_mikus
 from core.poseschema import load_schema, parse_schema
 from tiny_networks import write_disc_drawing
 
-MODEL = Path("mmd_default_pmd") / "miku_v2.pmd"
 SIZE = 64
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 THA3 = load_schema("tha3")
@@ -39,16 +38,7 @@ def run_cli(*args) -> int:
 def tha3_weights(shared_models, tmp_path_factory) -> Path:
     """morpher.safetensors and rotator.safetensors (tiny, 8 examples each) trained on 16 tha3
     examples of miku_v2 and 4 of miku at 64 px; no combiner, so the page runs the pumarola path."""
-    src = shared_models / MODEL.parent
-    models = tmp_path_factory.mktemp("models")
-    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / MODEL.name, src / "miku.pmd"]:
-        shutil.copy(f, models / f.name)
-    split = models.parent / f"{models.name}-split.json"
-    split.write_text(json.dumps({"train": [MODEL.name], "validation": ["miku.pmd"], "test": []}))
-    data = tmp_path_factory.mktemp("data") / "d3"
-    assert run_cli("render", "--models", models, "--out", data, "--count", 16, "--val-count", 4,
-                   "--test-count", 0, "--size", SIZE, "--workers", 1, "--schema", "tha3", "-q",
-                   "--split-file", split) == 0
+    data = render_tha3_mikus(shared_models, tmp_path_factory, count=16, val_count=4, size=SIZE)
     runs, weights = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("weights")
     tiny = ["--base-channels", 8, "--num-downsample", 2, "--num-res-blocks", 1, "--batch-size", 4,
             "--examples", 8, "--val-every", 8, "--val-examples", 4, "--quiet"]

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from cli import main as cli_main
+from conftest import render_tha3_mikus
 from core.poseschema import load_schema
 from inference import motion
 
-MODEL = Path("mmd_default_pmd") / "miku_v2.pmd"
 TINY = ["--base-channels", 8, "--num-downsample", 2, "--num-res-blocks", 1, "--batch-size", 4,
         "--examples", 8, "--val-every", 8, "--val-examples", 4, "--quiet"]
 THA3 = load_schema("tha3")
@@ -30,17 +30,7 @@ def run_cli(*args) -> int:
 @pytest.fixture(scope="module")
 def tha3_data(shared_models, tmp_path_factory):
     """16 training examples of miku_v2 and 8 validation examples of miku at 64 px under tha3."""
-    src = shared_models / MODEL.parent
-    models = tmp_path_factory.mktemp("m")
-    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / MODEL.name, src / "miku.pmd"]:
-        shutil.copy(f, models / f.name)
-    split = models.parent / "split.json"
-    split.write_text(json.dumps({"train": [MODEL.name], "validation": ["miku.pmd"], "test": []}))
-    out = tmp_path_factory.mktemp("d") / "d3"
-    assert run_cli("render", "--models", models, "--out", out, "--count", 16, "--val-count", 8,
-                   "--test-count", 0, "--size", 64, "--workers", 1, "--schema", "tha3", "-q",
-                   "--split-file", split) == 0
-    return out
+    return render_tha3_mikus(shared_models, tmp_path_factory, count=16, val_count=8, size=64)
 
 
 @pytest.fixture(scope="module")

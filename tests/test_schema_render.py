@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cli import main as cli_main
+from conftest import render_tha3_mikus
 from core.poseschema import load_schema
 from dataset.shards import ShardReader, verify_shard
 
@@ -26,21 +27,7 @@ def run_cli(*args) -> int:
 def tha3_data(shared_models, tmp_path_factory):
     """24 training examples of miku_v2 (which has no 口角上げ / 口角下げ / 下瞼上げ) and 8 validation
     examples of miku at 64 px under tha3."""
-    src = shared_models / MODEL.parent
-    models = tmp_path_factory.mktemp("m")
-    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / MODEL.name, src / "miku.pmd"]:
-        shutil.copy(f, models / f.name)
-    out = tmp_path_factory.mktemp("d") / "d3"
-    assert run_cli("render", "--models", models, "--out", out, "--count", 24, "--val-count", 8,
-                   "--test-count", 0, "--size", 64, "--workers", 1, "--schema", "tha3", "-q",
-                   "--split-file", _split(models)) == 0
-    return out
-
-
-def _split(models: Path) -> Path:
-    f = models.parent / "split.json"
-    f.write_text(json.dumps({"train": [MODEL.name], "validation": ["miku.pmd"], "test": []}))
-    return f
+    return render_tha3_mikus(shared_models, tmp_path_factory, count=24, val_count=8, size=64)
 
 
 def test_tha3_shards_have_the_schema_and_the_availability_record(tha3_data):
