@@ -89,3 +89,15 @@ def render_tha3_mikus(shared_models: Path, tmp_path_factory, count: int, val_cou
             "--test-count", 0, "--size", size, "--workers", 1, "--schema", "tha3", "-q", "--split-file", split]
     assert cli_main([str(a) for a in args]) == 0
     return out
+
+
+def image_rgba(page, element_id: str):
+    """The RGBA pixels (H, W, 4) uint8 of the <img id=element_id> a playwright page shows, read back
+    through a canvas (what the user sees)."""
+    import numpy as np
+
+    w, h, data = page.evaluate("""(id) => { const img = document.getElementById(id);
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        return [c.width, c.height, Array.from(g.getImageData(0, 0, c.width, c.height).data)]; }""", element_id)
+    return np.array(data, np.uint8).reshape(h, w, 4)

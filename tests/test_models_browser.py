@@ -9,12 +9,13 @@ import re
 import shutil
 import threading
 
+import numpy as np
 import pytest
 
 from app.config import ServeConfig
 from app.server import make_server
 from cli import main
-from conftest import BROWSER_WAIT_MS, real_model_verdict
+from conftest import BROWSER_WAIT_MS, image_rgba, real_model_verdict
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -102,14 +103,8 @@ def test_a_model_that_cannot_be_loaded_shows_why_and_no_editor(app):
 
 
 def _pixels(page) -> list[int]:
-    """Column sums of the live image's alpha-weighted luminance (what the user sees)."""
-    return page.evaluate("""() => {
-        const img = document.getElementById('live'), c = document.createElement('canvas');
-        c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
-        const d = g.getImageData(0, 0, c.width, c.height).data, out = new Array(c.width).fill(0);
-        for (let i = 0; i < d.length; i += 4) out[(i / 4) % c.width] += d[i] + d[i + 1] + d[i + 2] + d[i + 3];
-        return out; }""")
+    """Column sums of the live image's channels (what the user sees)."""
+    return image_rgba(page, "live").astype(np.int64).sum(axis=(0, 2)).tolist()
 
 
 def _renders(page) -> int:

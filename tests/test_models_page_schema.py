@@ -16,7 +16,7 @@ import pytest
 
 from app.config import ServeConfig
 from cli import main
-from conftest import BROWSER_WAIT_MS
+from conftest import BROWSER_WAIT_MS, image_rgba
 from core.poseschema import load_schema
 from test_models_page import post, request, start, stop
 
@@ -245,13 +245,7 @@ def browser_page(tha3):
 
 def _image(tab) -> list[int]:
     """Column sums of the live image's channels (what the user sees)."""
-    return tab.evaluate("""() => {
-        const img = document.getElementById('live'), c = document.createElement('canvas');
-        c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
-        const d = g.getImageData(0, 0, c.width, c.height).data, out = new Array(c.width).fill(0);
-        for (let i = 0; i < d.length; i += 4) out[(i / 4) % c.width] += d[i] + d[i + 1] + d[i + 2] + d[i + 3];
-        return out; }""")
+    return image_rgba(tab, "live").astype(np.int64).sum(axis=(0, 2)).tolist()
 
 
 def test_in_the_browser_rows_sliders_and_a_saved_mapping(browser_page, tha3):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BROWSER_WAIT_MS
+from conftest import BROWSER_WAIT_MS, image_rgba
 from PIL import Image
 
 from app.config import ServeConfig
@@ -370,11 +370,7 @@ def browser_page(playwright, weights, drawings, tmp_path):
 
 
 def _output_pixels(page) -> np.ndarray:
-    data = page.evaluate("""() => { const img = document.getElementById('output');
-        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
-        return Array.from(g.getImageData(0, 0, c.width, c.height).data); }""")
-    return np.array(data, np.uint8)
+    return image_rgba(page, "output").reshape(-1)
 
 
 def test_sliders_repose_and_webcam_follows_the_roll(browser_page):

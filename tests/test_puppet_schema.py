@@ -21,7 +21,7 @@ from app.config import ServeConfig
 from app.puppet import slider_groups
 from app.server import make_server
 from cli import main as cli_main
-from conftest import BROWSER_WAIT_MS, render_tha3_mikus
+from conftest import BROWSER_WAIT_MS, image_rgba, render_tha3_mikus
 from core.poseschema import load_schema, parse_schema
 from tiny_networks import write_disc_drawing
 
@@ -191,11 +191,7 @@ def page(server):
 
 
 def _output(page) -> np.ndarray:
-    data = page.evaluate("""() => { const img = document.getElementById('output');
-        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
-        return Array.from(g.getImageData(0, 0, c.width, c.height).data); }""")
-    return np.array(data, np.uint8)
+    return image_rgba(page, "output").reshape(-1)
 
 
 def _after(page, action) -> np.ndarray:
