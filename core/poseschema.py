@@ -36,6 +36,10 @@ SIDES = ("left", "right")
 AXES = ("x", "y", "z")
 LAWS = ("uniform", "abs")          # uniform on the range; density ∝ |v| on [-1, 1] (THA1's head law)
 RANGE_TOLERANCE = 1e-6
+# the version of the sampling law render uses for a schema's data, recorded in its request so a folder
+# is never resumed under another law: 1 drew every group before a model's availability was applied;
+# 2 draws each example's groups among the semantics its model can show (PoseSchema.sample's mask)
+SAMPLING_LAW = 2
 # where THA1's six numbers (a tracked face, a THA1 motion file) go in a schema: the first of each
 # entry's names that the schema has (a schema without any of them leaves that number out)
 FROM_THA1 = {"head_x": ("head_x",), "head_y": ("head_y",), "neck_z": ("neck_z",),

@@ -88,8 +88,11 @@ def request_settings(r: RenderRequest, models_label: str) -> dict:
     if r.dedupe:   # only when set, so data made before the option existed still resumes
         out["dedupe"] = True
     schema = r.pose_schema()
-    if schema is not None:   # the schema in full; absent for THA1, whose data is unchanged
+    if schema is not None:   # the schema in full and its sampling law; absent for THA1, whose data is unchanged
+        from core.poseschema import SAMPLING_LAW
+
         out["schema"] = schema.to_json()
+        out["schema_sampling_law"] = SAMPLING_LAW
     return out
 
 

@@ -229,3 +229,23 @@ def test_a_schema_render_is_the_same_twice_and_after_a_resume(v2_models, v2_data
     (again / "train" / shards[1]).unlink()              # a resumed run renders the missing shard alike
     _render_v2(v2_models, again)
     assert (v2_data / "train" / shards[1]).read_bytes() == (again / "train" / shards[1]).read_bytes()
+
+
+def test_tha3_data_of_an_older_sampling_law_is_not_resumed(shared_models, tmp_path_factory, capsys):
+    """A folder whose request lacks this sampler's law (data drawn before groups followed availability)
+    is refused with one line naming the setting, not silently continued under another law."""
+    from core.poseschema import SAMPLING_LAW
+
+    out = render_tha3_mikus(shared_models, tmp_path_factory, count=4, val_count=0, size=32)
+    manifest = out / "manifest.json"
+    man = json.loads(manifest.read_text(encoding="utf-8"))
+    assert man["request"]["schema_sampling_law"] == SAMPLING_LAW
+    del man["request"]["schema_sampling_law"]
+    manifest.write_text(json.dumps(man), encoding="utf-8")
+    models = Path(man["request"]["models"])
+    capsys.readouterr()
+    assert run_cli("render", "--models", models, "--out", out, "--count", 4, "--val-count", 0, "--test-count", 0,
+                   "--size", 32, "--workers", 1, "--schema", "tha3", "-q",
+                   "--split-file", models / "split.json") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different settings" in err[0] and "schema_sampling_law None -> 2" in err[0]
