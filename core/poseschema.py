@@ -15,6 +15,7 @@ Standard library and numpy only; imports nothing of the project but core.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -288,7 +289,13 @@ def _first_k_share(d: np.ndarray, k: np.ndarray, slot: int) -> np.ndarray:
 # ---------------------------------------------------------------- loading
 
 def builtin_json(name: str) -> dict:
-    return json.loads((BUILTIN_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    """A built-in schema's JSON object (a fresh copy; the file is read once)."""
+    return json.loads(_builtin_text(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_text(name: str) -> str:
+    return (BUILTIN_DIR / f"{name}.json").read_text(encoding="utf-8")
 
 
 def load_schema(spec: str | Path | None = None) -> PoseSchema:

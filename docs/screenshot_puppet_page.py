@@ -11,6 +11,7 @@ schema). MODEL: the MMD model whose rest-pose render is the drawing (default
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import tempfile
@@ -67,6 +68,27 @@ def shoot(page, name: str) -> None:
 
 
 def main(weights: str | None = None, model: str | None = None) -> None:
+    with puppet_page(weights, model) as page:
+        page.wait_for_selector("#drawings option[value='file:miku.png']", state="attached")
+        shoot(page, "puppet-empty.png")
+        page.select_option("#drawings", "file:miku.png")
+        page.wait_for_function("document.getElementById('output').naturalWidth > 0 && "
+                               "document.getElementById('input').naturalWidth > 0", timeout=120_000)
+        with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose"), timeout=120_000):
+            page.eval_on_selector("#s-head_x", "el => { el.value = 0.4; el.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("document.getElementById('pose-values').textContent.startsWith('0.400')",
+                               timeout=120_000)
+        shoot(page, "puppet-drawing.png")
+        page.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png",
+                                                "buffer": b"these are my notes, not a drawing"}])
+        page.wait_for_selector("#error li[data-source='drawing']")
+        shoot(page, "puppet-error.png")
+
+
+@contextlib.contextmanager
+def puppet_page(weights: str | None, model: str | None, schema: str | None = None):
+    """A headless Chromium page on the puppet page of a real server (port 0) serving `weights` (default:
+    untrained networks of `schema`) and MODEL's rest render as the drawing miku.png."""
     from playwright.sync_api import sync_playwright
 
     from app.config import ServeConfig
@@ -75,7 +97,7 @@ def main(weights: str | None = None, model: str | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="thactl-shot-"))
     (tmp / "weights").mkdir()
     (tmp / "drawings").mkdir()
-    weights_dir = Path(weights) if weights else untrained_weights(tmp / "weights")
+    weights_dir = Path(weights) if weights else untrained_weights(tmp / "weights", schema)
     drawing(Path(model) if model else MODEL, tmp / "drawings")
     srv = make_server(ServeConfig(port=0, weights=weights_dir.resolve(), drawings=tmp / "drawings", device="cpu"))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -84,20 +106,7 @@ def main(weights: str | None = None, model: str | None = None) -> None:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1180, "height": 720})
             page.goto(f"http://127.0.0.1:{srv.server_address[1]}/puppet/")
-            page.wait_for_selector("#drawings option[value='file:miku.png']", state="attached")
-            shoot(page, "puppet-empty.png")
-            page.select_option("#drawings", "file:miku.png")
-            page.wait_for_function("document.getElementById('output').naturalWidth > 0 && "
-                                   "document.getElementById('input').naturalWidth > 0", timeout=120_000)
-            with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose"), timeout=120_000):
-                page.eval_on_selector("#s-head_x", "el => { el.value = 0.4; el.dispatchEvent(new Event('input')); }")
-            page.wait_for_function("document.getElementById('pose-values').textContent.startsWith('0.400')",
-                                   timeout=120_000)
-            shoot(page, "puppet-drawing.png")
-            page.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png",
-                                                    "buffer": b"these are my notes, not a drawing"}])
-            page.wait_for_selector("#error li[data-source='drawing']")
-            shoot(page, "puppet-error.png")
+            yield page
             browser.close()
     finally:
         srv.shutdown()
@@ -106,42 +115,22 @@ def main(weights: str | None = None, model: str | None = None) -> None:
 
 def main_tha3(weights: str | None = None, model: str | None = None) -> None:
     """puppet-tha3.png: the page with tha3 networks, a wink set and the eyebrow group folded."""
-    from playwright.sync_api import sync_playwright
+    with puppet_page(weights, model, "tha3") as page:
+        page.set_default_timeout(120_000)
+        page.wait_for_selector("#drawings option[value='file:miku.png']", state="attached")
+        with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
+            page.select_option("#drawings", "file:miku.png")
+        with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
+            page.eval_on_selector("#s-eye_wink_left",
+                                  "el => { el.value = 1; el.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("document.getElementById('output').complete")
+        page.click("details[data-group='eyebrow'] > summary")
+        out = HERE / "puppet-tha3.png"
+        from PIL import Image
 
-    from app.config import ServeConfig
-    from app.server import make_server
-
-    tmp = Path(tempfile.mkdtemp(prefix="thactl-shot-"))
-    (tmp / "weights").mkdir()
-    (tmp / "drawings").mkdir()
-    weights_dir = Path(weights) if weights else untrained_weights(tmp / "weights", "tha3")
-    drawing(Path(model) if model else MODEL, tmp / "drawings")
-    srv = make_server(ServeConfig(port=0, weights=weights_dir.resolve(), drawings=tmp / "drawings", device="cpu"))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            page = browser.new_page(viewport={"width": 1180, "height": 720})
-            page.set_default_timeout(120_000)
-            page.goto(f"http://127.0.0.1:{srv.server_address[1]}/puppet/")
-            page.wait_for_selector("#drawings option[value='file:miku.png']", state="attached")
-            with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
-                page.select_option("#drawings", "file:miku.png")
-            with page.expect_response(lambda r: r.url.endswith("/api/puppet/pose")):
-                page.eval_on_selector("#s-eye_wink_left",
-                                      "el => { el.value = 1; el.dispatchEvent(new Event('input')); }")
-            page.wait_for_function("document.getElementById('output').complete")
-            page.click("details[data-group='eyebrow'] > summary")
-            out = HERE / "puppet-tha3.png"
-            from PIL import Image
-
-            shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
-            shot.convert("RGB").quantize(256).save(out, optimize=True)
-            print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
-            browser.close()
-    finally:
-        srv.shutdown()
-        srv.server_close()
+        shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
+        shot.convert("RGB").quantize(256).save(out, optimize=True)
+        print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ class PoserRunner:
                            combiner.to(self.device).eval() if combiner is not None else None, path=path,
                            schema=schema).eval()
         self.schema = schema if schema is not None else load_schema("tha1")
-        sizes = {"morpher": len(self.poser.face_index), "rotator": len(self.poser.rotation_index)}
-        for kind, net in (("morpher", morpher), ("rotator", rotator), ("combiner", combiner)):
-            want = sizes["morpher" if kind == "morpher" else "rotator"]
+        face, rotation = len(self.poser.face_index), len(self.poser.rotation_index)
+        for kind, net, want in (("morpher", morpher, face), ("rotator", rotator, rotation),
+                                ("combiner", combiner, rotation)):
             if net is not None and int(net.config.get("pose_size", 3)) != want:
                 raise WeightsInputError(f"the {kind} takes {net.config.get('pose_size', 3)} pose values, the "
                                         f"{self.schema.name} schema gives it {want}: weights of different schemas")

@@ -43,6 +43,12 @@ def pose_parts(schema=None) -> tuple[list[int], list[int]]:
     return schema.indices("face"), schema.indices("rotation")
 
 
+def split_pose(pose: torch.Tensor, schema=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, P) poses -> (face part for the morpher, rotation part for the rotator and combiner)."""
+    face, rotation = pose_parts(schema)
+    return pose[:, face], pose[:, rotation]
+
+
 class Poser(nn.Module):
     """image (B, 4, H, W) in [-1, 1] + pose (B, P) -> (final, morphed, pumarola, zhou).
 
@@ -81,7 +87,7 @@ class Poser(nn.Module):
         """(B, P) poses -> (face part for the morpher, rotation part for the rotator and combiner)."""
         if pose.dim() != 2 or pose.shape[1] != self.pose_size:
             raise ValueError(f"pose must be (B, {self.pose_size}), got {tuple(pose.shape)}")
-        return pose[:, self.face_index], pose[:, self.rotation_index]
+        return split_pose(pose, self.schema)
 
     def forward(self, image: torch.Tensor, pose: torch.Tensor):
         expression, rotation = self.split(pose)

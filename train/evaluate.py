@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset.imageconv import linear_to_srgb, srgb_to_linear
-from models.poser import final_image, pose_parts
+from models.poser import final_image, split_pose
 
 from .errors import TrainError
 
@@ -375,28 +375,15 @@ def row_names(configs, stages: bool, have_combiner: bool) -> list[str]:
     return names + list(configs)
 
 
-def _index(positions: list[int]):
-    """Pose positions as an index: a slice when they are consecutive (THA1's 0:3 and 3:6), else the list."""
-    if positions == list(range(positions[0], positions[-1] + 1)):
-        return slice(positions[0], positions[-1] + 1)
-    return positions
-
-
-def split_pose(pose: torch.Tensor, schema=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, P) poses -> (rotation part, face part) by the pose schema (models.poser.pose_parts; None: THA1)."""
-    face, rotation = pose_parts(schema)
-    return pose[:, _index(rotation)], pose[:, _index(face)]
-
-
 def check_schemas(data_schema, weights_schema, data: str) -> None:
     """The data and the weights must follow one pose schema (None: THA1's six); else one TrainError line."""
     def describe(schema) -> str:
         return "tha1 (6 parameters)" if schema is None else f"{schema.name} ({schema.size} parameters)"
 
-    same = (data_schema is None and weights_schema is None) or (
-        data_schema is not None and weights_schema is not None
-        and data_schema.to_json() == weights_schema.to_json())
-    if not same:
+    def as_json(schema):
+        return None if schema is None else schema.to_json()
+
+    if as_json(data_schema) != as_json(weights_schema):
         raise TrainError(f"{data}: the data's pose schema is {describe(data_schema)}, the weights were trained "
                          f"on {describe(weights_schema)}: evaluate weights on data of their own schema")
 
@@ -410,7 +397,7 @@ def score_batch(rows: dict[str, Meter], regions: dict[str, RegionMeter], rest, m
         rows[name].add(score_images(pred, target))
         regions[name].add(region_error_sums(pred, target, mask))
 
-    rot, expr = split_pose(pose, schema)
+    expr, rot = split_pose(pose, schema)
     morphed = morpher(rest, expr)[0]
     posed_mask = changed_region(rest, posed_t)
     if stages:
