@@ -249,3 +249,30 @@ def test_tha3_data_of_an_older_sampling_law_is_not_resumed(shared_models, tmp_pa
                    "--split-file", models / "split.json") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "different settings" in err[0] and "schema_sampling_law None -> 2" in err[0]
+
+
+def test_schema_tha1_writes_the_data_render_wrote_without_a_schema(shared_models, tmp_path):
+    """`--schema tha1` is THA1's own path: the same shards (every dataset and attribute) and the same
+    request as a render without --schema; no schema entries appear."""
+    import h5py
+
+    models = tmp_path / "m"
+    models.mkdir()
+    src = shared_models / MODEL.parent
+    for f in list(src.glob("*.bmp")) + list(src.glob("*.sph")) + [src / MODEL.name]:
+        shutil.copy(f, models / f.name)
+    common = ["--models", models, "--count", 6, "--val-count", 0, "--test-count", 0, "--size", 32,
+              "--workers", 1, "-q"]
+    assert run_cli("render", "--out", tmp_path / "plain", *common) == 0
+    assert run_cli("render", "--out", tmp_path / "tha1", *common, "--schema", "tha1") == 0
+    requests = [json.loads((tmp_path / d / "manifest.json").read_text(encoding="utf-8"))["request"]
+                for d in ("plain", "tha1")]
+    assert requests[0] == requests[1] and "schema" not in requests[0]
+    shards = [sorted((tmp_path / d).rglob("*.h5")) for d in ("plain", "tha1")]
+    assert [p.name for p in shards[0]] == [p.name for p in shards[1]] and shards[0]
+    for a_path, b_path in zip(*shards):
+        with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
+            assert sorted(a.keys()) == sorted(b.keys()) and "model_available" not in a
+            for key in a:
+                assert np.array_equal(a[key][()], b[key][()]), key
+            assert {k: str(v) for k, v in a.attrs.items()} == {k: str(v) for k, v in b.attrs.items()}
